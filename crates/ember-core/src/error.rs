@@ -1,0 +1,201 @@
+//! The one error type of `ember-core`, and the coarse [`ErrorKind`] the edges map to statuses.
+
+use std::path::PathBuf;
+
+/// Result alias used across the core crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How an edge (HTTP server, Python bindings) should present an [`Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The caller named a model Ember does not know.
+    ModelNotFound,
+    /// The caller's input is invalid (a client mistake).
+    InvalidInput,
+    /// The model is known but its files could not be found or loaded.
+    ModelLoad,
+    /// The model's architecture is listed but not implemented.
+    Unsupported,
+    /// A limit (memory budget, queue) stops the request.
+    Capacity,
+    /// A fault inside Ember.
+    Internal,
+}
+
+/// Everything that can go wrong in the core. Messages name the model, file, field or limit.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The id is neither a registry entry, an alias nor a model directory.
+    #[error("unknown model `{id}`; known models: {known}")]
+    ModelNotFound { id: String, known: String },
+
+    /// The model's architecture has no encoder in Ember yet.
+    #[error("model `{id}` uses architecture `{architecture}`, which Ember does not implement yet (listed with supported: false)")]
+    Unsupported { id: String, architecture: String },
+
+    /// No place held the model's files.
+    #[error("could not find the files of model `{id}`; tried:\n  - {}", tried.join("\n  - "))]
+    FilesNotFound { id: String, tried: Vec<String> },
+
+    /// A required file is missing from a model directory.
+    #[error("model directory {} has no {file}", dir.display())]
+    MissingFile { dir: PathBuf, file: &'static str },
+
+    /// The directory only has pickled PyTorch weights.
+    #[error("model directory {} holds only pytorch_model.bin: Ember never unpickles weights; convert them to model.safetensors (e.g. with `safetensors.torch.save_file`)", dir.display())]
+    PickleOnly { dir: PathBuf },
+
+    /// Reading a file failed.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A JSON file of the model is malformed.
+    #[error("invalid JSON in {}: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A config value makes no sense (e.g. hidden size not divisible by heads).
+    #[error("invalid config in {}: {message}", path.display())]
+    Config { path: PathBuf, message: String },
+
+    /// A safetensors file could not be parsed.
+    #[error("corrupt safetensors file {}: {source}", path.display())]
+    Safetensors {
+        path: PathBuf,
+        #[source]
+        source: candle_core::Error,
+    },
+
+    /// A weight the architecture needs is absent.
+    #[error("model `{model}`: weight `{name}` is missing from the safetensors files")]
+    MissingWeight { model: String, name: String },
+
+    /// A weight's shape disagrees with config.json.
+    #[error("model `{model}`: weight `{name}` has shape {actual:?}, but config.json implies {expected:?}")]
+    ShapeMismatch {
+        model: String,
+        name: String,
+        expected: Vec<usize>,
+        actual: Vec<usize>,
+    },
+
+    /// The tokenizer could not be loaded or failed on an input.
+    #[error("tokenizer of model `{model}`: {source}")]
+    Tokenizer {
+        model: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// A request field is invalid.
+    #[error("invalid `{field}`: {message}")]
+    InvalidInput { field: String, message: String },
+
+    /// `prompt_name` is not one of the model's prompts.
+    #[error("unknown prompt_name `{name}` for model `{model}`; known prompt names: {known}")]
+    UnknownPrompt {
+        model: String,
+        name: String,
+        known: String,
+    },
+
+    /// `dimensions` outside 1..=d.
+    #[error("dimensions {requested} is out of range for model `{model}`: it must be between 1 and {max}")]
+    Dimensions {
+        model: String,
+        requested: usize,
+        max: usize,
+    },
+
+    /// An input is longer than the model accepts and truncation is off.
+    #[error("input {index} has {tokens} tokens; the model `{model}` accepts {limit}; pass truncate=true to cut it")]
+    InputTooLong {
+        model: String,
+        index: usize,
+        tokens: usize,
+        limit: usize,
+    },
+
+    /// A tensor operation failed.
+    #[error("model `{model}`: tensor computation failed: {source}")]
+    Tensor {
+        model: String,
+        #[source]
+        source: candle_core::Error,
+    },
+
+    /// Downloading from the Hugging Face Hub failed.
+    #[error("download of `{file}` from Hub repo `{repo}` failed: {source}")]
+    Download {
+        repo: String,
+        file: String,
+        #[source]
+        source: Box<hf_hub::api::sync::ApiError>,
+    },
+
+    /// Unpacking a packaged model archive failed.
+    #[error("cannot unpack model archive {}: {source}", path.display())]
+    Archive {
+        path: PathBuf,
+        #[source]
+        source: zip::result::ZipError,
+    },
+
+    /// A registry TOML file is invalid.
+    #[error("model registry file {}: {message}", path.display())]
+    Registry { path: PathBuf, message: String },
+
+    /// A panic caught inside the core (never expected).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The coarse category an edge maps to a status code or exception class.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::ModelNotFound { .. } => ErrorKind::ModelNotFound,
+            Error::InvalidInput { .. }
+            | Error::UnknownPrompt { .. }
+            | Error::Dimensions { .. }
+            | Error::InputTooLong { .. } => ErrorKind::InvalidInput,
+            Error::Unsupported { .. } => ErrorKind::Unsupported,
+            Error::FilesNotFound { .. }
+            | Error::MissingFile { .. }
+            | Error::PickleOnly { .. }
+            | Error::Io { .. }
+            | Error::Json { .. }
+            | Error::Config { .. }
+            | Error::Safetensors { .. }
+            | Error::MissingWeight { .. }
+            | Error::ShapeMismatch { .. }
+            | Error::Tokenizer { .. }
+            | Error::Download { .. }
+            | Error::Archive { .. }
+            | Error::Registry { .. } => ErrorKind::ModelLoad,
+            Error::Tensor { .. } | Error::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// Shorthand for [`Error::InvalidInput`].
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::InvalidInput {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

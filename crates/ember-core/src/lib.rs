@@ -1,0 +1,31 @@
+//! Ember's core: a registry of embedding models, file resolution, tokenization, encoders on candle
+//! tensors and pooling that give sentence-transformers' vectors.
+//!
+//! Pure Rust and synchronous; the HTTP server and the Python bindings add concurrency at the edges.
+//!
+//! ```no_run
+//! use ember_core::{EmbedOptions, ModelManager, Registry, Resolver};
+//! let manager = ModelManager::new(Registry::builtin(), Resolver::from_env());
+//! let out = manager.embed(None, &["hello world".to_string()], &EmbedOptions::default())?;
+//! assert_eq!(out.model, "all-MiniLM-L6-v2");
+//! # Ok::<(), ember_core::Error>(())
+//! ```
+
+pub mod config;
+pub mod embedder;
+pub mod error;
+pub mod manager;
+pub mod models;
+pub mod packaged;
+pub mod pooling;
+pub mod registry;
+pub mod resolve;
+pub mod tokenize;
+pub mod weights;
+
+pub use embedder::{EmbedOptions, Embedder, Embeddings, ModelInfo};
+pub use error::{Error, ErrorKind, Result};
+pub use manager::{ModelManager, ModelStatus};
+pub use pooling::Pooling;
+pub use registry::{ModelSpec, Packaged, Registry};
+pub use resolve::Resolver;

