@@ -1,0 +1,27 @@
+//! Liveness and readiness probes (public, never keyed).
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde_json::json;
+
+use crate::AppState;
+
+/// `GET /health/live`: the process answers.
+pub async fn live() -> impl IntoResponse {
+    axum::Json(json!({"status": "ok"}))
+}
+
+/// `GET /health/ready`: 200 once start-up loading finished, 503 before.
+pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    if state.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, axum::Json(json!({"status": "ready"})))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "loading"})),
+        )
+    }
+}

@@ -1,0 +1,121 @@
+//! The real server on port 0: readiness flips after start-up loading, requests are served over a
+//! socket, and shutdown is graceful. Also real all-MiniLM-L6-v2 parity over HTTP when available.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+use ember_server::ServeArgs;
+use serde_json::Value;
+
+/// Minimal HTTP/1.1 client over std (keeps the test free of an HTTP client dependency).
+fn request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let body = body.unwrap_or("");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status: u16 = raw[9..12].parse().unwrap();
+    let payload = raw.split("\r\n\r\n").nth(1).unwrap_or("");
+    // Bodies here are small and sent with Content-Length (no chunking).
+    (status, serde_json::from_str(payload).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_on_a_real_socket_and_shuts_down() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let args = ServeArgs {
+        models: vec!["tiny-mpnet".into()],
+        ..ServeArgs::default()
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        ember_server::serve(listener, &args, manager(), async {
+            let _ = stop_rx.await;
+        })
+        .await
+    });
+    let result = tokio::task::spawn_blocking(move || {
+        let start = Instant::now();
+        loop {
+            let (status, _) = request(addr, "GET", "/health/ready", None);
+            if status == 200 {
+                break;
+            }
+            assert_eq!(status, 503);
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "never became ready"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (status, body) = request(
+            addr,
+            "POST",
+            "/api/v1/embed",
+            Some(r#"{"input":["a","b"]}"#),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["model"], "tiny-bert");
+        let (_, models) = request(addr, "GET", "/api/v1/models/tiny-mpnet", None);
+        assert_eq!(
+            models["loaded"], true,
+            "start-up models are loaded: {models}"
+        );
+    })
+    .await;
+    stop_tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    result.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_minilm_over_http_matches_sentence_transformers() {
+    let reference: Value = serde_json::from_slice(
+        &std::fs::read(fixtures().join("reference/all-MiniLM-L6-v2.json")).unwrap(),
+    )
+    .unwrap();
+    let manager = std::sync::Arc::new(ember_core::ModelManager::new(
+        ember_core::Registry::builtin(),
+        ember_core::Resolver::from_env(),
+    ));
+    if let Err(e) = manager.get(None) {
+        if std::env::var("EMBER_REQUIRE_REAL_MODELS").as_deref() == Ok("1") {
+            panic!("all-MiniLM-L6-v2 not available: {e}");
+        }
+        eprintln!("note: skipping real-model HTTP parity: {e}");
+        return;
+    }
+    let app = ember_server::app(ember_server::AppState::new(manager, Default::default()));
+    let texts = reference["texts"].clone();
+    let body = serde_json::json!({"input": texts, "model": "all-minilm"}).to_string();
+    let (status, got) = send(&app, post_json("/api/v1/embed", &body)).await;
+    assert_eq!(status, 200);
+    assert_eq!(got["model"], "all-MiniLM-L6-v2");
+    let n = texts.as_array().unwrap().len();
+    let mut sum = 0.0;
+    for i in 0..n {
+        let c = cosine(
+            &floats(&got["embeddings"][i]),
+            &floats(&reference["normalized"][i]),
+        );
+        assert!(c >= 0.9999, "text {i}: cosine {c}");
+        sum += c;
+    }
+    assert!(sum / n as f64 >= 0.99999);
+}
