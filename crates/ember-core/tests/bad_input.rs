@@ -4,21 +4,8 @@ mod common;
 
 use std::path::Path;
 
-use common::tiny;
+use common::{copy_dir, tiny};
 use ember_core::{EmbedOptions, Embedder, Error, ErrorKind, ModelManager, Registry, Resolver};
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), &dest).unwrap();
-        }
-    }
-}
 
 fn broken(edit: impl FnOnce(&Path)) -> (tempfile::TempDir, Result<Embedder, Error>) {
     let tmp = tempfile::tempdir().unwrap();
