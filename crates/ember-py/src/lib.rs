@@ -1,1 +1,76 @@
-//! placeholder
+//! `ember._native`: thin PyO3 bindings over `ember-core` (models, embeddings) and `ember-server`
+//! (`serve`); the `ember` package re-exports them.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use ember_server::ServeArgs;
+use pyo3::prelude::*;
+
+mod catalog;
+mod embedder;
+mod errors;
+mod logging;
+
+use errors::{detached, invalid_input};
+
+/// Runs Ember's HTTP server in this process until Ctrl-C or SIGTERM; the GIL is released while
+/// it runs. Arguments left as None take their `EMBER_*` environment variable, else the server's
+/// default (host 127.0.0.1, port 8080).
+///
+/// host: address to listen on.
+/// port: port to listen on (0 picks a free one; the chosen port is logged).
+/// models: models to load at start (ids, aliases or model directories).
+/// default_model: the model a request that names none gets.
+/// models_file: a TOML file adding `[[models]]` entries to the catalog.
+/// max_body_bytes: largest request body accepted.
+/// max_client_batch: most inputs one request may carry.
+/// lazy: load the default model on first use instead of at start.
+#[pyfunction]
+#[pyo3(signature = (
+    host = None, port = None, models = None, default_model = None, models_file = None, *,
+    max_body_bytes = None, max_client_batch = None, lazy = None
+))]
+#[allow(clippy::too_many_arguments)]
+fn serve(
+    py: Python<'_>,
+    host: Option<String>,
+    port: Option<u16>,
+    models: Option<Vec<String>>,
+    default_model: Option<String>,
+    models_file: Option<PathBuf>,
+    max_body_bytes: Option<usize>,
+    max_client_batch: Option<usize>,
+    lazy: Option<bool>,
+) -> PyResult<()> {
+    // `try_parse_from` rather than `ServeArgs::default()`: a bad EMBER_* variable must raise,
+    // not make clap exit the Python process.
+    let mut args = ServeArgs::try_parse_from(["ember serve"])
+        .map_err(|e| invalid_input(e.to_string().trim().to_string()))?;
+    args.host = host.unwrap_or(args.host);
+    args.port = port.unwrap_or(args.port);
+    args.models = models.unwrap_or(args.models);
+    args.default_model = default_model.or(args.default_model);
+    args.models_file = models_file.or(args.models_file);
+    args.max_body_bytes = max_body_bytes.unwrap_or(args.max_body_bytes);
+    args.max_client_batch = max_client_batch.unwrap_or(args.max_client_batch);
+    args.lazy = lazy.unwrap_or(args.lazy);
+    logging::for_server();
+    tracing::info!(config = ?args, "starting");
+    detached(py, || ember_server::serve_blocking(args))
+}
+
+/// Ember's native extension: text-embedding models in Rust. Use it through `import ember`.
+#[pymodule(gil_used = false)]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    logging::init();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<embedder::PyEmbedder>()?;
+    m.add_function(wrap_pyfunction!(catalog::models, m)?)?;
+    m.add_function(wrap_pyfunction!(catalog::get_model_spec, m)?)?;
+    m.add_function(wrap_pyfunction!(catalog::register_model, m)?)?;
+    m.add_function(wrap_pyfunction!(catalog::load_models_file, m)?)?;
+    m.add_function(wrap_pyfunction!(catalog::set_default_model, m)?)?;
+    m.add_function(wrap_pyfunction!(serve, m)?)?;
+    Ok(())
+}
