@@ -1,0 +1,86 @@
+"""Type stubs of `ember._native` (the Rust extension); docstrings live in the Rust sources."""
+
+from collections.abc import Iterable, Sequence
+from os import PathLike
+from typing import Any, final
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "Embedder",
+    "__version__",
+    "get_model_spec",
+    "load_models_file",
+    "models",
+    "register_model",
+    "serve",
+    "set_default_model",
+]
+
+__version__: str
+
+_Floats = npt.NDArray[np.float32]
+_Path = str | PathLike[str]
+
+@final
+class Embedder:
+    def __new__(cls, model: _Path | None = None) -> Embedder: ...
+    def embed(
+        self,
+        inputs: str | Iterable[str],
+        *,
+        normalize: bool = True,
+        dimensions: int | None = None,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        truncate: bool = True,
+        batch_size: int = 32,
+    ) -> _Floats: ...
+    def encode(
+        self,
+        sentences: str | Iterable[str],
+        *,
+        batch_size: int = 32,
+        normalize_embeddings: bool = False,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        truncate_dim: int | None = None,
+        show_progress_bar: bool | None = None,
+    ) -> _Floats: ...
+    def similarity(self, a: npt.ArrayLike, b: npt.ArrayLike) -> _Floats: ...
+    def tokenize(self, text: str) -> list[str]: ...
+    def count_tokens(self, inputs: str | Iterable[str]) -> list[int]: ...
+    @property
+    def dimension(self) -> int: ...
+    @property
+    def max_seq_length(self) -> int: ...
+    @property
+    def model_id(self) -> str: ...
+    @property
+    def prompts(self) -> dict[str, str]: ...
+    @property
+    def default_prompt_name(self) -> str | None: ...
+    @property
+    def spec(self) -> dict[str, Any]: ...
+    @property
+    def info(self) -> dict[str, Any]: ...
+    def get_sentence_embedding_dimension(self) -> int: ...
+    def get_max_seq_length(self) -> int: ...
+
+def models() -> list[dict[str, Any]]: ...
+def get_model_spec(model: _Path) -> dict[str, Any]: ...
+def register_model(model_id: str, path: _Path, *, default: bool = False) -> None: ...
+def load_models_file(path: _Path) -> int: ...
+def set_default_model(model: str) -> None: ...
+def serve(
+    host: str | None = None,
+    port: int | None = None,
+    models: Sequence[str] | None = None,
+    default_model: str | None = None,
+    models_file: _Path | None = None,
+    *,
+    max_body_bytes: int | None = None,
+    max_client_batch: int | None = None,
+    lazy: bool | None = None,
+) -> None: ...
