@@ -16,7 +16,10 @@ fn corpus(n: usize) -> Vec<String> {
         .take(n)
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).expect("corpus line is JSON");
-            v["text"].as_str().expect("corpus line has text").to_string()
+            v["text"]
+                .as_str()
+                .expect("corpus line has text")
+                .to_string()
         })
         .collect()
 }

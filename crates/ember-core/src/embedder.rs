@@ -11,6 +11,7 @@ use crate::config::{
     read_json, read_json_opt, ModuleEntry, PoolingConfigFile, SentenceBertConfig,
     SentenceTransformersConfig, TransformerConfig,
 };
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::models::Encoder;
 use crate::pooling::{l2_normalize, Pooling};
@@ -89,6 +90,13 @@ pub struct ModelInfo {
     pub prompts: BTreeMap<String, String>,
     pub default_prompt_name: Option<String>,
     pub vocab_size: usize,
+    /// The dtype the weights are stored in.
+    pub dtype: DType,
+    /// Bytes held by weight tensors (scales included).
+    pub weight_bytes: usize,
+    /// Bytes held by the tokenizer's vocabulary.
+    pub tokenizer_bytes: usize,
+    /// `weight_bytes + tokenizer_bytes`: what the memory budget counts.
     pub bytes: usize,
     pub path: PathBuf,
 }
@@ -104,13 +112,19 @@ pub struct Embedder {
 }
 
 impl Embedder {
-    /// Loads a model directory on the CPU.
+    /// Loads a model directory on the CPU in FP32.
     pub fn load(id: &str, dir: &Path) -> Result<Self> {
-        Self::load_on(id, dir, &Device::Cpu)
+        Self::load_on(id, dir, &Device::Cpu, DType::Fp32)
     }
 
-    /// Loads a model directory in the sentence-transformers layout onto `device`.
-    pub fn load_on(id: &str, dir: &Path, device: &Device) -> Result<Self> {
+    /// Loads a model directory on the CPU with weights stored in `dtype`.
+    pub fn load_dtype(id: &str, dir: &Path, dtype: DType) -> Result<Self> {
+        Self::load_on(id, dir, &Device::Cpu, dtype)
+    }
+
+    /// Loads a model directory in the sentence-transformers layout onto `device`, storing its
+    /// matrices (linear layers and embedding tables) in `dtype`.
+    pub fn load_on(id: &str, dir: &Path, device: &Device, dtype: DType) -> Result<Self> {
         if !dir.is_dir() {
             return Err(Error::FilesNotFound {
                 id: id.to_string(),
@@ -164,7 +178,8 @@ impl Embedder {
             .min(position_limit);
 
         let weights = Weights::load(id, &files, device)?
-            .with_prefixes(&["bert.", "roberta.", "mpnet.", "model."]);
+            .with_prefixes(&["bert.", "roberta.", "mpnet.", "model."])
+            .with_dtype(dtype);
         let encoder = Encoder::load(&weights, &cfg)?;
         drop(weights);
         let pad_id = cfg.pad_token_id.unwrap_or(0);
@@ -201,10 +216,13 @@ impl Embedder {
             prompts: st.prompts,
             default_prompt_name: st.default_prompt_name,
             vocab_size,
-            bytes: encoder.bytes(),
+            dtype,
+            weight_bytes: encoder.bytes(),
+            tokenizer_bytes: tokenizer.approx_bytes(),
+            bytes: encoder.bytes() + tokenizer.approx_bytes(),
             path: dir.to_path_buf(),
         };
-        tracing::info!(model = id, dir = %dir.display(), bytes = info.bytes, "model loaded");
+        tracing::info!(model = id, %dtype, dir = %dir.display(), bytes = info.bytes, "model loaded");
         Ok(Self {
             info,
             encoder,

@@ -12,6 +12,7 @@
 //! ```
 
 pub mod config;
+pub mod dtype;
 pub mod embedder;
 pub mod error;
 pub mod manager;
@@ -23,6 +24,7 @@ pub mod resolve;
 pub mod tokenize;
 pub mod weights;
 
+pub use dtype::DType;
 pub use embedder::{EmbedOptions, Embedder, Embeddings, ModelInfo};
 pub use error::{Error, ErrorKind, Result};
 pub use manager::{ModelManager, ModelStatus};

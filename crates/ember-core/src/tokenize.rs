@@ -51,6 +51,17 @@ impl TextTokenizer {
         })
     }
 
+    /// Bytes the tokenizer holds, counted from its vocabulary: each token's text plus the
+    /// `String` and hash-map entry overhead of the token→id and id→token maps.
+    pub fn approx_bytes(&self) -> usize {
+        const ENTRY: usize = std::mem::size_of::<String>() + 4 + 16;
+        self.inner
+            .get_vocab(true)
+            .keys()
+            .map(|t| 2 * (t.len() + ENTRY))
+            .sum()
+    }
+
     /// Size of the tokenizer's vocabulary, special tokens included.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)

@@ -5,10 +5,11 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType as CDType, Device, Tensor};
 use serde::Deserialize;
 
 use crate::config::read_json;
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 
 /// `model.safetensors.index.json` of a sharded checkpoint.
@@ -47,6 +48,9 @@ pub struct Weights {
     tensors: HashMap<String, Tensor>,
     /// Prefixes some checkpoints put before every name (`bert.`, `roberta.`, …).
     prefixes: Vec<String>,
+    /// The dtype layers store their matrices in.
+    dtype: DType,
+    device: Device,
 }
 
 impl Weights {
@@ -67,8 +71,8 @@ impl Weights {
                 }
             })?;
             for (name, t) in loaded {
-                let t = if t.dtype().is_float() && t.dtype() != DType::F32 {
-                    t.to_dtype(DType::F32)
+                let t = if t.dtype().is_float() && t.dtype() != CDType::F32 {
+                    t.to_dtype(CDType::F32)
                         .map_err(|source| Error::Safetensors {
                             path: path.clone(),
                             source,
@@ -83,6 +87,8 @@ impl Weights {
             model: model.to_string(),
             tensors,
             prefixes: Vec::new(),
+            dtype: DType::Fp32,
+            device: device.clone(),
         })
     }
 
@@ -92,6 +98,8 @@ impl Weights {
             model: model.to_string(),
             tensors,
             prefixes: Vec::new(),
+            dtype: DType::Fp32,
+            device: Device::Cpu,
         }
     }
 
@@ -124,6 +132,22 @@ impl Weights {
             });
         }
         Ok(t.clone())
+    }
+
+    /// Layers built from these weights store their matrices in `dtype`.
+    pub fn with_dtype(mut self, dtype: DType) -> Self {
+        self.dtype = dtype;
+        self
+    }
+
+    /// The dtype matrices are stored in.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The device tensors live on.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// The name of the model these weights belong to.

@@ -4,7 +4,7 @@
 
 use candle_core::{Device, Module, Tensor};
 
-use super::{attention, embed, tensor_bytes, Activation, Batch, LayerNorm, Linear};
+use super::{attention, Activation, Batch, Embedding, LayerNorm, Linear};
 use crate::config::TransformerConfig;
 use crate::error::Result;
 use crate::weights::Weights;
@@ -12,9 +12,9 @@ use crate::weights::Weights;
 /// `BertEmbeddings`: word + position + token type, then LayerNorm.
 #[derive(Debug)]
 struct Embeddings {
-    word: Tensor,
-    position: Tensor,
-    token_type: Option<Tensor>,
+    word: Embedding,
+    position: Embedding,
+    token_type: Option<Embedding>,
     norm: LayerNorm,
     /// `Some(pad)` for RoBERTa-style positions.
     position_offset: Option<u32>,
@@ -25,15 +25,19 @@ impl Embeddings {
         let h = cfg.hidden_size;
         let roberta = cfg.model_type != "bert";
         Ok(Self {
-            word: w.get("embeddings.word_embeddings.weight", &[cfg.vocab_size, h])?,
-            position: w.get(
+            word: Embedding::load(w, "embeddings.word_embeddings.weight", cfg.vocab_size, h)?,
+            position: Embedding::load(
+                w,
                 "embeddings.position_embeddings.weight",
-                &[cfg.max_position_embeddings, h],
+                cfg.max_position_embeddings,
+                h,
             )?,
             token_type: if cfg.type_vocab_size > 0 {
-                Some(w.get(
+                Some(Embedding::load(
+                    w,
                     "embeddings.token_type_embeddings.weight",
-                    &[cfg.type_vocab_size, h],
+                    cfg.type_vocab_size,
+                    h,
                 )?)
             } else {
                 None
@@ -49,18 +53,18 @@ impl Embeddings {
             Some(pad) => batch.offset_positions(pad),
             None => (0..batch.batch).flat_map(|_| 0..batch.seq as u32).collect(),
         };
-        let mut x = embed(&self.word, &batch.ids, shape)?;
-        x = (x + embed(&self.position, &positions, shape)?)?;
+        let mut x = self.word.forward(&batch.ids, shape)?;
+        x = (x + self.position.forward(&positions, shape)?)?;
         if let Some(tt) = &self.token_type {
-            x = (x + embed(tt, &batch.type_ids, shape)?)?;
+            x = (x + tt.forward(&batch.type_ids, shape)?)?;
         }
         self.norm.forward(&x)
     }
 
     fn bytes(&self) -> usize {
-        tensor_bytes(&self.word)
-            + tensor_bytes(&self.position)
-            + self.token_type.as_ref().map_or(0, tensor_bytes)
+        self.word.bytes()
+            + self.position.bytes()
+            + self.token_type.as_ref().map_or(0, Embedding::bytes)
             + self.norm.bytes()
     }
 }
@@ -82,13 +86,16 @@ impl Layer {
     fn load(w: &Weights, cfg: &TransformerConfig, i: usize) -> Result<Self> {
         let h = cfg.hidden_size;
         let p = format!("encoder.layer.{i}");
-        let q = Linear::load(w, &format!("{p}.attention.self.query"), h, h)?;
-        let k = Linear::load(w, &format!("{p}.attention.self.key"), h, h)?;
-        let v = Linear::load(w, &format!("{p}.attention.self.value"), h, h)?;
-        let qkv = Linear::fuse(&[q, k, v]).map_err(|source| crate::Error::Tensor {
-            model: w.model().to_string(),
-            source,
-        })?;
+        let qkv = Linear::load_fused(
+            w,
+            &[
+                &format!("{p}.attention.self.query"),
+                &format!("{p}.attention.self.key"),
+                &format!("{p}.attention.self.value"),
+            ],
+            h,
+            h,
+        )?;
         Ok(Self {
             qkv,
             attn_out: Linear::load(w, &format!("{p}.attention.output.dense"), h, h)?,
@@ -142,7 +149,7 @@ impl BertModel {
     /// Loads every block named as in the checkpoint.
     pub fn load(w: &Weights, cfg: &TransformerConfig) -> Result<Self> {
         let embeddings = Embeddings::load(w, cfg)?;
-        let device = embeddings.word.device().clone();
+        let device = w.device().clone();
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| Layer::load(w, cfg, i))
             .collect::<Result<Vec<_>>>()?;

@@ -1,54 +1,61 @@
 //! The one linear-layer type every encoder goes through.
 //!
-//! Keeping a single type means a later dtype (FP16, INT8) is chosen when the weights are loaded,
-//! never inside `forward`.
+//! The weight dtype (f32, f16/bf16, int8) is chosen when the weights are loaded, never inside
+//! `forward`: `forward` is the same code for every dtype.
 
 use candle_core::{Module, Tensor};
 
-use crate::error::Result;
+use super::quant::Stored;
+use crate::error::{Error, Result};
 use crate::weights::Weights;
 
 /// `y = x W^T + b`, with `W` stored `[out, in]` as in PyTorch checkpoints.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    weight: Tensor,
+    weight: Stored,
     bias: Option<Tensor>,
 }
 
 impl Linear {
-    /// Loads `{prefix}.weight` (`[out, in]`) and `{prefix}.bias` (`[out]`).
+    /// Loads `{prefix}.weight` (`[out, in]`) and `{prefix}.bias` (`[out]`) in the weights' dtype.
     pub fn load(w: &Weights, prefix: &str, in_dim: usize, out_dim: usize) -> Result<Self> {
-        let weight = w.get(&format!("{prefix}.weight"), &[out_dim, in_dim])?;
-        let bias = w.get(&format!("{prefix}.bias"), &[out_dim])?;
+        Self::load_fused(w, &[prefix], in_dim, out_dim)
+    }
+
+    /// Loads several layers that read the same input (e.g. Q, K, V) as one, so one matmul serves
+    /// them all; outputs are concatenated in the given order, each `out_each` wide.
+    pub fn load_fused(
+        w: &Weights,
+        prefixes: &[&str],
+        in_dim: usize,
+        out_each: usize,
+    ) -> Result<Self> {
+        let mut weights = Vec::with_capacity(prefixes.len());
+        let mut biases = Vec::with_capacity(prefixes.len());
+        for p in prefixes {
+            weights.push(w.get(&format!("{p}.weight"), &[out_each, in_dim])?);
+            biases.push(w.get(&format!("{p}.bias"), &[out_each])?);
+        }
+        let tensor_err = |source| Error::Tensor {
+            model: w.model().to_string(),
+            source,
+        };
+        let weight = Tensor::cat(&weights, 0).map_err(tensor_err)?;
+        let bias = Tensor::cat(&biases, 0).map_err(tensor_err)?;
         Ok(Self {
-            weight,
+            weight: Stored::new(weight, w.dtype()).map_err(tensor_err)?,
             bias: Some(bias),
         })
     }
 
-    /// Stacks several layers that read the same input into one (e.g. Q, K, V), so one matmul
-    /// serves them all; outputs are concatenated in the given order.
-    pub fn fuse(parts: &[Linear]) -> candle_core::Result<Self> {
-        let weights: Vec<&Tensor> = parts.iter().map(|l| &l.weight).collect();
-        let weight = Tensor::cat(&weights, 0)?;
-        let bias = if parts.iter().all(|l| l.bias.is_some()) {
-            let biases: Vec<&Tensor> = parts.iter().filter_map(|l| l.bias.as_ref()).collect();
-            Some(Tensor::cat(&biases, 0)?)
-        } else {
-            None
-        };
-        Ok(Self { weight, bias })
-    }
-
     /// Output features.
     pub fn out_dim(&self) -> usize {
-        self.weight.dims()[0]
+        self.weight.dims().0
     }
 
     /// Bytes held by this layer's tensors.
     pub fn bytes(&self) -> usize {
-        let t = |t: &Tensor| t.elem_count() * t.dtype().size_in_bytes();
-        t(&self.weight) + self.bias.as_ref().map_or(0, t)
+        self.weight.bytes() + self.bias.as_ref().map_or(0, |b| b.elem_count() * 4)
     }
 }
 
@@ -59,7 +66,7 @@ impl Module for Linear {
         let in_dim = dims[dims.len() - 1];
         let rows = x.elem_count() / in_dim.max(1);
         let x2 = x.reshape((rows, in_dim))?;
-        let mut y = x2.matmul(&self.weight.t()?)?;
+        let mut y = x2.matmul(&self.weight.to_f32()?.t()?)?;
         if let Some(b) = &self.bias {
             y = y.broadcast_add(b)?;
         }

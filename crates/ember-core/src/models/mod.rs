@@ -6,6 +6,7 @@
 pub mod bert;
 pub mod linear;
 pub mod mpnet;
+pub mod quant;
 
 use candle_core::{Device, Module, Tensor};
 
@@ -127,17 +128,38 @@ impl Module for Activation {
     }
 }
 
-/// Looks rows of an embedding table up by id.
-pub(crate) fn embed(
-    table: &Tensor,
-    ids: &[u32],
-    shape: (usize, usize),
-) -> candle_core::Result<Tensor> {
-    let idx = Tensor::from_slice(ids, ids.len(), table.device())?;
-    let hidden = table.dims()[1];
-    table
-        .index_select(&idx, 0)?
-        .reshape((shape.0, shape.1, hidden))
+/// An embedding table (`[rows, dim]`) stored in the model's dtype; lookups return f32.
+#[derive(Debug, Clone)]
+pub struct Embedding {
+    table: quant::Stored,
+}
+
+impl Embedding {
+    /// Loads `name` (`[rows, dim]`) in the weights' dtype.
+    pub fn load(w: &Weights, name: &str, rows: usize, dim: usize) -> Result<Self> {
+        let t = w.get(name, &[rows, dim])?;
+        let table = quant::Stored::new(t, w.dtype()).map_err(|source| Error::Tensor {
+            model: w.model().to_string(),
+            source,
+        })?;
+        Ok(Self { table })
+    }
+
+    /// Rows `ids` as `[batch, seq, dim]` f32.
+    pub fn forward(&self, ids: &[u32], shape: (usize, usize)) -> candle_core::Result<Tensor> {
+        let dim = self.table.dims().1;
+        self.table.gather(ids)?.reshape((shape.0, shape.1, dim))
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.table.bytes()
+    }
+
+    /// The table as an f32 `[rows, dim]` tensor.
+    pub fn to_f32(&self) -> candle_core::Result<Tensor> {
+        self.table.to_f32()
+    }
 }
 
 /// Multi-head scaled dot-product attention over a fused `[b, s, 3h]` QKV projection.
@@ -209,9 +231,4 @@ impl Encoder {
             Encoder::MPNet(m) => m.bytes(),
         }
     }
-}
-
-/// Bytes of an f32 tensor.
-pub(crate) fn tensor_bytes(t: &Tensor) -> usize {
-    t.elem_count() * t.dtype().size_in_bytes()
 }

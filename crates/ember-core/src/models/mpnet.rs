@@ -3,7 +3,7 @@
 
 use candle_core::{Device, Module, Tensor};
 
-use super::{attention, embed, tensor_bytes, Activation, Batch, LayerNorm, Linear};
+use super::{attention, Activation, Batch, Embedding, LayerNorm, Linear};
 use crate::config::TransformerConfig;
 use crate::error::Result;
 use crate::weights::Weights;
@@ -47,13 +47,16 @@ impl Layer {
     fn load(w: &Weights, cfg: &TransformerConfig, i: usize) -> Result<Self> {
         let h = cfg.hidden_size;
         let p = format!("encoder.layer.{i}");
-        let q = Linear::load(w, &format!("{p}.attention.attn.q"), h, h)?;
-        let k = Linear::load(w, &format!("{p}.attention.attn.k"), h, h)?;
-        let v = Linear::load(w, &format!("{p}.attention.attn.v"), h, h)?;
-        let qkv = Linear::fuse(&[q, k, v]).map_err(|source| crate::Error::Tensor {
-            model: w.model().to_string(),
-            source,
-        })?;
+        let qkv = Linear::load_fused(
+            w,
+            &[
+                &format!("{p}.attention.attn.q"),
+                &format!("{p}.attention.attn.k"),
+                &format!("{p}.attention.attn.v"),
+            ],
+            h,
+            h,
+        )?;
         Ok(Self {
             qkv,
             o: Linear::load(w, &format!("{p}.attention.attn.o"), h, h)?,
@@ -96,8 +99,8 @@ impl Layer {
 /// `MPNetModel` without the pooler.
 #[derive(Debug)]
 pub struct MPNetModel {
-    word: Tensor,
-    position: Tensor,
+    word: Embedding,
+    position: Embedding,
     emb_norm: LayerNorm,
     padding_idx: u32,
     relative_bias: Tensor,
@@ -110,12 +113,14 @@ impl MPNetModel {
     /// Loads every block named as in the checkpoint.
     pub fn load(w: &Weights, cfg: &TransformerConfig) -> Result<Self> {
         let h = cfg.hidden_size;
-        let word = w.get("embeddings.word_embeddings.weight", &[cfg.vocab_size, h])?;
-        let device = word.device().clone();
+        let word = Embedding::load(w, "embeddings.word_embeddings.weight", cfg.vocab_size, h)?;
+        let device = w.device().clone();
         Ok(Self {
-            position: w.get(
+            position: Embedding::load(
+                w,
                 "embeddings.position_embeddings.weight",
-                &[cfg.max_position_embeddings, h],
+                cfg.max_position_embeddings,
+                h,
             )?,
             emb_norm: LayerNorm::load(w, "embeddings.LayerNorm", h, cfg.layer_norm_eps)?,
             padding_idx: cfg.pad_token_id.unwrap_or(1),
@@ -155,7 +160,7 @@ impl MPNetModel {
         let shape = (batch.batch, batch.seq);
         let positions = batch.offset_positions(self.padding_idx);
         let x =
-            (embed(&self.word, &batch.ids, shape)? + embed(&self.position, &positions, shape)?)?;
+            (self.word.forward(&batch.ids, shape)? + self.position.forward(&positions, shape)?)?;
         let mut x = self.emb_norm.forward(&x)?;
         let bias = self
             .position_bias(batch.seq)?
@@ -171,10 +176,10 @@ impl MPNetModel {
     }
 
     pub(crate) fn bytes(&self) -> usize {
-        tensor_bytes(&self.word)
-            + tensor_bytes(&self.position)
+        self.word.bytes()
+            + self.position.bytes()
             + self.emb_norm.bytes()
-            + tensor_bytes(&self.relative_bias)
+            + self.relative_bias.elem_count() * 4
             + self.layers.iter().map(Layer::bytes).sum::<usize>()
     }
 }
