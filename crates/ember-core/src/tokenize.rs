@@ -115,6 +115,11 @@ impl TextTokenizer {
 
     /// Tokens of one text, as strings, without truncation (for inspection and `/tokenize`).
     pub fn tokens(&self, text: &str) -> Result<Vec<(u32, String)>> {
+        let text = if self.lowercase {
+            text.to_lowercase()
+        } else {
+            text.to_string()
+        };
         let e = self
             .inner
             .encode(text, true)

@@ -10,11 +10,11 @@ use clap::Parser;
 #[command(name = "ember-server", version, about)]
 pub struct ServeArgs {
     /// Address to listen on.
-    #[arg(long, env = "EMBER_HOST", default_value = "127.0.0.1")]
+    #[arg(long, env = "EMBER_HOST", default_value = DEFAULT_HOST)]
     pub host: String,
 
     /// Port to listen on (0 picks a free one; the chosen port is logged).
-    #[arg(long, env = "EMBER_PORT", default_value_t = 8080)]
+    #[arg(long, env = "EMBER_PORT", default_value_t = DEFAULT_PORT)]
     pub port: u16,
 
     /// The model a request that names none gets (an id, alias or model directory).
@@ -30,11 +30,11 @@ pub struct ServeArgs {
     pub models_file: Option<PathBuf>,
 
     /// Largest request body accepted, in bytes.
-    #[arg(long, env = "EMBER_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    #[arg(long, env = "EMBER_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
 
     /// Most inputs one request may carry.
-    #[arg(long, env = "EMBER_MAX_CLIENT_BATCH", default_value_t = 2048)]
+    #[arg(long, env = "EMBER_MAX_CLIENT_BATCH", default_value_t = DEFAULT_MAX_CLIENT_BATCH)]
     pub max_client_batch: usize,
 
     /// Skip loading the default model at start (it then loads on first use).
@@ -42,10 +42,24 @@ pub struct ServeArgs {
     pub lazy: bool,
 }
 
+const DEFAULT_HOST: &str = "127.0.0.1";
+const DEFAULT_PORT: u16 = 8080;
+const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+const DEFAULT_MAX_CLIENT_BATCH: usize = 2048;
+
 impl Default for ServeArgs {
+    /// The built-in defaults, ignoring `EMBER_*` variables (use `try_parse_from` to read them).
     fn default() -> Self {
-        // Parsing no arguments yields the documented defaults (and reads EMBER_* variables).
-        Self::parse_from(["ember-server"])
+        Self {
+            host: DEFAULT_HOST.into(),
+            port: DEFAULT_PORT,
+            default_model: None,
+            models: Vec::new(),
+            models_file: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_client_batch: DEFAULT_MAX_CLIENT_BATCH,
+            lazy: false,
+        }
     }
 }
 

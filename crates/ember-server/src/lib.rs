@@ -29,9 +29,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
+        let args = ServeArgs::default();
         Self {
-            max_client_batch: 2048,
-            max_body_bytes: 8 * 1024 * 1024,
+            max_client_batch: args.max_client_batch,
+            max_body_bytes: args.max_body_bytes,
         }
     }
 }
