@@ -130,14 +130,18 @@ def _serve(args: argparse.Namespace) -> int:
     models = None
     if args.models:
         models = [m.strip() for arg in args.models for m in arg.split(",") if m.strip()]
-    ember.serve(
-        host=args.host,
-        port=args.port,
-        models=models,
-        default_model=args.default_model,
-        models_file=args.models_file,
-        lazy=args.lazy,
-    )
+    try:
+        ember.serve(
+            host=args.host,
+            port=args.port,
+            models=models,
+            default_model=args.default_model,
+            models_file=args.models_file,
+            lazy=args.lazy,
+        )
+    except KeyboardInterrupt:
+        # The server already stopped cleanly (in-flight requests finished): a normal exit.
+        pass
     return 0
 
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,21 +38,23 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def server():
+def server(tmp_path: Path):
     real_model("all-MiniLM-L6-v2")
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "EMBER_LOG": "warn"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ember", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    log = tmp_path / "server.log"
+    with log.open("wb") as err:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ember", "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     try:
         while True:
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert proc.poll() is None, log.read_text(errors="replace")
             try:
                 with urllib.request.urlopen(f"{base}/health/ready", timeout=2) as r:
                     if r.status == 200:
@@ -64,7 +67,7 @@ def server():
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            assert proc.wait(timeout=30) == 0
+            assert proc.wait(timeout=30) == 0, log.read_text(errors="replace")
         finally:
             if proc.poll() is None:
                 proc.kill()

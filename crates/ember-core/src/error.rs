@@ -152,6 +152,14 @@ pub enum Error {
     #[error("model registry file {}: {message}", path.display())]
     Registry { path: PathBuf, message: String },
 
+    /// A limit (memory budget, model count) stops a load.
+    #[error("{message}")]
+    Capacity { message: String },
+
+    /// One failure shared by every caller that waited on the same load.
+    #[error(transparent)]
+    Shared(std::sync::Arc<Error>),
+
     /// A panic caught inside the core (never expected).
     #[error("internal error: {0}")]
     Internal(String),
@@ -180,6 +188,8 @@ impl Error {
             | Error::Download { .. }
             | Error::Archive { .. }
             | Error::Registry { .. } => ErrorKind::ModelLoad,
+            Error::Capacity { .. } => ErrorKind::Capacity,
+            Error::Shared(inner) => inner.kind(),
             Error::Tensor { .. } | Error::Internal(_) => ErrorKind::Internal,
         }
     }

@@ -6,7 +6,7 @@
 //! ```no_run
 //! use ember_core::{EmbedOptions, ModelManager, Registry, Resolver};
 //! let manager = ModelManager::new(Registry::builtin(), Resolver::from_env());
-//! let out = manager.embed(None, &["hello world".to_string()], &EmbedOptions::default())?;
+//! let out = manager.embed(None, None, &["hello world".to_string()], &EmbedOptions::default())?;
 //! assert_eq!(out.model, "all-MiniLM-L6-v2");
 //! # Ok::<(), ember_core::Error>(())
 //! ```
@@ -27,7 +27,7 @@ pub mod weights;
 pub use dtype::DType;
 pub use embedder::{EmbedOptions, Embedder, Embeddings, ModelInfo};
 pub use error::{Error, ErrorKind, Result};
-pub use manager::{ModelManager, ModelStatus};
+pub use manager::{KeepAlive, ManagerConfig, ManagerStats, ModelManager, ModelStatus};
 pub use pooling::Pooling;
 pub use registry::{ModelSpec, Packaged, Registry};
 pub use resolve::Resolver;

@@ -190,6 +190,7 @@ fn a_directory_works_as_a_model_id() {
     let out = mgr
         .embed(
             Some(dir.to_str().unwrap()),
+            None,
             &["hi".into()],
             &EmbedOptions::default(),
         )

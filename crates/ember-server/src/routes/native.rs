@@ -116,14 +116,15 @@ pub async fn embed(
     };
     let manager = state.manager.clone();
     // Model work never runs on the async runtime.
-    let out =
-        tokio::task::spawn_blocking(move || manager.embed(req.model.as_deref(), &texts, &opts))
-            .await
-            .map_err(|e| ApiError {
-                status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                kind: "internal",
-                message: format!("embedding task failed: {e}"),
-            })??;
+    let out = tokio::task::spawn_blocking(move || {
+        manager.embed(req.model.as_deref(), None, &texts, &opts)
+    })
+    .await
+    .map_err(|e| ApiError {
+        status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        kind: "internal",
+        message: format!("embedding task failed: {e}"),
+    })??;
     Ok(axum::Json(EmbedResponse {
         model: out.model.clone(),
         dimension: out.dimension,

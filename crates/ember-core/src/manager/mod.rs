@@ -1,0 +1,586 @@
+//! The multi-model manager: models keyed by (model id, dtype), loaded lazily on first use, held in
+//! an LRU order bounded by a model count and a memory budget in bytes measured from each loaded
+//! model's tensors and tokenizer.
+//!
+//! - Single-flight: concurrent requests for one cold model cause one load; a failure reaches
+//!   every waiter and is not cached.
+//! - A model in use is never dropped mid-request: eviction takes it out of the cache, and its bytes
+//!   stay counted against the budget until its last user lets go.
+//! - Loading never holds the cache lock, so other models keep serving.
+//! - Pinned models (the default, and any configured) are never evicted.
+//! - Keep-alive with Ollama's meaning; idle models expire on a timer thread.
+
+mod keep_alive;
+mod state;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+
+pub use keep_alive::KeepAlive;
+use state::{Entry, Inflight, State};
+pub use state::{Evictions, ManagerStats};
+
+use crate::dtype::DType;
+use crate::embedder::{EmbedOptions, Embedder, Embeddings};
+use crate::error::{Error, Result};
+use crate::registry::{ModelSpec, Registry};
+use crate::resolve::Resolver;
+
+/// A loaded model's key.
+pub type Key = (String, DType);
+
+/// Limits and policies of a [`ModelManager`].
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    /// Most models (id × dtype) held at once.
+    pub max_models: usize,
+    /// Memory budget in bytes for all loaded models (`None`: unbounded).
+    pub max_memory: Option<usize>,
+    /// Model ids never evicted (the default model is always pinned too).
+    pub pinned: Vec<String>,
+    /// Keep-alive of a model loaded without one.
+    pub keep_alive: KeepAlive,
+    /// Per-model dtype, overriding the registry's recommendation.
+    pub dtypes: HashMap<String, DType>,
+    /// How often idle models are checked for expiry.
+    pub tick: Duration,
+    /// How long a load waits for evicted-but-in-use models to be released before giving up.
+    pub release_wait: Duration,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        Self {
+            max_models: 16,
+            max_memory: None,
+            pinned: Vec::new(),
+            keep_alive: KeepAlive::Forever,
+            dtypes: HashMap::new(),
+            tick: Duration::from_millis(250),
+            release_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Lifecycle of a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadState {
+    Unloaded,
+    Loading,
+    Loaded,
+    Failed,
+}
+
+/// One loaded (id, dtype) instance.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceStatus {
+    pub dtype: DType,
+    pub state: LoadState,
+    /// Bytes held (weights and tokenizer).
+    pub bytes: usize,
+    /// How long the load took.
+    pub load_ms: f64,
+    /// When it was loaded (ms since the Unix epoch).
+    pub loaded_at_ms: u64,
+    /// Last use (ms since the Unix epoch).
+    pub last_used_ms: u64,
+    pub hits: u64,
+    pub keep_alive: KeepAlive,
+    /// When it will be unloaded for idleness (ms since the Unix epoch), if ever.
+    pub expires_at_ms: Option<u64>,
+    pub pinned: bool,
+    /// Requests (or handles) using it now.
+    pub in_use: usize,
+}
+
+/// A catalog entry with its load state.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelStatus {
+    #[serde(flatten)]
+    pub spec: ModelSpec,
+    /// Loaded if any dtype is loaded, else loading, failed or unloaded.
+    pub state: LoadState,
+    pub loaded: bool,
+    /// Bytes held by all loaded dtypes.
+    pub bytes: usize,
+    /// The dtype a request that names none gets.
+    pub dtype: DType,
+    pub instances: Vec<InstanceStatus>,
+    /// The last load failure, if the last attempt failed.
+    pub error: Option<String>,
+}
+
+/// Holds the registry, the resolver and the loaded models. `Send + Sync`; cheap to share by
+/// reference or `Arc`.
+#[derive(Debug)]
+pub struct ModelManager {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    registry: RwLock<Registry>,
+    resolver: Resolver,
+    config: ManagerConfig,
+    state: Mutex<State>,
+    /// Signalled when a model leaves the cache or a load ends (wakes waits for room).
+    changed: Condvar,
+    stop: AtomicBool,
+}
+
+fn poisoned<T>(_: T) -> Error {
+    Error::Internal("the model manager's lock was poisoned by an earlier panic".into())
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl ModelManager {
+    /// A manager with default limits (16 models, no memory budget, keep loaded forever).
+    pub fn new(registry: Registry, resolver: Resolver) -> Self {
+        Self::with_config(registry, resolver, ManagerConfig::default())
+    }
+
+    /// A manager with `config`'s limits; starts the keep-alive timer thread.
+    pub fn with_config(registry: Registry, resolver: Resolver, config: ManagerConfig) -> Self {
+        let inner = Arc::new(Inner {
+            registry: RwLock::new(registry),
+            resolver,
+            state: Mutex::new(State::new(config.max_memory)),
+            config,
+            changed: Condvar::new(),
+            stop: AtomicBool::new(false),
+        });
+        let weak = Arc::downgrade(&inner);
+        let tick = inner.config.tick;
+        let spawned = std::thread::Builder::new()
+            .name("ember-keep-alive".into())
+            .spawn(move || keep_alive_loop(weak, tick));
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "keep-alive timer thread not started; idle models expire on use");
+        }
+        Self { inner }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ManagerConfig {
+        &self.inner.config
+    }
+
+    /// A copy of the catalog.
+    pub fn registry(&self) -> Result<Registry> {
+        Ok(self.inner.registry.read().map_err(poisoned)?.clone())
+    }
+
+    /// Changes the catalog. Loaded models whose entry changed are dropped from the cache so the
+    /// next request loads the new files.
+    pub fn update_registry<T>(&self, f: impl FnOnce(&mut Registry) -> Result<T>) -> Result<T> {
+        let (out, changed) = {
+            let mut reg = self.inner.registry.write().map_err(poisoned)?;
+            let before = reg.models().to_vec();
+            let out = f(&mut reg)?;
+            let changed: Vec<String> = reg
+                .models()
+                .iter()
+                .filter(|m| {
+                    before
+                        .iter()
+                        .find(|b| b.id == m.id)
+                        .is_some_and(|b| b.path != m.path || b.hub_repo != m.hub_repo)
+                })
+                .map(|m| m.id.clone())
+                .collect();
+            (out, changed)
+        };
+        if !changed.is_empty() {
+            let mut st = self.inner.state.lock().map_err(poisoned)?;
+            for id in changed {
+                st.remove_id(&id, state::Reason::Replaced);
+            }
+            self.inner.changed.notify_all();
+        }
+        Ok(out)
+    }
+
+    /// The catalog entry for `id` (or the default model when `None`).
+    pub fn spec(&self, id: Option<&str>) -> Result<ModelSpec> {
+        let reg = self.inner.registry.read().map_err(poisoned)?;
+        match id {
+            Some(id) => reg.lookup(id),
+            None => Ok(reg.default_model().clone()),
+        }
+    }
+
+    /// The dtype a request for `spec` gets when it names none.
+    pub fn default_dtype(&self, spec: &ModelSpec) -> DType {
+        self.inner
+            .config
+            .dtypes
+            .get(&spec.id)
+            .copied()
+            .or_else(|| spec.default_dtype.parse().ok())
+            .unwrap_or(DType::Fp32)
+    }
+
+    /// Whether `id` is pinned: the default model, or named in the configuration.
+    fn is_pinned_id(&self, id: &str) -> bool {
+        self.spec(None).is_ok_and(|d| d.id == id)
+            || self
+                .inner
+                .config
+                .pinned
+                .iter()
+                .any(|p| p == id || self.spec(Some(p)).is_ok_and(|s| s.id == id))
+    }
+
+    /// Pinning covers a model in its default dtype; other dtypes of it are cached normally.
+    fn is_pinned(&self, key: &Key) -> bool {
+        self.is_pinned_id(&key.0)
+            && self
+                .spec(Some(&key.0))
+                .is_ok_and(|s| self.default_dtype(&s) == key.1)
+    }
+
+    /// The loaded model for `id` in its default dtype, loading it first if needed.
+    pub fn get(&self, id: Option<&str>) -> Result<Arc<Embedder>> {
+        self.acquire(id, None)
+    }
+
+    /// The loaded model for (`id`, `dtype`), loading it first if needed. Concurrent callers for
+    /// one cold model share a single load; other models are not blocked while it loads.
+    pub fn acquire(&self, id: Option<&str>, dtype: Option<DType>) -> Result<Arc<Embedder>> {
+        let spec = self.spec(id)?;
+        if !spec.supported {
+            return Err(Error::Unsupported {
+                id: spec.id,
+                architecture: spec.architecture,
+            });
+        }
+        let dtype = dtype.unwrap_or_else(|| self.default_dtype(&spec));
+        let key: Key = (spec.id.clone(), dtype);
+        let flight = {
+            let mut st = self.inner.state.lock().map_err(poisoned)?;
+            st.expire_idle(Instant::now());
+            if let Some(model) = st.hit(&key) {
+                return Ok(model);
+            }
+            st.stats.misses += 1;
+            if let Some(f) = st.inflight.get(&key) {
+                let f = f.clone();
+                drop(st);
+                return f.wait();
+            }
+            let f = Arc::new(Inflight::default());
+            st.inflight.insert(key.clone(), f.clone());
+            f
+        };
+        let result = self.load_entry(&spec, dtype, &key);
+        let mut st = self.inner.state.lock().map_err(poisoned)?;
+        st.inflight.remove(&key);
+        let out = match result {
+            Ok(model) => {
+                st.failed.remove(&key);
+                Ok(model)
+            }
+            Err(e) => {
+                st.stats.load_failures += 1;
+                st.failed.insert(key.clone(), e.to_string());
+                Err(Arc::new(e))
+            }
+        };
+        drop(st);
+        self.inner.changed.notify_all();
+        flight.finish(out.clone());
+        out.map_err(Error::Shared)
+    }
+
+    /// Resolves, makes room, loads and inserts one model. Runs without the cache lock held except
+    /// for the bookkeeping steps.
+    fn load_entry(&self, spec: &ModelSpec, dtype: DType, key: &Key) -> Result<Arc<Embedder>> {
+        let dir = self.inner.resolver.resolve(spec)?;
+        let estimate = state::estimate_bytes(&dir, dtype);
+        self.make_room(key, estimate)?;
+        let started = Instant::now();
+        let loaded = std::panic::catch_unwind(|| Embedder::load_dtype(&spec.id, &dir, dtype))
+            .unwrap_or_else(|_| Err(Error::Internal(format!("loading `{}` panicked", spec.id))));
+        self.inner
+            .state
+            .lock()
+            .map_err(poisoned)?
+            .unreserve(estimate);
+        let model = Arc::new(loaded?.with_catalog_prompts(&spec.prompts));
+        let bytes = model.info().bytes;
+        // The real size may differ from the estimate: make room for what the model holds.
+        self.make_room(key, bytes)?;
+        let mut st = self.inner.state.lock().map_err(poisoned)?;
+        st.unreserve(bytes);
+        st.stats.loads += 1;
+        st.insert(
+            key.clone(),
+            Entry::new(
+                model.clone(),
+                bytes,
+                started.elapsed(),
+                self.inner.config.keep_alive,
+                self.is_pinned(key),
+            ),
+        );
+        Ok(model)
+    }
+
+    /// Reserves `bytes` under the budget and the model count, evicting least recently used
+    /// unpinned models; waits (bounded) for evicted models still in use to be released.
+    fn make_room(&self, key: &Key, bytes: usize) -> Result<()> {
+        let deadline = Instant::now() + self.inner.config.release_wait;
+        let mut st = self.inner.state.lock().map_err(poisoned)?;
+        loop {
+            match st.try_reserve(key, bytes, self.inner.config.max_models) {
+                state::Room::Reserved => return Ok(()),
+                state::Room::Never(message) => return Err(Error::Capacity { message }),
+                state::Room::Wait(message) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(Error::Capacity { message });
+                    }
+                    let wait = (deadline - now).min(Duration::from_millis(20));
+                    st = self
+                        .inner
+                        .changed
+                        .wait_timeout(st, wait)
+                        .map_err(poisoned)?
+                        .0;
+                }
+            }
+        }
+    }
+
+    /// Embeds `texts` with (`id`, `dtype`); the default model and its default dtype when `None`.
+    pub fn embed(
+        &self,
+        id: Option<&str>,
+        dtype: Option<DType>,
+        texts: &[String],
+        opts: &EmbedOptions,
+    ) -> Result<Embeddings> {
+        self.embed_keep_alive(id, dtype, None, texts, opts)
+    }
+
+    /// [`embed`](Self::embed) that also sets the model's keep-alive from this request, as
+    /// Ollama's `keep_alive` does (`0` unloads the model right after the request).
+    pub fn embed_keep_alive(
+        &self,
+        id: Option<&str>,
+        dtype: Option<DType>,
+        keep_alive: Option<KeepAlive>,
+        texts: &[String],
+        opts: &EmbedOptions,
+    ) -> Result<Embeddings> {
+        let model = self.acquire(id, dtype)?;
+        let key = (model.id().to_string(), model.info().dtype);
+        if let Some(k) = keep_alive {
+            self.set_keep_alive(&key, k)?;
+        }
+        let out = model.embed(texts, opts);
+        drop(model);
+        self.finished(&key);
+        out
+    }
+
+    /// Marks the end of a use of `key`: refreshes its last use and, with keep-alive 0, unloads it.
+    pub fn finished(&self, key: &Key) {
+        if let Ok(mut st) = self.inner.state.lock() {
+            st.touch(key);
+            st.expire_idle(Instant::now());
+        }
+        self.inner.changed.notify_all();
+    }
+
+    /// Loads (`id`, `dtype`) now and sets its keep-alive (the configured one when `None`).
+    pub fn load(
+        &self,
+        id: &str,
+        dtype: Option<DType>,
+        keep_alive: Option<KeepAlive>,
+    ) -> Result<ModelStatus> {
+        let model = self.acquire(Some(id), dtype)?;
+        let key = (model.id().to_string(), model.info().dtype);
+        drop(model);
+        if let Some(k) = keep_alive {
+            self.set_keep_alive(&key, k)?;
+        }
+        self.finished(&key);
+        self.model_status(id)
+    }
+
+    /// Sets the keep-alive of a loaded model (a request's `keep_alive`, as Ollama does).
+    pub fn set_keep_alive(&self, key: &Key, keep_alive: KeepAlive) -> Result<()> {
+        let mut st = self.inner.state.lock().map_err(poisoned)?;
+        st.set_keep_alive(key, keep_alive);
+        Ok(())
+    }
+
+    /// Unloads `id` (one dtype, or all); returns how many instances left the cache. Pinned
+    /// models cannot be unloaded.
+    pub fn unload(&self, id: &str, dtype: Option<DType>) -> Result<usize> {
+        let spec = self.spec(Some(id))?;
+        let pinned_dtype = self.default_dtype(&spec);
+        if self.is_pinned_id(&spec.id) && dtype.is_none_or(|d| d == pinned_dtype) {
+            return Err(Error::invalid(
+                "model",
+                format!(
+                    "model `{}` ({pinned_dtype}) is pinned (the default model or named in the configuration) and cannot be unloaded",
+                    spec.id
+                ),
+            ));
+        }
+        let mut st = self.inner.state.lock().map_err(poisoned)?;
+        let n = match dtype {
+            Some(d) => usize::from(st.remove(&(spec.id.clone(), d), state::Reason::Unload)),
+            None => st.remove_id(&spec.id, state::Reason::Unload),
+        };
+        drop(st);
+        self.inner.changed.notify_all();
+        Ok(n)
+    }
+
+    /// Unloads models idle past their keep-alive (the timer thread calls this too).
+    pub fn expire_idle(&self) -> usize {
+        let n = self
+            .inner
+            .state
+            .lock()
+            .map(|mut st| st.expire_idle(Instant::now()))
+            .unwrap_or(0);
+        if n > 0 {
+            self.inner.changed.notify_all();
+        }
+        n
+    }
+
+    /// The loaded model for `id` in its default dtype, without loading it.
+    pub fn loaded(&self, id: &str) -> Option<Arc<Embedder>> {
+        let spec = self.spec(Some(id)).ok()?;
+        let key = (spec.id.clone(), self.default_dtype(&spec));
+        self.inner.state.lock().ok()?.peek(&key)
+    }
+
+    /// Counters and memory use.
+    pub fn stats(&self) -> Result<ManagerStats> {
+        Ok(self
+            .inner
+            .state
+            .lock()
+            .map_err(poisoned)?
+            .stats_snapshot(self.inner.config.max_models))
+    }
+
+    /// Every catalog entry with its load state (and models loaded from directories).
+    pub fn status(&self) -> Result<Vec<ModelStatus>> {
+        let specs = self
+            .inner
+            .registry
+            .read()
+            .map_err(poisoned)?
+            .models()
+            .to_vec();
+        let st = self.inner.state.lock().map_err(poisoned)?;
+        let mut out: Vec<ModelStatus> = specs.into_iter().map(|s| self.status_of(&st, s)).collect();
+        // Directories used as ids are not in the catalog but may be loaded.
+        for id in st.loaded_ids() {
+            if !out.iter().any(|m| m.spec.id == id) {
+                if let Ok(spec) = self.spec(Some(&id)) {
+                    out.push(self.status_of(&st, spec));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The status of one model.
+    pub fn model_status(&self, id: &str) -> Result<ModelStatus> {
+        let spec = self.spec(Some(id))?;
+        let st = self.inner.state.lock().map_err(poisoned)?;
+        Ok(self.status_of(&st, spec))
+    }
+
+    fn status_of(&self, st: &State, spec: ModelSpec) -> ModelStatus {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let mut instances: Vec<InstanceStatus> = st
+            .entries_of(&spec.id)
+            .map(|(dtype, e)| InstanceStatus {
+                dtype,
+                state: LoadState::Loaded,
+                bytes: e.bytes,
+                load_ms: e.load_time.as_secs_f64() * 1000.0,
+                loaded_at_ms: unix_ms(e.loaded_at),
+                last_used_ms: unix_ms(wall - now.saturating_duration_since(e.last_used)),
+                hits: e.hits,
+                keep_alive: e.keep_alive,
+                expires_at_ms: (!e.pinned)
+                    .then(|| e.keep_alive.duration())
+                    .flatten()
+                    .map(|d| unix_ms(wall + (e.last_used + d).saturating_duration_since(now))),
+                pinned: e.pinned,
+                in_use: e.in_use(),
+            })
+            .collect();
+        instances.sort_by_key(|i| i.dtype);
+        let loading = st.inflight.keys().any(|(id, _)| *id == spec.id);
+        let error = st
+            .failed
+            .iter()
+            .find(|((id, _), _)| *id == spec.id)
+            .map(|(_, e)| e.clone());
+        let state = if !instances.is_empty() {
+            LoadState::Loaded
+        } else if loading {
+            LoadState::Loading
+        } else if error.is_some() {
+            LoadState::Failed
+        } else {
+            LoadState::Unloaded
+        };
+        ModelStatus {
+            state,
+            loaded: !instances.is_empty(),
+            bytes: instances.iter().map(|i| i.bytes).sum(),
+            dtype: self.default_dtype(&spec),
+            instances,
+            error,
+            spec,
+        }
+    }
+}
+
+impl Drop for ModelManager {
+    fn drop(&mut self) {
+        self.inner.stop.store(true, Ordering::Release);
+    }
+}
+
+fn keep_alive_loop(inner: Weak<Inner>, tick: Duration) {
+    loop {
+        std::thread::sleep(tick);
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.stop.load(Ordering::Acquire) {
+            return;
+        }
+        let n = inner
+            .state
+            .lock()
+            .map(|mut st| st.expire_idle(Instant::now()))
+            .unwrap_or(0);
+        if n > 0 {
+            inner.changed.notify_all();
+        }
+    }
+}
