@@ -64,6 +64,10 @@ pub struct Embeddings {
     pub rows: usize,
     /// Tokens processed (after truncation, special tokens included).
     pub prompt_tokens: usize,
+    /// Time spent tokenizing.
+    pub tokenize_time: std::time::Duration,
+    /// Time spent in the encoder and pooling.
+    pub inference_time: std::time::Duration,
 }
 
 impl Embeddings {
@@ -325,7 +329,10 @@ impl Embedder {
         let limit = opts.max_length.map_or(self.info.max_seq_length, |m| {
             m.min(self.info.max_seq_length)
         });
+        let started = std::time::Instant::now();
         let encoded = self.tokenizer.encode(&inputs, limit, opts.truncate)?;
+        let tokenize_time = started.elapsed();
+        let started = std::time::Instant::now();
         // sentence-transformers: with include_prompt=false the prompt's tokens (minus its
         // trailing special token) are masked out of pooling.
         let prompt_len = match (&prompt, self.include_prompt) {
@@ -373,6 +380,8 @@ impl Embedder {
             data,
             rows: texts.len(),
             prompt_tokens: encoded.iter().map(|e| e.ids.len()).sum(),
+            tokenize_time,
+            inference_time: started.elapsed(),
         })
     }
 
@@ -399,6 +408,21 @@ impl Embedder {
             out.push(hidden[..batch.len_of(0) * dim].to_vec());
         }
         Ok(out)
+    }
+
+    /// Text for the model's own token ids (for APIs that accept token-id inputs). Ids outside
+    /// the vocabulary are an error naming the input and the id.
+    pub fn decode(&self, index: usize, ids: &[u32]) -> Result<String> {
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= self.info.vocab_size) {
+            return Err(Error::invalid(
+                format!("input[{index}]"),
+                format!(
+                    "token id {bad} is outside the vocabulary of model `{}` ({} tokens)",
+                    self.info.id, self.info.vocab_size
+                ),
+            ));
+        }
+        self.tokenizer.decode(ids)
     }
 
     /// Token ids of `texts` after the model's truncation.

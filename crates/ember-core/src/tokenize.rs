@@ -134,6 +134,16 @@ impl TextTokenizer {
             .collect())
     }
 
+    /// The text of `ids` (special tokens dropped).
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner
+            .decode(ids, true)
+            .map_err(|source| Error::Tokenizer {
+                model: self.model.clone(),
+                source,
+            })
+    }
+
     /// Pads `rows` (indices into `encoded`) to their longest member.
     pub fn pad(&self, encoded: &[Encoded], rows: &[usize]) -> Batch {
         let seq = rows

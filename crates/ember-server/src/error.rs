@@ -26,6 +26,15 @@ impl ApiError {
         }
     }
 
+    /// A 500 for a fault inside Ember.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            kind: "internal",
+            message: message.into(),
+        }
+    }
+
     /// A 404 for a route that does not exist.
     pub fn no_route(path: &str) -> Self {
         Self {

@@ -2,6 +2,7 @@
 //! [`serve_blocking`] that runs it with start-up loading and graceful shutdown.
 
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod json;
 pub mod routes;

@@ -5,6 +5,7 @@ use ember_core::EmbedOptions;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::engine::EmbedJob;
 use crate::error::ApiError;
 use crate::json::Json;
 use crate::AppState;
@@ -107,24 +108,19 @@ pub async fn embed(
     Json(req): Json<EmbedRequest>,
 ) -> Result<axum::Json<EmbedResponse>, ApiError> {
     let texts = parse_input(req.input, state.limits.max_client_batch)?;
-    let opts = EmbedOptions {
-        normalize: req.normalize.unwrap_or(true),
-        dimensions: req.dimensions,
-        prompt_name: req.prompt_name,
-        truncate: req.truncate.unwrap_or(true),
-        ..EmbedOptions::default()
+    let job = EmbedJob {
+        model: req.model,
+        texts,
+        opts: EmbedOptions {
+            normalize: req.normalize.unwrap_or(true),
+            dimensions: req.dimensions,
+            prompt_name: req.prompt_name,
+            truncate: req.truncate.unwrap_or(true),
+            ..EmbedOptions::default()
+        },
+        ..EmbedJob::default()
     };
-    let manager = state.manager.clone();
-    // Model work never runs on the async runtime.
-    let out = tokio::task::spawn_blocking(move || {
-        manager.embed(req.model.as_deref(), None, &texts, &opts)
-    })
-    .await
-    .map_err(|e| ApiError {
-        status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-        kind: "internal",
-        message: format!("embedding task failed: {e}"),
-    })??;
+    let out = state.embed(job).await?.embeddings;
     Ok(axum::Json(EmbedResponse {
         model: out.model.clone(),
         dimension: out.dimension,
