@@ -77,7 +77,7 @@ pub fn quantize(
     precision: Precision,
     ranges: Option<(&[f32], &[f32])>,
 ) -> Result<Quantized> {
-    let rows = if dim == 0 { 0 } else { data.len() / dim };
+    let rows = data.len().checked_div(dim).unwrap_or(0);
     match precision {
         Precision::Float32 => Ok(Quantized::Float32(data.to_vec())),
         Precision::Int8 | Precision::Uint8 => {
@@ -159,7 +159,7 @@ mod tests {
         let Quantized::Int8(s) = quantize(&v, 9, Precision::Binary, None).unwrap() else {
             panic!()
         };
-        assert_eq!(s, vec![0b1001_0110 - 128, 0]);
+        assert_eq!(s, vec![(0b1001_0110_i16 - 128) as i8, -128]);
     }
 
     #[test]
