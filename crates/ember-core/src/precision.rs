@@ -159,7 +159,7 @@ mod tests {
         let Quantized::Int8(s) = quantize(&v, 9, Precision::Binary, None).unwrap() else {
             panic!()
         };
-        assert_eq!(s, vec![(0b1001_0110_i16 - 128) as i8, -128]);
+        assert_eq!(s, vec![(0b1001_0110_i16 - 128) as i8, 0]);
     }
 
     #[test]
