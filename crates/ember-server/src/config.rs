@@ -37,6 +37,10 @@ pub struct ServeArgs {
     #[arg(long, env = "EMBER_MAX_CLIENT_BATCH", default_value_t = DEFAULT_MAX_CLIENT_BATCH)]
     pub max_client_batch: usize,
 
+    /// Most characters in one input (longer inputs are refused before tokenization).
+    #[arg(long, env = "EMBER_MAX_INPUT_CHARS", default_value_t = DEFAULT_MAX_INPUT_CHARS)]
+    pub max_input_chars: usize,
+
     /// Skip loading the default model at start (it then loads on first use).
     #[arg(long, env = "EMBER_LAZY", default_value_t = false)]
     pub lazy: bool,
@@ -46,6 +50,7 @@ const DEFAULT_HOST: &str = "127.0.0.1";
 const DEFAULT_PORT: u16 = 8080;
 const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 const DEFAULT_MAX_CLIENT_BATCH: usize = 2048;
+const DEFAULT_MAX_INPUT_CHARS: usize = 100_000;
 
 impl Default for ServeArgs {
     /// The built-in defaults, ignoring `EMBER_*` variables (use `try_parse_from` to read them).
@@ -58,6 +63,7 @@ impl Default for ServeArgs {
             models_file: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_client_batch: DEFAULT_MAX_CLIENT_BATCH,
+            max_input_chars: DEFAULT_MAX_INPUT_CHARS,
             lazy: false,
         }
     }

@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::Uri;
-use axum::routing::{get, post};
 use axum::Router;
 use ember_core::{ModelManager, Registry, Resolver};
 
@@ -26,6 +25,8 @@ pub struct Limits {
     pub max_client_batch: usize,
     /// Largest body, in bytes.
     pub max_body_bytes: usize,
+    /// Most characters in one input.
+    pub max_input_chars: usize,
 }
 
 impl Default for Limits {
@@ -34,6 +35,7 @@ impl Default for Limits {
         Self {
             max_client_batch: args.max_client_batch,
             max_body_bytes: args.max_body_bytes,
+            max_input_chars: args.max_input_chars,
         }
     }
 }
@@ -61,12 +63,7 @@ impl AppState {
 /// The router with every route; errors, unknown routes and bad bodies answer in JSON.
 pub fn app(state: AppState) -> Router {
     let body_limit = state.limits.max_body_bytes;
-    Router::new()
-        .route("/api/v1/embed", post(routes::native::embed))
-        .route("/api/v1/models", get(routes::native::list_models))
-        .route("/api/v1/models/{*id}", get(routes::native::get_model))
-        .route("/health/live", get(routes::health::live))
-        .route("/health/ready", get(routes::health::ready))
+    routes::router()
         .fallback(|uri: Uri| async move { ApiError::no_route(uri.path()) })
         .method_not_allowed_fallback(|uri: Uri| async move {
             ApiError {
@@ -115,6 +112,7 @@ pub async fn serve(
         limits: Limits {
             max_client_batch: args.max_client_batch,
             max_body_bytes: args.max_body_bytes,
+            max_input_chars: args.max_input_chars,
         },
     };
     let ready = state.ready.clone();

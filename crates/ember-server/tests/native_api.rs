@@ -85,6 +85,7 @@ async fn client_mistakes_get_json_errors() {
     let app = test_app(Limits {
         max_client_batch: 3,
         max_body_bytes: 4096,
+        ..Limits::default()
     });
     let e = |b: &str| post_json("/api/v1/embed", b);
     expect_error(
