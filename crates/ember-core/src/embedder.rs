@@ -181,6 +181,8 @@ impl Embedder {
             .unwrap_or(position_limit)
             .min(position_limit);
 
+        // Size rayon's pool (GEMMs, attention, tokenizer batches) to EMBER_NUM_THREADS once.
+        crate::kernels::threads::num_threads();
         let weights = Weights::load(id, &files, device)?
             .with_prefixes(&["bert.", "roberta.", "mpnet.", "model."])
             .with_dtype(dtype);

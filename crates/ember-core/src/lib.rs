@@ -15,6 +15,7 @@ pub mod config;
 pub mod dtype;
 pub mod embedder;
 pub mod error;
+pub mod kernels;
 pub mod manager;
 pub mod models;
 pub mod packaged;

@@ -4,6 +4,7 @@
 
 use candle_core::{Device, Module, Tensor};
 
+use super::host::{self, LayerParts};
 use super::{attention, Activation, Batch, Embedding, LayerNorm, Linear};
 use crate::config::TransformerConfig;
 use crate::error::Result;
@@ -48,6 +49,11 @@ impl Embeddings {
     }
 
     fn forward(&self, batch: &Batch) -> candle_core::Result<Tensor> {
+        self.norm.forward(&self.sum(batch)?)
+    }
+
+    /// Word + position + token type, before the norm.
+    fn sum(&self, batch: &Batch) -> candle_core::Result<Tensor> {
         let shape = (batch.batch, batch.seq);
         let positions: Vec<u32> = match self.position_offset {
             Some(pad) => batch.offset_positions(pad),
@@ -58,7 +64,7 @@ impl Embeddings {
         if let Some(tt) = &self.token_type {
             x = (x + tt.forward(&batch.type_ids, shape)?)?;
         }
-        self.norm.forward(&x)
+        Ok(x)
     }
 
     fn bytes(&self) -> usize {
@@ -118,6 +124,19 @@ impl Layer {
         })
     }
 
+    fn parts(&self) -> LayerParts<'_> {
+        LayerParts {
+            qkv: &self.qkv,
+            attn_out: &self.attn_out,
+            attn_norm: &self.attn_norm,
+            intermediate: &self.intermediate,
+            output: &self.output,
+            out_norm: &self.out_norm,
+            heads: self.heads,
+            act: self.act,
+        }
+    }
+
     fn forward(&self, x: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
         let ctx = attention(&self.qkv.forward(x)?, self.heads, bias)?;
         let x = self
@@ -160,8 +179,33 @@ impl BertModel {
         })
     }
 
-    /// Last hidden state `[batch, seq, hidden]`.
+    /// Last hidden state `[batch, seq, hidden]`: the CPU kernels on the CPU, candle elsewhere.
     pub fn forward(&self, batch: &Batch) -> candle_core::Result<Tensor> {
+        if self.device.is_cpu() && batch.batch * batch.seq > 0 {
+            self.forward_host(batch)
+        } else {
+            self.forward_candle(batch)
+        }
+    }
+
+    fn forward_host(&self, batch: &Batch) -> candle_core::Result<Tensor> {
+        let mut x = self
+            .embeddings
+            .sum(batch)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        self.embeddings.norm.forward_host(&mut x, &[])?;
+        host::with_scratch(|s| {
+            self.layers
+                .iter()
+                .try_for_each(|l| host::layer_forward(l.parts(), &mut x, batch, &[], s))
+        })?;
+        let h = x.len() / (batch.batch * batch.seq);
+        Tensor::from_vec(x, (batch.batch, batch.seq, h), &self.device)
+    }
+
+    /// The same forward pass with candle's own ops (other devices, and the benches' baseline).
+    pub fn forward_candle(&self, batch: &Batch) -> candle_core::Result<Tensor> {
         let bias = batch.mask_bias(&self.device)?;
         let mut x = self.embeddings.forward(batch)?;
         for layer in &self.layers {

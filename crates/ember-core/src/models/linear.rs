@@ -12,8 +12,8 @@ use crate::weights::Weights;
 /// `y = x W^T + b`, with `W` stored `[out, in]` as in PyTorch checkpoints.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    weight: Stored,
-    bias: Option<Tensor>,
+    pub(super) weight: Stored,
+    pub(super) bias: Option<Tensor>,
 }
 
 impl Linear {

@@ -4,6 +4,7 @@
 //! names that follow the checkpoint, and `forward`.
 
 pub mod bert;
+pub(crate) mod host;
 pub mod linear;
 pub mod mpnet;
 pub mod quant;
@@ -213,6 +214,14 @@ impl Encoder {
         match self {
             Encoder::Bert(m) => m.forward(batch),
             Encoder::MPNet(m) => m.forward(batch),
+        }
+    }
+
+    /// The last hidden state computed with candle's own ops only (the benches' baseline).
+    pub fn forward_candle(&self, batch: &Batch) -> candle_core::Result<Tensor> {
+        match self {
+            Encoder::Bert(m) => m.forward_candle(batch),
+            Encoder::MPNet(m) => m.forward_candle(batch),
         }
     }
 

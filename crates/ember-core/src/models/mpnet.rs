@@ -3,6 +3,7 @@
 
 use candle_core::{Device, Module, Tensor};
 
+use super::host::{self, LayerParts};
 use super::{attention, Activation, Batch, Embedding, LayerNorm, Linear};
 use crate::config::TransformerConfig;
 use crate::error::Result;
@@ -77,6 +78,19 @@ impl Layer {
             heads: cfg.num_attention_heads,
             act: Activation::from_config(cfg),
         })
+    }
+
+    fn parts(&self) -> LayerParts<'_> {
+        LayerParts {
+            qkv: &self.qkv,
+            attn_out: &self.o,
+            attn_norm: &self.attn_norm,
+            intermediate: &self.intermediate,
+            output: &self.output,
+            out_norm: &self.out_norm,
+            heads: self.heads,
+            act: self.act,
+        }
     }
 
     fn forward(&self, x: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
@@ -155,13 +169,42 @@ impl MPNetModel {
             .contiguous()
     }
 
-    /// Last hidden state `[batch, seq, hidden]`.
-    pub fn forward(&self, batch: &Batch) -> candle_core::Result<Tensor> {
+    /// Word + position embeddings, before the norm.
+    fn embed_sum(&self, batch: &Batch) -> candle_core::Result<Tensor> {
         let shape = (batch.batch, batch.seq);
         let positions = batch.offset_positions(self.padding_idx);
-        let x =
-            (self.word.forward(&batch.ids, shape)? + self.position.forward(&positions, shape)?)?;
-        let mut x = self.emb_norm.forward(&x)?;
+        self.word.forward(&batch.ids, shape)? + self.position.forward(&positions, shape)?
+    }
+
+    /// Last hidden state `[batch, seq, hidden]`: the CPU kernels on the CPU, candle elsewhere.
+    pub fn forward(&self, batch: &Batch) -> candle_core::Result<Tensor> {
+        if self.device.is_cpu() && batch.batch * batch.seq > 0 {
+            self.forward_host(batch)
+        } else {
+            self.forward_candle(batch)
+        }
+    }
+
+    fn forward_host(&self, batch: &Batch) -> candle_core::Result<Tensor> {
+        let mut x = self.embed_sum(batch)?.flatten_all()?.to_vec1::<f32>()?;
+        self.emb_norm.forward_host(&mut x, &[])?;
+        // `[heads, seq, seq]`; the attention kernel applies the padding mask itself.
+        let bias = self
+            .position_bias(batch.seq)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        host::with_scratch(|s| {
+            self.layers
+                .iter()
+                .try_for_each(|l| host::layer_forward(l.parts(), &mut x, batch, &bias, s))
+        })?;
+        let h = x.len() / (batch.batch * batch.seq);
+        Tensor::from_vec(x, (batch.batch, batch.seq, h), &self.device)
+    }
+
+    /// The same forward pass with candle's own ops (other devices, and the benches' baseline).
+    pub fn forward_candle(&self, batch: &Batch) -> candle_core::Result<Tensor> {
+        let mut x = self.emb_norm.forward(&self.embed_sum(batch)?)?;
         let bias = self
             .position_bias(batch.seq)?
             .broadcast_add(&batch.mask_bias(&self.device)?)?;

@@ -1,0 +1,448 @@
+//! Row-wise kernels: residual add + layer norm, exact-erf GELU, masked softmax, and the
+//! vectorized `exp`/`erf` they rest on.
+//!
+//! The AVX2 and portable paths evaluate the same polynomials (Cephes `expf`, Eigen's rational
+//! `erf`), so they agree to rounding.
+
+use rayon::prelude::*;
+
+use super::has_avx2;
+
+/// Rows below this many floats in total run on the calling thread (waking the pool costs more).
+const PAR_MIN: usize = 1 << 15;
+
+/// `x[r] = LN(x[r] + residual[r]) * gamma + beta` for each row of width `gamma.len()`
+/// (`residual` may be empty: plain layer norm).
+pub fn add_layer_norm(x: &mut [f32], residual: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let w = gamma.len();
+    assert!(w > 0 && x.len() % w == 0 && beta.len() == w);
+    assert!(residual.is_empty() || residual.len() == x.len());
+    let avx = has_avx2();
+    let row = |(r, xr): (usize, &mut [f32])| {
+        let res = if residual.is_empty() {
+            &[][..]
+        } else {
+            &residual[r * w..(r + 1) * w]
+        };
+        #[cfg(target_arch = "x86_64")]
+        if avx {
+            // SAFETY: `avx` is true only when AVX2 and FMA were detected on this CPU.
+            unsafe { avx2::add_layer_norm_row(xr, res, gamma, beta, eps) };
+            return;
+        }
+        let _ = avx;
+        add_layer_norm_row(xr, res, gamma, beta, eps);
+    };
+    if x.len() >= PAR_MIN {
+        x.par_chunks_mut(w).enumerate().for_each(row);
+    } else {
+        x.chunks_mut(w).enumerate().for_each(row);
+    }
+}
+
+/// Portable residual add + layer norm of one row.
+pub fn add_layer_norm_row(x: &mut [f32], res: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    if !res.is_empty() {
+        x.iter_mut().zip(res).for_each(|(a, b)| *a += b);
+    }
+    let n = x.len() as f32;
+    let mean = x.iter().sum::<f32>() / n;
+    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let inv = 1.0 / (var + eps).sqrt();
+    for ((v, g), b) in x.iter_mut().zip(gamma).zip(beta) {
+        *v = (*v - mean) * inv * g + b;
+    }
+}
+
+/// Exact GELU, `x * (1 + erf(x / sqrt 2)) / 2`, in place.
+pub fn gelu_erf(x: &mut [f32]) {
+    let avx = has_avx2();
+    let run = |c: &mut [f32]| {
+        #[cfg(target_arch = "x86_64")]
+        if avx {
+            // SAFETY: AVX2 and FMA were detected on this CPU.
+            unsafe { avx2::gelu_erf(c) };
+            return;
+        }
+        let _ = avx;
+        gelu_erf_portable(c);
+    };
+    if x.len() >= PAR_MIN {
+        x.par_chunks_mut(PAR_MIN / 4).for_each(run);
+    } else {
+        run(x);
+    }
+}
+
+/// Portable exact GELU.
+pub fn gelu_erf_portable(x: &mut [f32]) {
+    for v in x {
+        *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
+    }
+}
+
+/// Softmax of `x` in place (the caller leaves masked entries out of the slice).
+pub fn softmax(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: AVX2 and FMA were detected on this CPU.
+        unsafe { avx2::softmax(x) };
+        return;
+    }
+    softmax_portable(x);
+}
+
+/// Portable softmax.
+pub fn softmax_portable(x: &mut [f32]) {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0.0;
+    for v in x.iter_mut() {
+        *v = exp(*v - max);
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    x.iter_mut().for_each(|v| *v *= inv);
+}
+
+// Cephes expf.
+const EXP_HI: f32 = 88.376_26;
+const EXP_LO: f32 = -88.376_26;
+const LOG2E: f32 = std::f32::consts::LOG2_E;
+const EXP_C1: f32 = 0.693_359_4;
+const EXP_C2: f32 = -2.121_944_4e-4;
+const EXP_P: [f32; 6] = [
+    1.987_569_1e-4,
+    1.398_199_9e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    0.166_666_65,
+    0.5,
+];
+
+/// `e^x` by the polynomial the AVX2 path uses (relative error about 2e-7).
+pub fn exp(x: f32) -> f32 {
+    let x = x.clamp(EXP_LO, EXP_HI);
+    let fx = (x * LOG2E).round();
+    let r = x - fx * EXP_C1 - fx * EXP_C2;
+    let mut y = EXP_P[0];
+    for p in &EXP_P[1..] {
+        y = y * r + p;
+    }
+    let y = y * r * r + r + 1.0;
+    y * f32::from_bits(((fx as i32 + 127) as u32) << 23)
+}
+
+// Eigen's `generic_fast_erf_float`: erf(x) = x P(x^2) / Q(x^2) on [-4, 4], +-1 outside.
+const ERF_A: [f32; 7] = [
+    -2.726_142_3e-10,
+    2.770_681_4e-8,
+    -2.101_024e-6,
+    -5.692_506_4e-5,
+    -7.349_906e-4,
+    -2.954_600_5e-3,
+    -1.609_603_3e-2,
+];
+const ERF_B: [f32; 5] = [
+    -1.456_607_2e-5,
+    -2.133_740_6e-4,
+    -1.682_827e-3,
+    -7.373_329e-3,
+    -1.426_474e-2,
+];
+
+/// `erf(x)` by the rational approximation the AVX2 path uses (absolute error below 1e-6).
+pub fn erf(x: f32) -> f32 {
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let mut p = ERF_A[0];
+    for a in &ERF_A[1..] {
+        p = p * x2 + a;
+    }
+    let mut q = ERF_B[0];
+    for b in &ERF_B[1..] {
+        q = q * x2 + b;
+    }
+    x * p / q
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2 {
+    //! AVX2 + FMA versions; callers check `has_avx2()` first.
+    use std::arch::x86_64::*;
+
+    use super::{ERF_A, ERF_B, EXP_C1, EXP_C2, EXP_HI, EXP_LO, EXP_P, LOG2E};
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) fn hsum(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps::<1>(v);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) fn hmax(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps::<1>(v);
+        let s = _mm_max_ps(lo, hi);
+        let s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_max_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) fn exp8(x: __m256) -> __m256 {
+        let x = _mm256_min_ps(
+            _mm256_max_ps(x, _mm256_set1_ps(EXP_LO)),
+            _mm256_set1_ps(EXP_HI),
+        );
+        let fx = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm256_mul_ps(x, _mm256_set1_ps(LOG2E)),
+        );
+        let r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(EXP_C1), x);
+        let r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(EXP_C2), r);
+        let mut y = _mm256_set1_ps(EXP_P[0]);
+        for p in &EXP_P[1..] {
+            y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(*p));
+        }
+        let y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), r);
+        let y = _mm256_add_ps(y, _mm256_set1_ps(1.0));
+        let e = _mm256_slli_epi32::<23>(_mm256_add_epi32(
+            _mm256_cvtps_epi32(fx),
+            _mm256_set1_epi32(127),
+        ));
+        _mm256_mul_ps(y, _mm256_castsi256_ps(e))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn erf8(x: __m256) -> __m256 {
+        let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-4.0)), _mm256_set1_ps(4.0));
+        let x2 = _mm256_mul_ps(x, x);
+        let mut p = _mm256_set1_ps(ERF_A[0]);
+        for a in &ERF_A[1..] {
+            p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(*a));
+        }
+        let mut q = _mm256_set1_ps(ERF_B[0]);
+        for b in &ERF_B[1..] {
+            q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(*b));
+        }
+        _mm256_div_ps(_mm256_mul_ps(x, p), q)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) fn gelu_erf(x: &mut [f32]) {
+        let n8 = x.len() / 8 * 8;
+        let half = _mm256_set1_ps(0.5);
+        let one = _mm256_set1_ps(1.0);
+        let rs2 = _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2);
+        for c in x[..n8].chunks_exact_mut(8) {
+            // SAFETY: `c` holds exactly 8 f32, so the unaligned load and store stay inside it.
+            unsafe {
+                let v = _mm256_loadu_ps(c.as_ptr());
+                let e = erf8(_mm256_mul_ps(v, rs2));
+                let y = _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, e));
+                _mm256_storeu_ps(c.as_mut_ptr(), y);
+            }
+        }
+        super::gelu_erf_portable(&mut x[n8..]);
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) fn softmax(x: &mut [f32]) {
+        let n8 = x.len() / 8 * 8;
+        let mut vmax = _mm256_set1_ps(f32::NEG_INFINITY);
+        for c in x[..n8].chunks_exact(8) {
+            // SAFETY: `c` holds exactly 8 f32.
+            vmax = _mm256_max_ps(vmax, unsafe { _mm256_loadu_ps(c.as_ptr()) });
+        }
+        let max = x[n8..].iter().fold(hmax(vmax), |m, &v| m.max(v));
+        let vm = _mm256_set1_ps(max);
+        let mut vsum = _mm256_setzero_ps();
+        for c in x[..n8].chunks_exact_mut(8) {
+            // SAFETY: `c` holds exactly 8 f32.
+            unsafe {
+                let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(c.as_ptr()), vm));
+                vsum = _mm256_add_ps(vsum, e);
+                _mm256_storeu_ps(c.as_mut_ptr(), e);
+            }
+        }
+        let mut sum = hsum(vsum);
+        for v in &mut x[n8..] {
+            *v = super::exp(*v - max);
+            sum += *v;
+        }
+        let inv = 1.0 / sum;
+        let vi = _mm256_set1_ps(inv);
+        for c in x[..n8].chunks_exact_mut(8) {
+            // SAFETY: `c` holds exactly 8 f32.
+            unsafe {
+                _mm256_storeu_ps(
+                    c.as_mut_ptr(),
+                    _mm256_mul_ps(_mm256_loadu_ps(c.as_ptr()), vi),
+                )
+            };
+        }
+        x[n8..].iter_mut().for_each(|v| *v *= inv);
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) fn add_layer_norm_row(
+        x: &mut [f32],
+        res: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
+        eps: f32,
+    ) {
+        let n = x.len();
+        let n8 = n / 8 * 8;
+        let mut vs = _mm256_setzero_ps();
+        // SAFETY (all blocks below): every pointer offset `i` satisfies `i + 8 <= n8 <= n`, and
+        // `res` (when not empty), `gamma` and `beta` have length `n` like `x`.
+        if !res.is_empty() {
+            for i in (0..n8).step_by(8) {
+                unsafe {
+                    let v = _mm256_add_ps(
+                        _mm256_loadu_ps(x.as_ptr().add(i)),
+                        _mm256_loadu_ps(res.as_ptr().add(i)),
+                    );
+                    _mm256_storeu_ps(x.as_mut_ptr().add(i), v);
+                }
+            }
+            for i in n8..n {
+                x[i] += res[i];
+            }
+        }
+        for i in (0..n8).step_by(8) {
+            vs = _mm256_add_ps(vs, unsafe { _mm256_loadu_ps(x.as_ptr().add(i)) });
+        }
+        let mean = (hsum(vs) + x[n8..].iter().sum::<f32>()) / n as f32;
+        let vm = _mm256_set1_ps(mean);
+        let mut vv = _mm256_setzero_ps();
+        for i in (0..n8).step_by(8) {
+            let d = _mm256_sub_ps(unsafe { _mm256_loadu_ps(x.as_ptr().add(i)) }, vm);
+            vv = _mm256_fmadd_ps(d, d, vv);
+        }
+        let var =
+            (hsum(vv) + x[n8..].iter().map(|v| (v - mean) * (v - mean)).sum::<f32>()) / n as f32;
+        let inv = 1.0 / (var + eps).sqrt();
+        let vi = _mm256_set1_ps(inv);
+        for i in (0..n8).step_by(8) {
+            unsafe {
+                let d = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(i)), vm), vi);
+                let y = _mm256_fmadd_ps(
+                    d,
+                    _mm256_loadu_ps(gamma.as_ptr().add(i)),
+                    _mm256_loadu_ps(beta.as_ptr().add(i)),
+                );
+                _mm256_storeu_ps(x.as_mut_ptr().add(i), y);
+            }
+        }
+        for i in n8..n {
+            x[i] = (x[i] - mean) * inv * gamma[i] + beta[i];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s % 20_000) as f32 / 2_000.0 - 5.0
+            })
+            .collect()
+    }
+
+    fn close(a: &[f32], b: &[f32], tol: f32) {
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{i}: {x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn exp_and_erf_match_std_and_known_values() {
+        for x in [-20.0f32, -3.3, -0.5, 0.0, 0.1, 1.0, 7.5, 30.0] {
+            let want = x.exp();
+            assert!((exp(x) - want).abs() <= 1e-6 * want, "exp({x})");
+        }
+        // erf values from a table (Abramowitz & Stegun 7.1).
+        for (x, want) in [
+            (0.0f32, 0.0f32),
+            (0.1, 0.112_462_9),
+            (0.5, 0.520_499_9),
+            (1.0, 0.842_700_8),
+            (2.0, 0.995_322_3),
+            (3.5, 0.999_999_3),
+            (-1.5, -0.966_105_1),
+        ] {
+            assert!((erf(x) - want).abs() < 1e-6, "erf({x}) = {}", erf(x));
+        }
+    }
+
+    #[test]
+    fn simd_paths_match_portable() {
+        if !has_avx2() {
+            return;
+        }
+        for n in [1usize, 7, 8, 33, 384, 1000] {
+            let x = data(n, n as u32);
+            let (mut a, mut b) = (x.clone(), x.clone());
+            gelu_erf_portable(&mut a);
+            // SAFETY: AVX2 and FMA detected above.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                avx2::gelu_erf(&mut b)
+            };
+            close(&b, &a, 1e-6);
+
+            let (mut a, mut b) = (x.clone(), x.clone());
+            softmax_portable(&mut a);
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX2 and FMA detected above.
+            unsafe {
+                avx2::softmax(&mut b)
+            };
+            close(&b, &a, 1e-5);
+            assert!((b.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+
+            let res = data(n, 7 + n as u32);
+            let g = data(n, 11);
+            let be = data(n, 13);
+            let (mut a, mut b) = (x.clone(), x.clone());
+            add_layer_norm_row(&mut a, &res, &g, &be, 1e-12);
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX2 and FMA detected above.
+            unsafe {
+                avx2::add_layer_norm_row(&mut b, &res, &g, &be, 1e-12)
+            };
+            if n > 1 {
+                close(&b, &a, 1e-4);
+            }
+        }
+    }
+
+    #[test]
+    fn layer_norm_normalizes() {
+        let mut x = data(4 * 384, 3);
+        let g = vec![1.0; 384];
+        let b = vec![0.0; 384];
+        add_layer_norm(&mut x, &[], &g, &b, 1e-12);
+        for row in x.chunks(384) {
+            let mean = row.iter().sum::<f32>() / 384.0;
+            let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / 384.0;
+            assert!(mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-4);
+        }
+    }
+}

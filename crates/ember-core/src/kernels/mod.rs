@@ -1,0 +1,36 @@
+//! CPU kernels for the encoders' hot loops: the process thread budget, f32 linear layers,
+//! layer norm, GELU, attention and the int8 GEMM.
+//!
+//! Every kernel has a portable path and, where it pays, an AVX2+FMA path chosen at run time with
+//! `is_x86_feature_detected!`, so one build is fast on every x86-64 machine. Tests run each SIMD
+//! path against the portable one on the same inputs. `unsafe` is allowed here and only here
+//! (intrinsics, raw GEMM pointers); each block says why it is sound.
+#![allow(unsafe_code)]
+
+pub mod attention;
+pub mod elementwise;
+pub mod gemm;
+pub mod int8;
+pub mod threads;
+
+/// True when the AVX2 + FMA paths may run on this CPU.
+#[inline]
+pub fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Instruction set the kernels dispatch to on this machine (for logs and bench labels).
+pub fn isa() -> &'static str {
+    if has_avx2() {
+        "avx2+fma"
+    } else {
+        "portable"
+    }
+}

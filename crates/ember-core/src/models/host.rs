@@ -1,0 +1,177 @@
+//! The CPU forward pass of a transformer layer on host buffers, through `crate::kernels`: fused
+//! bias GEMMs (f32 or int8), attention straight from the fused QKV rows, residual add + layer norm
+//! and GELU in place. Scratch buffers live per thread and are reused across layers and calls.
+//!
+//! The candle-tensor path (`Module::forward`) stays for other devices and as the benchmarks'
+//! baseline.
+
+use std::cell::RefCell;
+
+use candle_core::{Storage, Tensor};
+
+use super::quant::Stored;
+use super::{Activation, Batch, LayerNorm, Linear};
+use crate::kernels::{self, attention::AttnShape, int8};
+
+/// Runs `f` on `t`'s f32 values when `t` is a contiguous f32 tensor in CPU memory.
+pub(crate) fn with_host<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(cpu) => {
+            let all = cpu.as_slice::<f32>()?;
+            match layout.contiguous_offsets() {
+                Some((a, b)) => Ok(f(&all[a..b])),
+                None => candle_core::bail!("tensor {:?} is not contiguous", t.shape()),
+            }
+        }
+        _ => candle_core::bail!("tensor {:?} is not in CPU memory", t.shape()),
+    }
+}
+
+/// Reusable buffers for one layer's intermediates.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    qkv: Vec<f32>,
+    ctx: Vec<f32>,
+    tmp: Vec<f32>,
+    ff: Vec<f32>,
+    xq: int8::QuantizedRows,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Runs `f` with this thread's scratch buffers (fresh ones if a caller up the stack holds them).
+pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    let mut s = SCRATCH
+        .with(|c| c.try_borrow_mut().map(|mut s| std::mem::take(&mut *s)))
+        .unwrap_or_default();
+    let r = f(&mut s);
+    SCRATCH.with(|c| {
+        if let Ok(mut slot) = c.try_borrow_mut() {
+            *slot = s;
+        }
+    });
+    r
+}
+
+fn sized(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    v.resize(n, 0.0);
+    &mut v[..n]
+}
+
+impl Linear {
+    /// `out[rows, out_dim] = x[rows, in_dim] W^T + b` on host slices, with the integer GEMM
+    /// for int8 weights and the f32 GEMM otherwise.
+    pub(crate) fn forward_host(
+        &self,
+        x: &[f32],
+        xq: &mut int8::QuantizedRows,
+        out: &mut [f32],
+    ) -> candle_core::Result<()> {
+        match &self.bias {
+            Some(b) => with_host(b, |b| self.gemm_host(x, b, xq, out))?,
+            None => self.gemm_host(x, &[], xq, out),
+        }
+    }
+
+    fn gemm_host(
+        &self,
+        x: &[f32],
+        bias: &[f32],
+        xq: &mut int8::QuantizedRows,
+        out: &mut [f32],
+    ) -> candle_core::Result<()> {
+        let (n, k) = self.weight.dims();
+        let m = x.len() / k;
+        match &self.weight {
+            Stored::F32(w) => with_host(w, |w| kernels::gemm::linear(x, w, bias, m, k, n, out)),
+            Stored::Int8(w) if int8::supports(w.cols, w.group) => {
+                int8::quantize_rows(x, k, w.group, xq);
+                let wts = int8::Int8Weights {
+                    q: &w.q,
+                    scales: &w.scales,
+                    n,
+                    k,
+                    group: w.group,
+                };
+                int8::gemm(xq, wts, bias, out);
+                Ok(())
+            }
+            other => with_host(&other.to_f32()?, |w| {
+                kernels::gemm::linear(x, w, bias, m, k, n, out)
+            }),
+        }
+    }
+}
+
+impl LayerNorm {
+    /// `x = LN(x + residual)` in place (`residual` may be empty).
+    pub(crate) fn forward_host(&self, x: &mut [f32], residual: &[f32]) -> candle_core::Result<()> {
+        with_host(&self.weight, |g| {
+            with_host(&self.bias, |b| {
+                kernels::elementwise::add_layer_norm(x, residual, g, b, self.eps)
+            })
+        })?
+    }
+}
+
+impl Activation {
+    /// Applies the activation in place.
+    pub(crate) fn forward_host(&self, x: &mut [f32]) {
+        match self {
+            Activation::Gelu => kernels::elementwise::gelu_erf(x),
+            Activation::GeluTanh => x.iter_mut().for_each(|v| {
+                let c = (2.0 / std::f32::consts::PI).sqrt();
+                *v = 0.5 * *v * (1.0 + (c * (*v + 0.044_715 * *v * *v * *v)).tanh());
+            }),
+            Activation::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
+        }
+    }
+}
+
+/// The parts of one post-norm encoder layer (BERT and MPNet share the shape).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LayerParts<'a> {
+    pub qkv: &'a Linear,
+    pub attn_out: &'a Linear,
+    pub attn_norm: &'a LayerNorm,
+    pub intermediate: &'a Linear,
+    pub output: &'a Linear,
+    pub out_norm: &'a LayerNorm,
+    pub heads: usize,
+    pub act: Activation,
+}
+
+/// One layer in place on `x` (`[batch * seq, hidden]`); `bias` is empty or `[heads, seq, seq]`.
+pub(crate) fn layer_forward(
+    p: LayerParts<'_>,
+    x: &mut [f32],
+    batch: &Batch,
+    bias: &[f32],
+    s: &mut Scratch,
+) -> candle_core::Result<()> {
+    let rows = batch.batch * batch.seq;
+    let h = x.len() / rows.max(1);
+    let qkv = sized(&mut s.qkv, rows * p.qkv.out_dim());
+    p.qkv.forward_host(x, &mut s.xq, qkv)?;
+    let ctx = sized(&mut s.ctx, rows * h);
+    let shape = AttnShape {
+        batch: batch.batch,
+        seq: batch.seq,
+        heads: p.heads,
+        head_dim: h / p.heads,
+    };
+    kernels::attention::attention(qkv, &batch.mask, bias, shape, ctx);
+    let tmp = sized(&mut s.tmp, rows * h);
+    p.attn_out.forward_host(ctx, &mut s.xq, tmp)?;
+    // x = LN(x + attention output): the residual sum is symmetric, so no copy back is needed.
+    p.attn_norm.forward_host(x, tmp)?;
+    let ff = sized(&mut s.ff, rows * p.intermediate.out_dim());
+    p.intermediate.forward_host(x, &mut s.xq, ff)?;
+    p.act.forward_host(ff);
+    p.output.forward_host(ff, &mut s.xq, tmp)?;
+    p.out_norm.forward_host(x, tmp)?;
+    Ok(())
+}
