@@ -1,4 +1,7 @@
-//! The server's one error type and its single mapping to status codes and JSON bodies.
+//! The server's one error type, its single mapping from core errors to status codes, and how each
+//! API dialect (native, OpenAI, Ollama, TEI) shapes the body of an error.
+
+use std::marker::PhantomData;
 
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
@@ -6,7 +9,9 @@ use axum::response::{IntoResponse, Response};
 use ember_core::ErrorKind;
 use serde_json::json;
 
-/// An error answered as `{"error": {"type", "message", "code"}}`.
+/// An error: a status, a machine-readable kind and a message naming the field, model or limit.
+/// As a response on its own it uses the native shape `{"error": {"type", "message", "code"}}`;
+/// [`DialectError`] renders it in another API's shape.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct ApiError {
@@ -43,18 +48,37 @@ impl ApiError {
             message: format!("no route for {path}; see GET /api/v1/models and POST /api/v1/embed"),
         }
     }
+
+    /// A 405 for a known route called with the wrong method.
+    pub fn method_not_allowed(path: &str) -> Self {
+        Self {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            kind: "method_not_allowed",
+            message: format!("method not allowed on {path}"),
+        }
+    }
+
+    /// A 413 for a request carrying more inputs than the server accepts.
+    pub fn too_many_inputs(field: &str, n: usize, max: usize) -> Self {
+        Self {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            kind: "too_many_inputs",
+            message: format!(
+                "`{field}` has {n} items; this server accepts at most {max} per request"
+            ),
+        }
+    }
 }
 
 impl From<ember_core::Error> for ApiError {
     fn from(e: ember_core::Error) -> Self {
+        let too_long = matches!(root(&e), ember_core::Error::InputTooLong { .. });
         let (status, kind) = match e.kind() {
             ErrorKind::ModelNotFound => (StatusCode::NOT_FOUND, "model_not_found"),
-            ErrorKind::InvalidInput => match e {
-                ember_core::Error::InputTooLong { .. } => {
-                    (StatusCode::PAYLOAD_TOO_LARGE, "input_too_long")
-                }
-                _ => (StatusCode::BAD_REQUEST, "invalid_request"),
-            },
+            ErrorKind::InvalidInput if too_long => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "input_too_long")
+            }
+            ErrorKind::InvalidInput => (StatusCode::BAD_REQUEST, "invalid_request"),
             ErrorKind::Unsupported => (StatusCode::NOT_IMPLEMENTED, "model_unsupported"),
             ErrorKind::ModelLoad => (StatusCode::SERVICE_UNAVAILABLE, "model_load_failed"),
             ErrorKind::Capacity => (StatusCode::TOO_MANY_REQUESTS, "capacity"),
@@ -71,37 +95,171 @@ impl From<ember_core::Error> for ApiError {
     }
 }
 
+/// The error under any [`ember_core::Error::Shared`] wrappers.
+fn root(e: &ember_core::Error) -> &ember_core::Error {
+    match e {
+        ember_core::Error::Shared(inner) => root(inner),
+        other => other,
+    }
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
-        let (status, kind) = match &r {
-            JsonRejection::MissingJsonContentType(_) => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-            }
-            JsonRejection::BytesRejection(_) => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
-            }
-            _ => (StatusCode::BAD_REQUEST, "invalid_json"),
-        };
-        let message = match &r {
-            JsonRejection::MissingJsonContentType(_) => {
-                "expected `Content-Type: application/json`".to_string()
-            }
+        match &r {
+            JsonRejection::MissingJsonContentType(_) => Self {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                kind: "unsupported_media_type",
+                message: "expected `Content-Type: application/json`".to_string(),
+            },
+            JsonRejection::BytesRejection(_) => Self {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                kind: "payload_too_large",
+                message: r.body_text(),
+            },
             // body_text carries serde's message, which names the field and position.
-            _ => r.body_text(),
-        };
-        Self {
-            status,
-            kind,
-            message,
+            _ => Self {
+                status: StatusCode::BAD_REQUEST,
+                kind: "invalid_json",
+                message: r.body_text(),
+            },
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        DialectError::<Native>::from(self).into_response()
+    }
+}
+
+/// How one API family shapes an error body.
+pub trait Dialect: Send + Sync + 'static {
+    /// The response for `e`.
+    fn render(e: &ApiError) -> Response;
+}
+
+/// Ember's own routes: `{"error": {"type", "message", "code"}}`.
+#[derive(Debug, Clone, Copy)]
+pub struct Native;
+
+/// OpenAI's routes: `{"error": {"message", "type", "param", "code"}}`.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenAi;
+
+/// Ollama's routes: `{"error": "..."}`.
+#[derive(Debug, Clone, Copy)]
+pub struct Ollama;
+
+/// TEI's routes: `{"error": "...", "error_type": "..."}`.
+#[derive(Debug, Clone, Copy)]
+pub struct Tei;
+
+impl Dialect for Native {
+    fn render(e: &ApiError) -> Response {
         let body = json!({
-            "error": {"type": self.kind, "message": self.message, "code": self.status.as_u16()}
+            "error": {"type": e.kind, "message": e.message, "code": e.status.as_u16()}
         });
-        (self.status, axum::Json(body)).into_response()
+        (e.status, axum::Json(body)).into_response()
+    }
+}
+
+impl Dialect for OpenAi {
+    fn render(e: &ApiError) -> Response {
+        // OpenAI's `type` is coarse; `code` carries the specific reason.
+        let kind = match e.status {
+            StatusCode::NOT_FOUND if e.kind == "model_not_found" => "invalid_request_error",
+            StatusCode::NOT_FOUND => "not_found_error",
+            StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
+            StatusCode::UNAUTHORIZED => "authentication_error",
+            s if s.is_server_error() => "server_error",
+            _ => "invalid_request_error",
+        };
+        let param = if e.kind == "model_not_found" {
+            Some("model")
+        } else {
+            param_of(&e.message)
+        };
+        let body = json!({
+            "error": {"message": e.message, "type": kind, "param": param, "code": e.kind}
+        });
+        (e.status, axum::Json(body)).into_response()
+    }
+}
+
+impl Dialect for Ollama {
+    fn render(e: &ApiError) -> Response {
+        (e.status, axum::Json(json!({"error": e.message}))).into_response()
+    }
+}
+
+impl Dialect for Tei {
+    fn render(e: &ApiError) -> Response {
+        // TEI's error types: Unhealthy, Backend, Overloaded, Validation, Tokenizer, Empty.
+        let kind = match e.status {
+            StatusCode::TOO_MANY_REQUESTS => "overloaded",
+            StatusCode::SERVICE_UNAVAILABLE => "unhealthy",
+            s if s.is_server_error() => "backend",
+            _ if e.kind == "empty" => "empty",
+            _ => "validation",
+        };
+        let body = json!({"error": e.message, "error_type": kind});
+        (e.status, axum::Json(body)).into_response()
+    }
+}
+
+/// The request field a message names first in backticks, for OpenAI's `param`.
+fn param_of(message: &str) -> Option<&str> {
+    const FIELDS: [&str; 5] = ["input", "model", "encoding_format", "dimensions", "user"];
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    let p = &message[start..start + len];
+    let field = p.split('[').next().unwrap_or(p);
+    FIELDS.contains(&field).then_some(p)
+}
+
+/// An [`ApiError`] answered in dialect `D`'s shape.
+#[derive(Debug)]
+pub struct DialectError<D>(pub ApiError, PhantomData<D>);
+
+impl<D> DialectError<D> {
+    /// The status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.0.status
+    }
+}
+
+impl<D> From<ApiError> for DialectError<D> {
+    fn from(e: ApiError) -> Self {
+        Self(e, PhantomData)
+    }
+}
+
+impl<D> From<ember_core::Error> for DialectError<D> {
+    fn from(e: ember_core::Error) -> Self {
+        Self(e.into(), PhantomData)
+    }
+}
+
+impl<D> From<JsonRejection> for DialectError<D> {
+    fn from(r: JsonRejection) -> Self {
+        Self(r.into(), PhantomData)
+    }
+}
+
+impl<D: Dialect> IntoResponse for DialectError<D> {
+    fn into_response(self) -> Response {
+        D::render(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn param_is_the_first_backticked_field() {
+        assert_eq!(param_of("`input[2]` must be a string"), Some("input[2]"));
+        assert_eq!(param_of("unknown model `all-minilm`"), None);
+        assert_eq!(param_of("no field"), None);
     }
 }

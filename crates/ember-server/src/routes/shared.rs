@@ -1,0 +1,275 @@
+//! Request parsing and response pieces every dialect shares: inputs checked against the limits,
+//! dtype and keep-alive fields, base64 vectors, output precision and TEI-style timing headers.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use base64::Engine as _;
+use ember_core::precision::{quantize, Precision, Quantized};
+use ember_core::{DType, Embedder, Embeddings, KeepAlive};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::engine::EmbedOutput;
+use crate::error::ApiError;
+use crate::{AppState, Limits};
+
+/// A JSON type name for error messages.
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Checks `input` (named `field` in messages) is a string or a non-empty list of strings within
+/// the server's limits on inputs per request and characters per input.
+pub fn parse_texts(input: Value, field: &str, limits: &Limits) -> Result<Vec<String>, ApiError> {
+    let texts = match input {
+        Value::String(s) => vec![s],
+        Value::Array(items) => {
+            if items.is_empty() {
+                return Err(ApiError {
+                    kind: "empty",
+                    ..ApiError::invalid(format!(
+                        "`{field}` is an empty list; send at least one string"
+                    ))
+                });
+            }
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| match v {
+                    Value::String(s) => Ok(s),
+                    other => Err(ApiError::invalid(format!(
+                        "`{field}[{i}]` must be a string, got {}",
+                        type_name(&other)
+                    ))),
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        other => {
+            return Err(ApiError::invalid(format!(
+                "`{field}` must be a string or a list of strings, got {}",
+                type_name(&other)
+            )))
+        }
+    };
+    check_texts(&texts, field, limits)?;
+    Ok(texts)
+}
+
+/// Enforces the limits on inputs per request and characters per input.
+pub fn check_texts(texts: &[String], field: &str, limits: &Limits) -> Result<(), ApiError> {
+    if texts.len() > limits.max_client_batch {
+        return Err(ApiError::too_many_inputs(
+            field,
+            texts.len(),
+            limits.max_client_batch,
+        ));
+    }
+    let max = limits.max_input_chars;
+    if let Some((i, n)) = texts
+        .iter()
+        .map(|t| t.chars().count())
+        .enumerate()
+        .find(|(_, n)| *n > max)
+    {
+        return Err(ApiError {
+            status: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            kind: "input_too_long",
+            message: format!(
+                "`{field}[{i}]` has {n} characters; this server accepts at most {max} per input"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Parses an optional `dtype` field.
+pub fn parse_dtype(dtype: Option<&str>) -> Result<Option<DType>, ApiError> {
+    dtype
+        .map(|d| d.parse::<DType>().map_err(ApiError::from))
+        .transpose()
+}
+
+/// Parses `keep_alive` given as a duration string (`"5m"`, `"-1"`) or a number of seconds.
+pub fn parse_keep_alive(v: Option<&Value>) -> Result<Option<KeepAlive>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.parse()?)),
+        Some(Value::Number(n)) => Ok(Some(KeepAlive::from_secs_f64(
+            n.as_f64().unwrap_or(f64::NAN),
+        )?)),
+        Some(other) => Err(ApiError::invalid(format!(
+            "`keep_alive` must be a duration like \"5m\" or a number of seconds, got {}",
+            type_name(other)
+        ))),
+    }
+}
+
+/// The loaded model for (`model`, `dtype`), loading it off the async runtime if needed. Hold the
+/// handle only briefly: it keeps the model from being released.
+pub async fn acquire(
+    state: &AppState,
+    model: Option<&str>,
+    dtype: Option<DType>,
+) -> Result<Arc<Embedder>, ApiError> {
+    let manager = state.manager.clone();
+    let model = model.map(str::to_string);
+    tokio::task::spawn_blocking(move || manager.acquire(model.as_deref(), dtype))
+        .await
+        .map_err(|e| ApiError::internal(format!("model load task failed: {e}")))?
+        .map_err(ApiError::from)
+}
+
+/// The prompt name an `input_type` (`query` / `document`) maps to for a model with `prompts`.
+pub fn prompt_for_input_type(
+    model: &str,
+    prompts: impl IntoIterator<Item = String>,
+    input_type: &str,
+) -> Result<String, ApiError> {
+    let prompts: Vec<String> = prompts.into_iter().collect();
+    let wanted: &[&str] = match input_type {
+        "query" => &["query"],
+        "document" | "passage" => &["document", "passage", "doc"],
+        other => {
+            return Err(ApiError::invalid(format!(
+                "unknown `input_type` `{other}`; use `query` or `document`"
+            )))
+        }
+    };
+    wanted
+        .iter()
+        .find(|w| prompts.iter().any(|p| p == *w))
+        .map(|w| w.to_string())
+        .ok_or_else(|| {
+            let known = if prompts.is_empty() {
+                "it has no prompts (embed without `input_type`)".to_string()
+            } else {
+                format!("its prompts are: {}", prompts.join(", "))
+            };
+            ApiError::invalid(format!(
+                "`input_type` `{input_type}` has no matching prompt in model `{model}`; {known}"
+            ))
+        })
+}
+
+/// Little-endian bytes of `v`, base64-encoded (OpenAI's `encoding_format: "base64"`).
+pub fn base64_f32(v: &[f32]) -> String {
+    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// One output vector: floats, integers (quantized precisions) or base64 of the raw values.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Vector {
+    Float(Vec<f32>),
+    Int(Vec<i16>),
+    Base64(String),
+}
+
+/// Parses `encoding_format` (`float` or `base64`; default float).
+pub fn parse_encoding(format: Option<&str>) -> Result<bool, ApiError> {
+    match format {
+        None | Some("float") => Ok(false),
+        Some("base64") => Ok(true),
+        Some(other) => Err(ApiError::invalid(format!(
+            "unknown `encoding_format` `{other}`; use `float` or `base64`"
+        ))),
+    }
+}
+
+/// The vectors of `e` in `precision`, as floats/ints or base64 (little-endian f32 for float32,
+/// the raw bytes for the quantized precisions).
+pub fn vectors(
+    e: &Embeddings,
+    precision: Precision,
+    base64: bool,
+) -> Result<Vec<Vector>, ApiError> {
+    let width = precision.width(e.dimension);
+    let q = if precision == Precision::Float32 {
+        Quantized::Float32(Vec::new())
+    } else {
+        quantize(&e.data, e.dimension, precision, None)?
+    };
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    Ok((0..e.rows)
+        .map(|r| match (&q, base64) {
+            (Quantized::Float32(_), false) => Vector::Float(e.row(r).to_vec()),
+            (Quantized::Float32(_), true) => Vector::Base64(base64_f32(e.row(r))),
+            (Quantized::Int8(v), false) => Vector::Int(
+                v[r * width..(r + 1) * width]
+                    .iter()
+                    .map(|&x| x.into())
+                    .collect(),
+            ),
+            (Quantized::Int8(v), true) => Vector::Base64(b64(&v[r * width..(r + 1) * width]
+                .iter()
+                .map(|&x| x.to_le_bytes()[0])
+                .collect::<Vec<_>>())),
+            (Quantized::Uint8(v), false) => Vector::Int(
+                v[r * width..(r + 1) * width]
+                    .iter()
+                    .map(|&x| x.into())
+                    .collect(),
+            ),
+            (Quantized::Uint8(v), true) => Vector::Base64(b64(&v[r * width..(r + 1) * width])),
+        })
+        .collect())
+}
+
+/// TEI's timing headers (milliseconds) plus the model that answered.
+pub fn timing_headers(out: &EmbedOutput) -> HeaderMap {
+    let t = &out.timings;
+    let mut h = HeaderMap::new();
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    for (name, value) in [
+        ("x-queue-time", ms(t.queue)),
+        ("x-tokenization-time", ms(t.tokenize)),
+        ("x-inference-time", ms(t.inference)),
+        ("x-load-time", ms(t.load)),
+        ("x-total-time", ms(t.total)),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&format!("{value:.3}")) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&out.embeddings.model) {
+        h.insert(HeaderName::from_static("x-model-id"), v);
+    }
+    h.insert(
+        HeaderName::from_static("x-compute-tokens"),
+        HeaderValue::from(out.embeddings.prompt_tokens),
+    );
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_type_maps_to_prompts() {
+        let p = || vec!["query".to_string(), "passage".to_string()];
+        assert_eq!(prompt_for_input_type("m", p(), "query").unwrap(), "query");
+        assert_eq!(
+            prompt_for_input_type("m", p(), "document").unwrap(),
+            "passage"
+        );
+        let e = prompt_for_input_type("m", vec![], "query").unwrap_err();
+        assert!(e.message.contains("no prompts"), "{}", e.message);
+        let e = prompt_for_input_type("m", p(), "code").unwrap_err();
+        assert!(e.message.contains("input_type"), "{}", e.message);
+    }
+
+    #[test]
+    fn base64_is_little_endian_f32() {
+        assert_eq!(base64_f32(&[1.0]), "AACAPw==");
+    }
+}

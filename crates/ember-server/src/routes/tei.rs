@@ -1,0 +1,201 @@
+//! Text-embeddings-inference-compatible routes: `POST /embed`, `GET /info`, `POST /tokenize`.
+//! Errors are `{"error": "...", "error_type": "..."}` as TEI answers them. Unlike TEI, which
+//! serves one model, the bodies may name a `model` (the default model otherwise).
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use ember_core::EmbedOptions;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+
+use super::shared;
+use crate::engine::EmbedJob;
+use crate::error::{ApiError, DialectError, Tei};
+use crate::json::Json;
+use crate::AppState;
+
+type Error = DialectError<Tei>;
+
+/// Body of `POST /embed`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EmbedRequest {
+    /// A string or a list of strings.
+    #[schema(value_type = Object)]
+    pub inputs: Value,
+    /// Ember extension: the model to use (the default model when absent).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// L2-normalize (default true).
+    #[serde(default)]
+    pub normalize: Option<bool>,
+    /// Cut inputs over the model's limit (default true).
+    #[serde(default)]
+    pub truncate: Option<bool>,
+    /// `Right` (default). `Left` is not supported yet and answers 422.
+    #[serde(default)]
+    pub truncation_direction: Option<String>,
+    /// A key of the model's prompts.
+    #[serde(default)]
+    pub prompt_name: Option<String>,
+    /// Matryoshka truncation to this many dimensions.
+    #[serde(default)]
+    pub dimensions: Option<usize>,
+}
+
+/// Body of `POST /tokenize`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TokenizeRequest {
+    /// A string or a list of strings.
+    #[schema(value_type = Object)]
+    pub inputs: Value,
+    /// Ember extension: the model whose tokenizer to use.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Keep the special tokens (default true).
+    #[serde(default)]
+    pub add_special_tokens: Option<bool>,
+    /// A key of the model's prompts, prepended to each input.
+    #[serde(default)]
+    pub prompt_name: Option<String>,
+}
+
+/// One token as TEI reports it (character offsets are not tracked yet: `null`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Token {
+    pub id: u32,
+    pub text: String,
+    pub special: bool,
+    pub start: Option<usize>,
+    pub stop: Option<usize>,
+}
+
+/// Embeds `inputs`; returns one vector per input.
+#[utoipa::path(post, path = "/embed", tag = "tei", request_body = EmbedRequest,
+    responses((status = 200, body = Vec<Vec<f32>>), (status = 400), (status = 422)))]
+pub async fn embed(
+    State(state): State<AppState>,
+    Json(req, _): Json<EmbedRequest, Tei>,
+) -> Result<(HeaderMap, axum::Json<Vec<Vec<f32>>>), Error> {
+    match req
+        .truncation_direction
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("right") => {}
+        Some("left") => {
+            return Err(ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                kind: "validation",
+                message: "`truncation_direction` `Left` is not supported yet; use `Right`".into(),
+            }
+            .into())
+        }
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "unknown `truncation_direction` `{other}`; use `Right`"
+            ))
+            .into())
+        }
+    }
+    let texts = shared::parse_texts(req.inputs, "inputs", &state.limits)?;
+    let job = EmbedJob {
+        model: req.model,
+        texts,
+        opts: EmbedOptions {
+            normalize: req.normalize.unwrap_or(true),
+            truncate: req.truncate.unwrap_or(true),
+            prompt_name: req.prompt_name,
+            dimensions: req.dimensions,
+            ..EmbedOptions::default()
+        },
+        ..EmbedJob::default()
+    };
+    let out = state.embed(job).await?;
+    Ok((
+        shared::timing_headers(&out),
+        axum::Json(out.embeddings.iter().map(<[f32]>::to_vec).collect()),
+    ))
+}
+
+/// The default model's description, in TEI's `Info` shape.
+#[utoipa::path(get, path = "/info", tag = "tei",
+    responses((status = 200, description = "TEI's `Info`: model_id, max_input_length, ...")))]
+pub async fn info(State(state): State<AppState>) -> Result<axum::Json<Value>, Error> {
+    let spec = state.manager.spec(None).map_err(ApiError::from)?;
+    let dtype = state.manager.default_dtype(&spec);
+    let pooling = serde_json::to_value(spec.pooling).unwrap_or(Value::Null);
+    Ok(axum::Json(json!({
+        "model_id": spec.hub_repo.clone().unwrap_or_else(|| spec.id.clone()),
+        "model_sha": spec.revision,
+        "model_dtype": dtype.as_str(),
+        "model_type": {"embedding": {"pooling": pooling}},
+        "max_concurrent_requests": null,
+        "max_input_length": spec.max_seq_length,
+        "max_batch_tokens": null,
+        "max_batch_requests": null,
+        "max_client_batch_size": state.limits.max_client_batch,
+        "auto_truncate": true,
+        "tokenization_workers": null,
+        "version": env!("CARGO_PKG_VERSION"),
+        "sha": null,
+        "docker_label": null,
+    })))
+}
+
+/// Tokenizes `inputs` with the model's tokenizer (no truncation).
+#[utoipa::path(post, path = "/tokenize", tag = "tei", request_body = TokenizeRequest,
+    responses((status = 200, body = Vec<Vec<Token>>), (status = 400)))]
+pub async fn tokenize(
+    State(state): State<AppState>,
+    Json(req, _): Json<TokenizeRequest, Tei>,
+) -> Result<axum::Json<Vec<Vec<Token>>>, Error> {
+    let texts = shared::parse_texts(req.inputs, "inputs", &state.limits)?;
+    let model = shared::acquire(&state, req.model.as_deref(), None).await?;
+    let prompt = match &req.prompt_name {
+        None => String::new(),
+        Some(name) => model.info().prompts.get(name).cloned().ok_or_else(|| {
+            ApiError::invalid(format!(
+                "unknown `prompt_name` `{name}` for model `{}`; known: {}",
+                model.id(),
+                model
+                    .info()
+                    .prompts
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?,
+    };
+    let keep_special = req.add_special_tokens.unwrap_or(true);
+    let out = tokio::task::spawn_blocking(move || {
+        let tok = model.tokenizer();
+        texts
+            .iter()
+            .map(|t| {
+                let tokens = tok.tokens(&format!("{prompt}{t}"))?;
+                let mut row = Vec::with_capacity(tokens.len());
+                for (id, text) in tokens {
+                    // Decoding drops special tokens, so a special token decodes to nothing.
+                    let special = tok.decode(&[id])?.is_empty() && !text.trim().is_empty();
+                    if special && !keep_special {
+                        continue;
+                    }
+                    row.push(Token {
+                        id,
+                        text,
+                        special,
+                        start: None,
+                        stop: None,
+                    });
+                }
+                Ok(row)
+            })
+            .collect::<Result<Vec<_>, ember_core::Error>>()
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("tokenize task failed: {e}")))??;
+    Ok(axum::Json(out))
+}
