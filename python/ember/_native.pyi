@@ -1,15 +1,18 @@
 """Type stubs of `ember._native` (the Rust extension); docstrings live in the Rust sources."""
 
 from collections.abc import Iterable, Sequence
+from datetime import timedelta
 from os import PathLike
-from typing import Any, final
+from typing import Any, Literal, final
 
 import numpy as np
 import numpy.typing as npt
 
 __all__ = [
     "Embedder",
+    "ModelManager",
     "__version__",
+    "download_model",
     "get_model_spec",
     "load_models_file",
     "models",
@@ -22,10 +25,20 @@ __version__: str
 
 _Floats = npt.NDArray[np.float32]
 _Path = str | PathLike[str]
+_Precision = Literal["float32", "int8", "uint8", "binary", "ubinary"]
+# Seconds (negative: forever), a duration such as "5m" or "-1", or a timedelta.
+_KeepAlive = str | float | timedelta
 
 @final
 class Embedder:
-    def __new__(cls, model: _Path | None = None) -> Embedder: ...
+    def __new__(
+        cls,
+        model: _Path | None = None,
+        *,
+        dtype: str | None = None,
+        max_seq_length: int | None = None,
+        threads: int | None = None,
+    ) -> Embedder: ...
     def embed(
         self,
         inputs: str | Iterable[str],
@@ -46,8 +59,39 @@ class Embedder:
         prompt_name: str | None = None,
         prompt: str | None = None,
         truncate_dim: int | None = None,
+        precision: _Precision = "float32",
+        ranges: npt.ArrayLike | None = None,
         show_progress_bar: bool | None = None,
-    ) -> _Floats: ...
+        convert_to_numpy: bool = True,
+    ) -> Any: ...  # float32, int8 or uint8 array by precision; a list if not convert_to_numpy
+    def encode_query(
+        self,
+        sentences: str | Iterable[str],
+        *,
+        batch_size: int = 32,
+        normalize_embeddings: bool = False,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        truncate_dim: int | None = None,
+        precision: _Precision = "float32",
+        ranges: npt.ArrayLike | None = None,
+        show_progress_bar: bool | None = None,
+        convert_to_numpy: bool = True,
+    ) -> Any: ...  # float32, int8 or uint8 array by precision; a list if not convert_to_numpy
+    def encode_document(
+        self,
+        sentences: str | Iterable[str],
+        *,
+        batch_size: int = 32,
+        normalize_embeddings: bool = False,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        truncate_dim: int | None = None,
+        precision: _Precision = "float32",
+        ranges: npt.ArrayLike | None = None,
+        show_progress_bar: bool | None = None,
+        convert_to_numpy: bool = True,
+    ) -> Any: ...  # float32, int8 or uint8 array by precision; a list if not convert_to_numpy
     def similarity(self, a: npt.ArrayLike, b: npt.ArrayLike) -> _Floats: ...
     def tokenize(self, text: str) -> list[str]: ...
     def count_tokens(self, inputs: str | Iterable[str]) -> list[int]: ...
@@ -55,6 +99,8 @@ class Embedder:
     def dimension(self) -> int: ...
     @property
     def max_seq_length(self) -> int: ...
+    @property
+    def dtype(self) -> str: ...
     @property
     def model_id(self) -> str: ...
     @property
@@ -68,7 +114,40 @@ class Embedder:
     def get_sentence_embedding_dimension(self) -> int: ...
     def get_max_seq_length(self) -> int: ...
 
+@final
+class ModelManager:
+    def __new__(
+        cls,
+        max_models: int = 16,
+        max_memory: int | str | None = None,
+        pinned: Sequence[str] | None = None,
+        keep_alive: _KeepAlive | None = None,
+        *,
+        dtypes: dict[str, str] | None = None,
+    ) -> ModelManager: ...
+    def embed(
+        self,
+        texts: str | Iterable[str],
+        model: str | None = None,
+        dtype: str | None = None,
+        *,
+        normalize: bool = True,
+        dimensions: int | None = None,
+        prompt_name: str | None = None,
+        truncate: bool = True,
+        batch_size: int = 32,
+        keep_alive: _KeepAlive | None = None,
+    ) -> _Floats: ...
+    def load(
+        self, model: str, dtype: str | None = None, keep_alive: _KeepAlive | None = None
+    ) -> dict[str, Any]: ...
+    def unload(self, model: str, dtype: str | None = None) -> int: ...
+    def status(self) -> list[dict[str, Any]]: ...
+    def model_status(self, model: str) -> dict[str, Any]: ...
+    def stats(self) -> dict[str, Any]: ...
+
 def models() -> list[dict[str, Any]]: ...
+def download_model(model: _Path, *, progress: bool = True) -> str: ...
 def get_model_spec(model: _Path) -> dict[str, Any]: ...
 def register_model(model_id: str, path: _Path, *, default: bool = False) -> None: ...
 def load_models_file(path: _Path) -> int: ...

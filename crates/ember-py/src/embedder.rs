@@ -1,205 +1,206 @@
-//! `ember.Embedder`: a loaded model whose `embed` (Ember's defaults) and `encode`
-//! (sentence-transformers' meaning) return C-contiguous float32 NumPy arrays.
+//! `ember.Embedder`: a loaded model whose `embed` (Ember's defaults) and `encode` /
+//! `encode_query` / `encode_document` (sentence-transformers' meaning, output precisions
+//! included) return C-contiguous NumPy arrays.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use ember_core::precision::Precision;
 use ember_core::{EmbedOptions, Embedder, Error, ModelSpec};
-use numpy::ndarray::{Array2, ArrayView2, Axis};
-use numpy::{AllowTypeChange, IntoPyArray, PyArray2, PyArrayLikeDyn, PyUntypedArrayMethods};
+use numpy::{AllowTypeChange, IntoPyArray, PyArray2, PyArrayLikeDyn};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString};
+use pyo3::types::{PyDict, PyList};
 
+use crate::arrays::{
+    cosine_matrix, count, embed_chunked, ranges_arg, rows_of, texts_of, to_array, to_precision,
+};
 use crate::catalog::{manager, path_to_string, to_python};
-use crate::errors::{detached, invalid_input, EmberError, IntoPyException};
+use crate::errors::{detached, invalid_input, IntoPyException};
+use crate::options;
 
-/// Forward-pass batches per GIL-free call: between calls the GIL is taken back to notice Ctrl-C.
-const BATCHES_PER_CALL: usize = 8;
-
-/// A text-embedding model, loaded once per process and shared by every `Embedder` naming it.
+/// A text-embedding model, loaded once per process (per dtype) and shared by every `Embedder`
+/// naming it.
 ///
 /// `model` is a catalog id (`"all-MiniLM-L6-v2"`), an alias (`"all-minilm"`) or a
 /// sentence-transformers model directory; None loads the default model. Files are found in
 /// `EMBER_MODELS_DIR`, the Hugging Face cache, installed Python packages, or downloaded.
+///
+/// dtype: how the weights are stored: "fp32", "fp16", "bf16" or "int8" ("float32", "float16",
+///     "bfloat16" too); None takes the catalog's recommendation for the model.
+/// max_seq_length: cut inputs to this many tokens (at most the model's own limit).
+/// threads: size of Ember's compute thread pool. The pool is process-wide and sized once, when
+///     the first model runs (default: EMBER_NUM_THREADS, else one thread per core); a different
+///     value after that only warns.
 ///
 /// >>> m = ember.Embedder("all-MiniLM-L6-v2")
 /// >>> m.embed(["a", "b"]).shape
 /// (2, 384)
 /// >>> m.embed("a").shape
 /// (384,)
+/// >>> ember.Embedder("all-MiniLM-L6-v2", dtype="int8").spec["dtype"]
+/// 'int8'
 ///
-/// Raises ModelNotFoundError, ModelLoadError or UnsupportedModelError.
+/// Raises ModelNotFoundError, ModelLoadError, UnsupportedModelError, or InvalidInputError for a
+/// bad dtype, max_seq_length or threads.
 #[pyclass(frozen, module = "ember", name = "Embedder")]
 #[derive(Debug)]
 pub(crate) struct PyEmbedder {
     model: Arc<Embedder>,
     spec: ModelSpec,
+    /// The `max_seq_length` cap, when smaller than the model's own limit.
+    max_length: Option<usize>,
 }
 
-/// Texts from `str` or a sequence of `str`; `true` when a single string was given.
-fn texts_of(inputs: &Bound<'_, PyAny>) -> PyResult<(Vec<String>, bool)> {
-    if let Ok(s) = inputs.cast::<PyString>() {
-        return Ok((vec![s.to_cow()?.into_owned()], true));
-    }
-    let type_name = |o: &Bound<'_, PyAny>| -> String {
-        o.get_type()
-            .name()
-            .map_or_else(|_| "?".into(), |n| n.to_string())
-    };
-    let not_texts = || {
-        invalid_input(format!(
-            "inputs must be a string or a sequence of strings (got {})",
-            type_name(inputs)
-        ))
-    };
-    if inputs.is_instance_of::<PyBytes>() {
-        return Err(not_texts());
-    }
-    let iter = inputs.try_iter().map_err(|_| not_texts())?;
-    let mut texts = Vec::with_capacity(inputs.len().unwrap_or(0));
-    for (i, item) in iter.enumerate() {
-        let item = item?;
-        let s = item.cast::<PyString>().map_err(|_| {
-            invalid_input(format!(
-                "input[{i}] is not a string (got {})",
-                type_name(&item)
-            ))
-        })?;
-        let text = s
-            .to_cow()
-            .map_err(|e| invalid_input(format!("input[{i}] is not valid Unicode: {e}")))?;
-        texts.push(text.into_owned());
-    }
-    Ok((texts, false))
+/// Which prompt `encode_query` / `encode_document` pick when the caller names none, as
+/// sentence-transformers 5+ does.
+#[derive(Clone, Copy)]
+enum Task {
+    Query,
+    Document,
 }
 
-/// A count argument (`dimensions`, `batch_size`) that must not be negative.
-fn count(field: &str, value: i64) -> PyResult<usize> {
-    usize::try_from(value).map_err(|_| {
-        Error::invalid(field, format!("must not be negative, got {value}")).into_exception()
-    })
-}
-
-/// `InputTooLong` names the input by its index in the call, not in the chunk.
-fn shift_index(err: Error, offset: usize) -> Error {
-    match err {
-        Error::InputTooLong {
-            model,
-            index,
-            tokens,
-            limit,
-        } => Error::InputTooLong {
-            model,
-            index: index + offset,
-            tokens,
-            limit,
-        },
-        other => other,
-    }
-}
-
-/// A flat row-major buffer as a `(rows, dim)` array, or `(dim,)` for a single input.
-fn to_array(
-    py: Python<'_>,
-    data: Vec<f32>,
-    dim: usize,
-    single: bool,
-) -> PyResult<Bound<'_, PyAny>> {
-    if single {
-        return Ok(data.into_pyarray(py).into_any());
-    }
-    let rows = data.len().checked_div(dim).unwrap_or(0);
-    let array = Array2::from_shape_vec((rows, dim), data)
-        .map_err(|e| EmberError::new_err(format!("internal error: output shape: {e}")))?;
-    Ok(array.into_pyarray(py).into_any())
-}
-
-/// A 1-D or 2-D array-like as owned rows.
-fn rows_of(a: &PyArrayLikeDyn<'_, f32, AllowTypeChange>, name: &str) -> PyResult<Array2<f32>> {
-    let view = a.as_array();
-    let shape_err = |e: numpy::ndarray::ShapeError| invalid_input(format!("`{name}`: {e}"));
-    match view.ndim() {
-        1 => Ok(view
-            .insert_axis(Axis(0))
-            .into_dimensionality()
-            .map_err(shape_err)?
-            .to_owned()),
-        2 => Ok(view.into_dimensionality().map_err(shape_err)?.to_owned()),
-        n => Err(invalid_input(format!(
-            "`{name}` must be one vector or a 2-D array of vectors, got {n} dimensions (shape {:?})",
-            a.shape()
-        ))),
-    }
-}
-
-/// Cosine similarity of every row of `a` with every row of `b`.
-fn cosine_matrix(mut a: Array2<f32>, mut b: Array2<f32>) -> Result<Array2<f32>, Error> {
-    if a.ncols() != b.ncols() {
-        return Err(Error::invalid(
-            "embeddings",
-            format!(
-                "vectors of different lengths cannot be compared ({} vs {})",
-                a.ncols(),
-                b.ncols()
-            ),
-        ));
-    }
-    for m in [&mut a, &mut b] {
-        for mut row in m.rows_mut() {
-            let norm = row.dot(&row).sqrt().max(1e-12);
-            row.mapv_inplace(|x| x / norm);
+impl Task {
+    fn prompt_names(self) -> &'static [&'static str] {
+        match self {
+            Task::Query => &["query"],
+            Task::Document => &["document", "passage", "corpus"],
         }
     }
-    let bt: ArrayView2<'_, f32> = b.t();
-    Ok(a.dot(&bt))
+}
+
+/// `encode`'s keyword arguments.
+struct Encode<'py> {
+    batch_size: i64,
+    normalize_embeddings: bool,
+    prompt_name: Option<String>,
+    prompt: Option<String>,
+    truncate_dim: Option<i64>,
+    precision: String,
+    ranges: Option<PyArrayLikeDyn<'py, f32, AllowTypeChange>>,
+    convert_to_numpy: bool,
 }
 
 impl PyEmbedder {
-    /// Embeds `texts` in chunks, each with the GIL released, checking for Ctrl-C in between.
-    fn run(
+    fn options(&self, opts: EmbedOptions) -> EmbedOptions {
+        EmbedOptions {
+            max_length: self.max_length,
+            ..opts
+        }
+    }
+
+    /// The effective token limit.
+    fn limit(&self) -> usize {
+        let own = self.model.info().max_seq_length;
+        self.max_length.map_or(own, |m| m.min(own))
+    }
+
+    fn encode_with<'py>(
         &self,
-        py: Python<'_>,
-        texts: &[String],
-        opts: &EmbedOptions,
-    ) -> PyResult<(Vec<f32>, usize)> {
-        let model = &self.model;
-        if texts.is_empty() {
-            // Still validates the options and reports the output dimension.
-            let e = detached(py, || model.embed(texts, opts))?;
-            return Ok((e.data, e.dimension));
+        py: Python<'py>,
+        sentences: &Bound<'py, PyAny>,
+        args: Encode<'py>,
+        task: Option<Task>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (texts, single) = texts_of(sentences)?;
+        let precision = options::precision(&args.precision)?;
+        let truncate_dim = args
+            .truncate_dim
+            .map(|d| count("truncate_dim", d))
+            .transpose()?;
+        let ranges = args.ranges.as_ref().map(ranges_arg).transpose()?;
+        if ranges.is_some() && !matches!(precision, Precision::Int8 | Precision::Uint8) {
+            return Err(invalid_input(format!(
+                "`ranges` calibrate int8/uint8 output only (precision is {:?})",
+                args.precision
+            )));
         }
-        let step = opts.batch_size.max(1).saturating_mul(BATCHES_PER_CALL);
-        let mut data = Vec::new();
-        let mut dim = 0;
-        for (n, part) in texts.chunks(step).enumerate() {
-            let e = detached(py, || {
-                model
-                    .embed(part, opts)
-                    .map_err(|e| shift_index(e, n * step))
-            })?;
-            if data.is_empty() {
-                data.reserve_exact(texts.len() * e.dimension);
-            }
-            dim = e.dimension;
-            data.extend_from_slice(&e.data);
-            py.check_signals()?;
+        let mut prompt_name = args.prompt_name;
+        if let (Some(task), None, None) = (task, &prompt_name, &args.prompt) {
+            let prompts = &self.model.info().prompts;
+            prompt_name = task
+                .prompt_names()
+                .iter()
+                .find(|n| prompts.contains_key(**n))
+                .map(|n| (*n).to_string());
         }
-        Ok((data, dim))
+        let pipeline_normalizes = self.model.info().normalize;
+        // sentence-transformers cuts after the Normalize module and only re-normalizes when
+        // asked; the core re-normalizes after cutting, so that one case is cut here instead.
+        let cut_here = pipeline_normalizes && !args.normalize_embeddings && truncate_dim.is_some();
+        let mut opts = self.options(EmbedOptions {
+            normalize: args.normalize_embeddings || pipeline_normalizes,
+            dimensions: truncate_dim,
+            prompt_name,
+            prompt: args.prompt,
+            truncate: true,
+            max_length: None,
+            batch_size: count("batch_size", args.batch_size)?,
+        });
+        self.model
+            .check_options(&opts)
+            .map_err(IntoPyException::into_exception)?;
+        if cut_here {
+            opts.dimensions = None;
+        }
+        let (mut data, mut dim) = embed_chunked(py, &self.model, &texts, &opts)?;
+        if let (true, Some(k)) = (cut_here, truncate_dim) {
+            data = data
+                .chunks_exact(dim)
+                .flat_map(|row| &row[..k])
+                .copied()
+                .collect();
+            dim = k;
+        }
+        let out = to_precision(py, data, dim, single, precision, ranges)?;
+        if args.convert_to_numpy || single {
+            return Ok(out);
+        }
+        // sentence-transformers then gives a list of per-input vectors.
+        Ok(PyList::new(py, out.try_iter()?.collect::<PyResult<Vec<_>>>()?)?.into_any())
     }
 }
 
 #[pymethods]
 impl PyEmbedder {
     #[new]
-    #[pyo3(signature = (model = None))]
-    fn new(py: Python<'_>, model: Option<PathBuf>) -> PyResult<Self> {
+    #[pyo3(signature = (model = None, *, dtype = None, max_seq_length = None, threads = None))]
+    fn new(
+        py: Python<'_>,
+        model: Option<PathBuf>,
+        dtype: Option<String>,
+        max_seq_length: Option<i64>,
+        threads: Option<i64>,
+    ) -> PyResult<Self> {
         let id = model.map(|m| path_to_string(m, "model")).transpose()?;
+        let dtype = options::dtype(dtype.as_deref())?;
+        let max_length = max_seq_length
+            .map(|m| match usize::try_from(m) {
+                Ok(m) if m > 0 => Ok(m),
+                _ => Err(invalid_input(format!(
+                    "`max_seq_length` must be at least 1, got {m}"
+                ))),
+            })
+            .transpose()?;
+        if let Some(n) = threads {
+            options::set_threads(py, n)?;
+        }
         let (model, spec) = detached(py, || {
             let spec = manager().spec(id.as_deref())?;
-            let model = manager().get(Some(&spec.id))?;
+            let model = manager().acquire(Some(&spec.id), dtype)?;
             Ok::<_, Error>((model, spec))
         })?;
-        Ok(Self { model, spec })
+        let own = model.info().max_seq_length;
+        if let Some(m) = max_length.filter(|&m| m > own) {
+            return Err(invalid_input(format!(
+                "`max_seq_length` {m} is over the limit of model `{}`, {own} tokens",
+                model.id()
+            )));
+        }
+        Ok(Self {
+            model,
+            spec,
+            max_length,
+        })
     }
 
     /// Embeds one string (-> shape `(dimension,)`) or a sequence of strings (-> shape
@@ -234,7 +235,7 @@ impl PyEmbedder {
         batch_size: i64,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (texts, single) = texts_of(inputs)?;
-        let opts = EmbedOptions {
+        let opts = self.options(EmbedOptions {
             normalize,
             dimensions: dimensions.map(|d| count("dimensions", d)).transpose()?,
             prompt_name,
@@ -242,22 +243,34 @@ impl PyEmbedder {
             truncate,
             max_length: None,
             batch_size: count("batch_size", batch_size)?,
-        };
-        let (data, dim) = self.run(py, &texts, &opts)?;
+        });
+        let (data, dim) = embed_chunked(py, &self.model, &texts, &opts)?;
         to_array(py, data, dim, single)
     }
 
     /// sentence-transformers' `SentenceTransformer.encode`: the model's own pipeline output
     /// (normalized when the model ends in a Normalize module, as all-MiniLM-L6-v2 does), as
-    /// float32 NumPy arrays; inputs are always truncated to `max_seq_length`.
+    /// NumPy arrays; inputs are always truncated to `max_seq_length`.
     ///
     /// normalize_embeddings: L2-normalize (after `truncate_dim`) even if the model does not.
     /// truncate_dim: keep the first `truncate_dim` components (not re-normalized unless
     ///     `normalize_embeddings`, as in sentence-transformers).
+    /// precision: "float32", "int8", "uint8" (255 buckets per dimension between `ranges`),
+    ///     "binary" or "ubinary" (signs packed eight per byte, most significant bit first, as
+    ///     int8 shifted by -128 or uint8): sentence-transformers' `quantize_embeddings`.
+    /// ranges: int8/uint8 calibration, shape `(2, dimension)` (minimums, then maximums); by
+    ///     default the batch itself calibrates, so a single input needs `ranges`.
+    /// convert_to_numpy: False gives a list of 1-D arrays, as sentence-transformers does.
     /// show_progress_bar: accepted for compatibility; ignored.
+    ///
+    /// >>> m = ember.Embedder("all-MiniLM-L6-v2")
+    /// >>> b = m.encode(["a cat", "a dog", "tax law"], precision="ubinary")
+    /// >>> b.shape, b.dtype
+    /// ((3, 48), dtype('uint8'))
     #[pyo3(signature = (
         sentences, *, batch_size = 32, normalize_embeddings = false, prompt_name = None,
-        prompt = None, truncate_dim = None, show_progress_bar = None
+        prompt = None, truncate_dim = None, precision = "float32", ranges = None,
+        show_progress_bar = None, convert_to_numpy = true
     ))]
     #[allow(clippy::too_many_arguments)]
     fn encode<'py>(
@@ -269,40 +282,96 @@ impl PyEmbedder {
         prompt_name: Option<String>,
         prompt: Option<String>,
         truncate_dim: Option<i64>,
+        precision: &str,
+        ranges: Option<PyArrayLikeDyn<'py, f32, AllowTypeChange>>,
         show_progress_bar: Option<bool>,
+        convert_to_numpy: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let _ = show_progress_bar;
-        let (texts, single) = texts_of(sentences)?;
-        let truncate_dim = truncate_dim.map(|d| count("truncate_dim", d)).transpose()?;
-        let pipeline_normalizes = self.model.info().normalize;
-        // sentence-transformers cuts after the Normalize module and only re-normalizes when
-        // asked; the core re-normalizes after cutting, so that one case is cut here instead.
-        let cut_here = pipeline_normalizes && !normalize_embeddings && truncate_dim.is_some();
-        let mut opts = EmbedOptions {
-            normalize: normalize_embeddings || pipeline_normalizes,
-            dimensions: truncate_dim,
+        let args = Encode {
+            batch_size,
+            normalize_embeddings,
             prompt_name,
             prompt,
-            truncate: true,
-            max_length: None,
-            batch_size: count("batch_size", batch_size)?,
+            truncate_dim,
+            precision: precision.to_string(),
+            ranges,
+            convert_to_numpy,
         };
-        self.model
-            .check_options(&opts)
-            .map_err(IntoPyException::into_exception)?;
-        if cut_here {
-            opts.dimensions = None;
-        }
-        let (mut data, mut dim) = self.run(py, &texts, &opts)?;
-        if let (true, Some(k)) = (cut_here, truncate_dim) {
-            data = data
-                .chunks_exact(dim)
-                .flat_map(|row| &row[..k])
-                .copied()
-                .collect();
-            dim = k;
-        }
-        to_array(py, data, dim, single)
+        self.encode_with(py, sentences, args, None)
+    }
+
+    /// `encode` for search queries: with no `prompt_name` or `prompt`, the model's "query"
+    /// prompt is used if it has one (sentence-transformers 5+ `encode_query`).
+    #[pyo3(signature = (
+        sentences, *, batch_size = 32, normalize_embeddings = false, prompt_name = None,
+        prompt = None, truncate_dim = None, precision = "float32", ranges = None,
+        show_progress_bar = None, convert_to_numpy = true
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn encode_query<'py>(
+        &self,
+        py: Python<'py>,
+        sentences: &Bound<'py, PyAny>,
+        batch_size: i64,
+        normalize_embeddings: bool,
+        prompt_name: Option<String>,
+        prompt: Option<String>,
+        truncate_dim: Option<i64>,
+        precision: &str,
+        ranges: Option<PyArrayLikeDyn<'py, f32, AllowTypeChange>>,
+        show_progress_bar: Option<bool>,
+        convert_to_numpy: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let _ = show_progress_bar;
+        let args = Encode {
+            batch_size,
+            normalize_embeddings,
+            prompt_name,
+            prompt,
+            truncate_dim,
+            precision: precision.to_string(),
+            ranges,
+            convert_to_numpy,
+        };
+        self.encode_with(py, sentences, args, Some(Task::Query))
+    }
+
+    /// `encode` for documents: with no `prompt_name` or `prompt`, the first of the model's
+    /// "document", "passage" and "corpus" prompts is used (sentence-transformers 5+
+    /// `encode_document`).
+    #[pyo3(signature = (
+        sentences, *, batch_size = 32, normalize_embeddings = false, prompt_name = None,
+        prompt = None, truncate_dim = None, precision = "float32", ranges = None,
+        show_progress_bar = None, convert_to_numpy = true
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn encode_document<'py>(
+        &self,
+        py: Python<'py>,
+        sentences: &Bound<'py, PyAny>,
+        batch_size: i64,
+        normalize_embeddings: bool,
+        prompt_name: Option<String>,
+        prompt: Option<String>,
+        truncate_dim: Option<i64>,
+        precision: &str,
+        ranges: Option<PyArrayLikeDyn<'py, f32, AllowTypeChange>>,
+        show_progress_bar: Option<bool>,
+        convert_to_numpy: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let _ = show_progress_bar;
+        let args = Encode {
+            batch_size,
+            normalize_embeddings,
+            prompt_name,
+            prompt,
+            truncate_dim,
+            precision: precision.to_string(),
+            ranges,
+            convert_to_numpy,
+        };
+        self.encode_with(py, sentences, args, Some(Task::Document))
     }
 
     /// Cosine similarity of every vector in `a` with every vector in `b` (each one vector or a
@@ -337,8 +406,9 @@ impl PyEmbedder {
     /// Token counts of `inputs` after truncation to `max_seq_length` (special tokens included).
     fn count_tokens(&self, py: Python<'_>, inputs: &Bound<'_, PyAny>) -> PyResult<Vec<usize>> {
         let (texts, _) = texts_of(inputs)?;
-        let model = &self.model;
-        detached(py, || model.count_tokens(&texts))
+        let (model, limit) = (&self.model, self.limit());
+        let counts = detached(py, || model.count_tokens(&texts))?;
+        Ok(counts.into_iter().map(|n| n.min(limit)).collect())
     }
 
     /// Length of the output vectors.
@@ -350,7 +420,13 @@ impl PyEmbedder {
     /// Longest input, in tokens, before truncation.
     #[getter(max_seq_length)]
     fn seq_limit(&self) -> usize {
-        self.model.info().max_seq_length
+        self.limit()
+    }
+
+    /// How the weights are stored: "fp32", "fp16", "bf16" or "int8".
+    #[getter]
+    fn dtype(&self) -> &'static str {
+        self.model.info().dtype.as_str()
     }
 
     /// The catalog id the model was loaded as.
@@ -371,10 +447,13 @@ impl PyEmbedder {
         self.model.info().default_prompt_name.clone()
     }
 
-    /// The model's catalog entry, as `ember.get_model_spec` gives it.
+    /// The model's catalog entry, as `ember.get_model_spec` gives it, plus `dtype`: the dtype
+    /// this instance's weights are stored in (`default_dtype` is the catalog's recommendation).
     #[getter]
     fn spec<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_python(py, &self.spec)
+        let spec = to_python(py, &self.spec)?;
+        spec.cast::<PyDict>()?.set_item("dtype", self.dtype())?;
+        Ok(spec)
     }
 
     /// Facts read from the model's files: architecture, dimension, max_seq_length, pooling,
@@ -392,15 +471,16 @@ impl PyEmbedder {
 
     /// sentence-transformers' name for `max_seq_length`.
     fn get_max_seq_length(&self) -> usize {
-        self.model.info().max_seq_length
+        self.limit()
     }
 
     fn __repr__(&self) -> String {
         format!(
-            "Embedder({:?}, dimension={}, max_seq_length={})",
+            "Embedder({:?}, dtype={:?}, dimension={}, max_seq_length={})",
             self.model.id(),
+            self.dtype(),
             self.model.dimension(),
-            self.model.info().max_seq_length
+            self.limit()
         )
     }
 }

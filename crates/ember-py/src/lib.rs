@@ -7,10 +7,13 @@ use clap::Parser;
 use ember_server::ServeArgs;
 use pyo3::prelude::*;
 
+mod arrays;
 mod catalog;
 mod embedder;
 mod errors;
 mod logging;
+mod manager;
+mod options;
 
 use errors::{detached, invalid_input};
 
@@ -66,11 +69,13 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     logging::init();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<embedder::PyEmbedder>()?;
+    m.add_class::<manager::PyModelManager>()?;
     m.add_function(wrap_pyfunction!(catalog::models, m)?)?;
     m.add_function(wrap_pyfunction!(catalog::get_model_spec, m)?)?;
     m.add_function(wrap_pyfunction!(catalog::register_model, m)?)?;
     m.add_function(wrap_pyfunction!(catalog::load_models_file, m)?)?;
     m.add_function(wrap_pyfunction!(catalog::set_default_model, m)?)?;
+    m.add_function(wrap_pyfunction!(catalog::download_model, m)?)?;
     m.add_function(wrap_pyfunction!(serve, m)?)?;
     Ok(())
 }
