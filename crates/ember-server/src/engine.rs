@@ -1,7 +1,9 @@
 //! The one path from an HTTP handler to the model: every dialect builds an [`EmbedJob`] and awaits
-//! [`AppState::embed`]. Model work runs off the async runtime.
+//! [`AppState::embed`], which queues the job on its model's batch queue
+//! ([`crate::batching::Batcher`]) and awaits the reply. Model work never runs on the async
+//! runtime.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ember_core::{DType, EmbedOptions, Embeddings, KeepAlive};
 
@@ -24,10 +26,13 @@ pub struct EmbedJob {
 /// Time spent in each stage, reported in response headers.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Timings {
+    /// Waiting in the model's queue (includes waiting for the batch before it to finish).
     pub queue: Duration,
+    /// Tokenizing the batch this request ran in.
     pub tokenize: Duration,
+    /// Forward passes and pooling of the batch this request ran in.
     pub inference: Duration,
-    /// Loading the model, when this request caused (or waited for) a load.
+    /// Loading the model, when this request's batch caused (or waited for) a load.
     pub load: Duration,
     pub total: Duration,
 }
@@ -40,37 +45,17 @@ pub struct EmbedOutput {
 }
 
 impl AppState {
-    /// Runs `job` on a blocking worker thread.
+    /// Queues `job` on its model's batch queue and awaits its vectors. An unknown model fails
+    /// here (404) without queueing; a full queue is a 429 (the server adds `Retry-After`).
     pub async fn embed(&self, job: EmbedJob) -> Result<EmbedOutput, ApiError> {
-        let manager = self.manager.clone();
-        let queued = Instant::now();
-        let out = tokio::task::spawn_blocking(move || {
-            let queue = queued.elapsed();
-            let loaded = Instant::now();
-            // Acquire first, so load time is separated from inference time.
-            let model = manager.acquire(job.model.as_deref(), job.dtype)?;
-            let load = loaded.elapsed();
-            drop(model);
-            let embeddings = manager.embed_keep_alive(
-                job.model.as_deref(),
-                job.dtype,
-                job.keep_alive,
-                &job.texts,
-                &job.opts,
-            )?;
-            Ok::<_, ember_core::Error>(EmbedOutput {
-                timings: Timings {
-                    queue,
-                    tokenize: embeddings.tokenize_time,
-                    inference: embeddings.inference_time,
-                    load,
-                    total: queued.elapsed(),
-                },
-                embeddings,
-            })
-        })
-        .await
-        .map_err(|e| ApiError::internal(format!("embedding task failed: {e}")))??;
-        Ok(out)
+        let spec = self.manager.spec(job.model.as_deref())?;
+        let dtype = job
+            .dtype
+            .unwrap_or_else(|| self.manager.default_dtype(&spec));
+        crate::metrics::note_model(&spec.id);
+        let reply = self.batcher.submit((spec.id, dtype), job)?;
+        reply.await.map_err(|_| {
+            ApiError::internal("the model worker stopped before answering this request")
+        })?
     }
 }

@@ -12,6 +12,7 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = ServeArgs::parse();
-    tracing::info!(config = ?args, "starting");
+    // serve_blocking logs the effective configuration (flags merged with the file, keys
+    // redacted).
     ember_server::serve_blocking(args)
 }

@@ -1,0 +1,466 @@
+//! Dynamic batching, as TEI's router does it: one bounded queue and one worker thread per
+//! (model id, dtype). Handlers enqueue a job with a `oneshot` reply; the worker takes whatever has
+//! queued up while the previous batch ran, up to a token budget and a request count, and runs it
+//! as one embedding call. Nothing waits on a timer to fill a batch: under load the queue fills
+//! while the model is busy, at low load a request runs alone at once.
+//!
+//! Per-text results do not depend on batch mates: the core sorts by length and pads each forward
+//! pass to its longest member with masked padding, and the options that differ between jobs
+//! (`normalize`, `dimensions`) are applied here per job, exactly as the core applies them. Jobs
+//! whose inputs are prepared differently (prompt, truncation, length limit) run in separate calls
+//! within the batch.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use ember_core::manager::Key;
+use ember_core::{EmbedOptions, Embedder, Embeddings, ModelManager};
+use tokio::sync::oneshot;
+
+use crate::engine::{EmbedJob, EmbedOutput, Timings};
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+/// Bounds of the batch queues.
+#[derive(Debug, Clone)]
+pub struct BatchConfig {
+    /// Most tokens (summed over inputs) coalesced into one batch; a single larger request still
+    /// runs, alone.
+    pub max_batch_tokens: usize,
+    /// Most requests coalesced into one batch.
+    pub max_batch_requests: usize,
+    /// Sequences per forward pass.
+    pub max_batch_size: usize,
+    /// Requests that may wait in one model's queue; one more is answered 429.
+    pub queue_size: usize,
+    /// A worker with nothing to do for this long stops (it restarts on the next request).
+    pub idle: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_batch_tokens: 16384,
+            max_batch_requests: 256,
+            max_batch_size: 64,
+            queue_size: 1024,
+            idle: Duration::from_secs(60),
+        }
+    }
+}
+
+type Reply = Result<EmbedOutput, ApiError>;
+
+struct Pending {
+    job: EmbedJob,
+    enqueued: Instant,
+    reply: oneshot::Sender<Reply>,
+}
+
+struct Queue {
+    tx: SyncSender<Pending>,
+    depth: Arc<AtomicUsize>,
+}
+
+struct Shared {
+    manager: Arc<ModelManager>,
+    metrics: Metrics,
+    config: BatchConfig,
+    queues: Mutex<HashMap<Key, Queue>>,
+}
+
+/// The batch queues of every model. Cheap to clone (shared).
+#[derive(Clone)]
+pub struct Batcher {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Batcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Batcher {
+    pub fn new(manager: Arc<ModelManager>, metrics: Metrics, config: BatchConfig) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                manager,
+                metrics,
+                config,
+                queues: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The queue bounds in force.
+    pub fn config(&self) -> &BatchConfig {
+        &self.shared.config
+    }
+
+    /// Queues `job` for model `key`; the receiver gets the answer. A full queue is a 429.
+    pub fn submit(&self, key: Key, job: EmbedJob) -> Result<oneshot::Receiver<Reply>, ApiError> {
+        let (tx, rx) = oneshot::channel();
+        let mut pending = Pending {
+            job,
+            enqueued: Instant::now(),
+            reply: tx,
+        };
+        let mut queues = self
+            .shared
+            .queues
+            .lock()
+            .map_err(|_| ApiError::internal("batch queues poisoned"))?;
+        // Two tries: a worker that died (it only does on a panic) is replaced once.
+        for _ in 0..2 {
+            if !queues.contains_key(&key) {
+                let q = self.spawn_worker(&key)?;
+                queues.insert(key.clone(), q);
+            }
+            let Some(q) = queues.get(&key) else { break };
+            // Counted before sending so the worker's decrement never runs first.
+            q.depth.fetch_add(1, Ordering::AcqRel);
+            match q.tx.try_send(pending) {
+                Ok(()) => return Ok(rx),
+                Err(TrySendError::Full(_)) => {
+                    q.depth.fetch_sub(1, Ordering::AcqRel);
+                    self.shared.metrics.rejected("queue_full");
+                    return Err(ApiError {
+                        status: StatusCode::TOO_MANY_REQUESTS,
+                        kind: "queue_full",
+                        message: format!(
+                            "the queue of model `{}` ({}) is full: {} requests are waiting \
+                             (--queue-size); retry later",
+                            key.0, key.1, self.shared.config.queue_size
+                        ),
+                    });
+                }
+                Err(TrySendError::Disconnected(p)) => {
+                    pending = p;
+                    queues.remove(&key);
+                }
+            }
+        }
+        Err(ApiError::internal(format!(
+            "the worker of model `{}` ({}) could not be started",
+            key.0, key.1
+        )))
+    }
+
+    fn spawn_worker(&self, key: &Key) -> Result<Queue, ApiError> {
+        let (tx, rx) = sync_channel(self.shared.config.queue_size.max(1));
+        let depth = Arc::new(AtomicUsize::new(0));
+        let worker = Worker {
+            shared: self.shared.clone(),
+            key: key.clone(),
+            rx,
+            depth: depth.clone(),
+        };
+        std::thread::Builder::new()
+            .name(format!("ember-batch-{}", key.0))
+            .spawn(move || worker.run())
+            .map_err(|e| ApiError::internal(format!("cannot start a model worker thread: {e}")))?;
+        tracing::debug!(model = %key.0, dtype = %key.1, "batch worker started");
+        Ok(Queue { tx, depth })
+    }
+
+    /// (model, dtype, requests waiting) for every live queue.
+    pub fn depths(&self) -> Vec<(String, String, usize)> {
+        let Ok(queues) = self.shared.queues.lock() else {
+            return Vec::new();
+        };
+        let mut out: Vec<_> = queues
+            .iter()
+            .map(|(k, q)| {
+                (
+                    k.0.clone(),
+                    k.1.to_string(),
+                    q.depth.load(Ordering::Acquire),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    key: Key,
+    rx: Receiver<Pending>,
+    depth: Arc<AtomicUsize>,
+}
+
+/// A job checked and tokenized against the loaded model.
+struct Prepared {
+    pending: Pending,
+    /// The prefix the core will prepend (resolved from `prompt` / `prompt_name` / the default).
+    prompt: Option<String>,
+    tokens: usize,
+}
+
+impl Worker {
+    fn run(self) {
+        let mut carry: Option<Pending> = None;
+        loop {
+            let first = match carry.take() {
+                Some(p) => p,
+                None => match self.rx.recv_timeout(self.shared.config.idle) {
+                    Ok(p) => {
+                        self.depth.fetch_sub(1, Ordering::AcqRel);
+                        p
+                    }
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.retire();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return,
+                },
+            };
+            // A panic inside the model must not take the queue down with it: the batch's
+            // callers get a 500 (their reply senders drop) and the worker goes on.
+            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.batch(first)));
+            match step {
+                Ok(next) => carry = next,
+                Err(_) => {
+                    tracing::error!(model = %self.key.0, "a batch panicked; its requests failed")
+                }
+            }
+        }
+    }
+
+    /// Removes this worker's queue from the map when idle; senders only send while holding the
+    /// map's lock, so after this nothing new arrives and `recv` ends once the buffer is empty.
+    fn retire(&self) {
+        if let Ok(mut queues) = self.shared.queues.lock() {
+            let ours = queues
+                .get(&self.key)
+                .is_some_and(|q| Arc::ptr_eq(&q.depth, &self.depth));
+            if ours && self.depth.load(Ordering::Acquire) == 0 {
+                queues.remove(&self.key);
+                tracing::debug!(model = %self.key.0, "batch worker idle, stopped");
+            }
+        }
+    }
+
+    fn next_queued(&self) -> Option<Pending> {
+        let p = self.rx.try_recv().ok()?;
+        self.depth.fetch_sub(1, Ordering::AcqRel);
+        Some(p)
+    }
+
+    /// Runs one batch starting with `first`; returns a job that did not fit, for the next one.
+    fn batch(&self, first: Pending) -> Option<Pending> {
+        let cfg = &self.shared.config;
+        let manager = &self.shared.manager;
+        let started = Instant::now();
+        let model = match manager.acquire(Some(&self.key.0), Some(self.key.1)) {
+            Ok(m) => m,
+            Err(e) => {
+                // Everything queued for this model would fail the same way; a failed load is
+                // not cached, so answering them now avoids one load attempt per request.
+                let e = ApiError::from(e);
+                let _ = first.reply.send(Err(copy(&e)));
+                while let Some(p) = self.next_queued() {
+                    let _ = p.reply.send(Err(copy(&e)));
+                }
+                return None;
+            }
+        };
+        let load = started.elapsed();
+        let key = (model.id().to_string(), model.info().dtype);
+
+        let mut batch: Vec<Prepared> = Vec::new();
+        let mut tokens = 0usize;
+        let mut carry = None;
+        let mut next = Some(first);
+        while let Some(p) = next.take().or_else(|| self.next_queued()) {
+            if p.reply.is_closed() {
+                self.shared.metrics.rejected("client_gone");
+                continue;
+            }
+            if batch.len() >= cfg.max_batch_requests {
+                carry = Some(p);
+                break;
+            }
+            match prepare(&model, &p.job) {
+                Err(e) => {
+                    let _ = p.reply.send(Err(e));
+                }
+                Ok((prompt, n)) => {
+                    let prep = Prepared {
+                        pending: p,
+                        prompt,
+                        tokens: n,
+                    };
+                    if !batch.is_empty() && tokens + prep.tokens > cfg.max_batch_tokens {
+                        carry = Some(prep.pending);
+                        break;
+                    }
+                    tokens += prep.tokens;
+                    batch.push(prep);
+                }
+            }
+        }
+        for prep in &batch {
+            if let Some(k) = prep.pending.job.keep_alive {
+                let _ = manager.set_keep_alive(&key, k);
+            }
+            let waited = started.duration_since(prep.pending.enqueued);
+            self.shared.metrics.queue_time(&key.0, waited);
+        }
+        if !batch.is_empty() {
+            self.execute(&model, batch, tokens, load);
+        }
+        drop(model);
+        manager.finished(&key);
+        carry
+    }
+
+    /// Embeds the batch, one core call per group of jobs prepared alike, and answers each job.
+    fn execute(&self, model: &Embedder, batch: Vec<Prepared>, tokens: usize, load: Duration) {
+        let cfg = &self.shared.config;
+        let requests = batch.len();
+        let mut texts_total = 0usize;
+        let mut passes = 0usize;
+        let mut groups: Vec<Vec<Prepared>> = Vec::new();
+        for prep in batch {
+            let same = |g: &Vec<Prepared>| {
+                let a = &g[0];
+                a.prompt == prep.prompt
+                    && a.pending.job.opts.truncate == prep.pending.job.opts.truncate
+                    && a.pending.job.opts.max_length == prep.pending.job.opts.max_length
+            };
+            match groups.iter_mut().find(|g| same(g)) {
+                Some(g) => g.push(prep),
+                None => groups.push(vec![prep]),
+            }
+        }
+        for group in groups {
+            let texts: Vec<String> = group
+                .iter()
+                .flat_map(|p| p.pending.job.texts.iter().cloned())
+                .collect();
+            let head = &group[0].pending.job.opts;
+            let opts = EmbedOptions {
+                normalize: false,
+                dimensions: None,
+                prompt_name: None,
+                prompt: group[0].prompt.clone(),
+                truncate: head.truncate,
+                max_length: head.max_length,
+                batch_size: cfg.max_batch_size.max(1),
+            };
+            texts_total += texts.len();
+            passes += texts.len().div_ceil(opts.batch_size);
+            match model.embed(&texts, &opts) {
+                Ok(all) => split(all, group, load),
+                Err(e) => {
+                    // Should not happen (each job was checked); run them one by one so an
+                    // error names the right request and input.
+                    tracing::warn!(model = %model.id(), error = %e, "batch failed; retrying its jobs alone");
+                    for p in group {
+                        let out = model.embed(&p.pending.job.texts, &p.pending.job.opts);
+                        let reply = out.map_err(ApiError::from).map(|embeddings| EmbedOutput {
+                            timings: Timings {
+                                queue: Duration::ZERO,
+                                tokenize: embeddings.tokenize_time,
+                                inference: embeddings.inference_time,
+                                load,
+                                total: p.pending.enqueued.elapsed(),
+                            },
+                            embeddings,
+                        });
+                        let _ = p.pending.reply.send(reply);
+                    }
+                }
+            }
+        }
+        self.shared
+            .metrics
+            .batch(model.id(), requests, texts_total, tokens, passes);
+    }
+}
+
+/// Cuts the batch's raw (unnormalized, full-width) vectors into each job's answer.
+fn split(all: Embeddings, group: Vec<Prepared>, load: Duration) {
+    let dim = all.dimension;
+    let mut row = 0usize;
+    for p in group {
+        let job = &p.pending.job;
+        let n = job.texts.len();
+        let out_dim = job.opts.dimensions.unwrap_or(dim).min(dim);
+        let mut data = Vec::with_capacity(n * out_dim);
+        for r in row..row + n {
+            let start = data.len();
+            data.extend_from_slice(&all.data[r * dim..r * dim + out_dim]);
+            if job.opts.normalize {
+                ember_core::pooling::l2_normalize(&mut data[start..]);
+            }
+        }
+        row += n;
+        let embeddings = Embeddings {
+            model: all.model.clone(),
+            dimension: out_dim,
+            data,
+            rows: n,
+            prompt_tokens: p.tokens,
+            tokenize_time: all.tokenize_time,
+            inference_time: all.inference_time,
+        };
+        let total = p.pending.enqueued.elapsed();
+        let timings = Timings {
+            queue: total.saturating_sub(all.tokenize_time + all.inference_time + load),
+            tokenize: all.tokenize_time,
+            inference: all.inference_time,
+            load,
+            total,
+        };
+        let _ = p.pending.reply.send(Ok(EmbedOutput {
+            embeddings,
+            timings,
+        }));
+    }
+}
+
+/// Checks a job's options and tokenizes its inputs the way the core will (for the token budget
+/// and the job's own token count; an input too long with `truncate=false` fails here, naming
+/// the input index within this job).
+/// Returns the resolved prompt and the job's token count.
+fn prepare(model: &Embedder, job: &EmbedJob) -> Result<(Option<String>, usize), ApiError> {
+    let opts = &job.opts;
+    model.check_options(opts)?;
+    let info = model.info();
+    let prompt = match &opts.prompt {
+        Some(s) => Some(s.clone()),
+        None => opts
+            .prompt_name
+            .as_ref()
+            .or(info.default_prompt_name.as_ref())
+            .and_then(|n| info.prompts.get(n).cloned()),
+    };
+    let inputs: Vec<String> = match &prompt {
+        Some(pre) => job.texts.iter().map(|t| format!("{pre}{t}")).collect(),
+        None => job.texts.clone(),
+    };
+    let limit = opts
+        .max_length
+        .map_or(info.max_seq_length, |m| m.min(info.max_seq_length));
+    let enc = model.tokenizer().encode(&inputs, limit, opts.truncate)?;
+    Ok((prompt, enc.iter().map(|e| e.ids.len()).sum()))
+}
+
+/// `ApiError` holds a `&'static str` kind and a message; copies go to every waiter of a failure.
+fn copy(e: &ApiError) -> ApiError {
+    ApiError {
+        status: e.status,
+        kind: e.kind,
+        message: e.message.clone(),
+    }
+}
