@@ -6,10 +6,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 from collections.abc import Iterable
-from typing import Any
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any
 
 from ember._errors import (
     CapacityError,
@@ -19,6 +16,10 @@ from ember._errors import (
     ModelNotFoundError,
     UnsupportedModelError,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 __all__ = ["Client"]
 
@@ -124,6 +125,9 @@ class Client:
         `(len(texts), dimension)`) on the server; the options mean what they mean in
         `Embedder.embed`. `dtype` is sent only when given (servers that do not know the field
         reject it). An empty sequence gives shape (0, 0) without a request."""
+        # Imported here so `import ember` stays cheap for the CLI (numpy is ~0.1 s).
+        import numpy as np
+
         single = isinstance(texts, str)
         inputs = [texts] if single else list(texts)
         if not inputs:

@@ -10,12 +10,13 @@ import subprocess
 import sys
 import time
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 import requests
 
 import ember
-from conftest import tiny_dir
+from conftest import real_model, tiny_dir
 
 TINY = str(tiny_dir("bert"))
 
@@ -38,10 +39,12 @@ def test_console_script_is_declared() -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        ((), ["serve", "embed", "models"]),
+        ((), ["serve", "embed", "models", "download", "bench"]),
         (("serve",), ["--host", "--port", "--model", "--default-model", "--models-file"]),
         (("embed",), ["TEXT", "--model", "--json"]),
-        (("models",), ["--loaded"]),
+        (("models",), ["--loaded", "--url", "--json"]),
+        (("download",), ["MODEL", "--quiet", "progress"]),
+        (("bench",), ["--model", "--dtype", "--batch-sizes", "--texts", "--threads"]),
     ],
 )
 def test_help(args: tuple[str, ...], expected: list[str]) -> None:
@@ -132,3 +135,35 @@ def test_serve_answers_and_stops_on_ctrl_c() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_download_prints_the_model_directory() -> None:
+    real_model("all-MiniLM-L6-v2")
+    out = run("download", "all-minilm")
+    assert out.returncode == 0, out.stderr
+    path = Path(out.stdout.strip())
+    assert (path / "config.json").is_file() and (path / "tokenizer.json").is_file()
+    assert out.stdout.strip() == ember.download_model("all-MiniLM-L6-v2", progress=False)
+    missing = run("download", "no-such-model")
+    assert missing.returncode == 1 and missing.stderr.startswith("ember: error: unknown model")
+
+
+def test_bench_prints_tokens_per_second() -> None:
+    out = run("bench", "--model", TINY, "--batch-sizes", "1,4", "--texts", "20", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["model"] == TINY and doc["dtype"] == "fp32"
+    assert [r["batch_size"] for r in doc["runs"]] == [1, 4]
+    assert all(r["texts"] == 20 and r["tokens"] > 20 and r["tokens_per_s"] > 0 for r in doc["runs"])
+    table = run("bench", "--model", TINY, "--batch-sizes", "2", "--texts", "5", "--dtype", "int8")
+    assert table.returncode == 0, table.stderr
+    assert "(int8)" in table.stdout and "tokens/s" in table.stdout
+    bad = run("bench", "--model", TINY, "--batch-sizes", "0")
+    assert bad.returncode == 1 and "--batch-sizes" in bad.stderr
+
+
+def test_bench_corpus_ships_in_the_package() -> None:
+    from ember.cli import corpus
+
+    texts = corpus()
+    assert len(texts) == 200 and all(isinstance(t, str) and t for t in texts)

@@ -1,0 +1,148 @@
+"""`ember.Client` against a real `python -m ember serve` on a free port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+import ember
+from conftest import tiny_dir
+from ember.client import _error
+
+TINY = str(tiny_dir("bert"))
+KEY = "test-key-123"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(**env: str) -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ember", "serve", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "EMBER_DEFAULT_MODEL": TINY, **env},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        if proc.poll() is not None:
+            pytest.fail(f"ember serve exited with {proc.returncode}: {proc.communicate()[1]}")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    yield from start_server(EMBER_API_KEYS=KEY)
+
+
+@pytest.fixture(scope="module")
+def tight_server() -> Iterator[str]:
+    # A budget no model fits in: every embed is a capacity error.
+    yield from start_server(EMBER_MAX_MEMORY="1000", EMBER_LAZY="true")
+
+
+def test_embed_returns_numpy(server: str) -> None:
+    client = ember.Client(server, api_key=KEY)
+    texts = ["hello world", "a"]
+    got = client.embed(texts)
+    assert got.shape == (2, 32) and got.dtype == np.float32 and got.flags.c_contiguous
+    assert np.allclose(got, ember.Embedder(TINY).embed(texts), atol=1e-5)
+    one = client.embed("hello world", model=TINY)
+    assert one.shape == (32,) and np.allclose(one, got[0], atol=1e-6)
+    cut = client.embed(texts, normalize=False, dimensions=8)
+    assert cut.shape == (2, 8)
+    assert np.allclose(cut, ember.Embedder(TINY).embed(texts, normalize=False)[:, :8], atol=1e-5)
+    assert client.embed([]).shape == (0, 0)
+
+
+def test_models(server: str) -> None:
+    client = ember.Client(server + "/", api_key=KEY, timeout=30)
+    models = client.models()
+    assert {"all-MiniLM-L6-v2", TINY} <= {m["id"] for m in models}
+    assert client.model("all-minilm")["id"] == "all-MiniLM-L6-v2"
+    assert repr(client) == f"Client({server!r}, timeout=30)"  # no key in the repr
+
+
+def test_errors_map_to_ember_classes(server: str) -> None:
+    client = ember.Client(server, api_key=KEY)
+    with pytest.raises(ember.ModelNotFoundError, match="no-such-model") as err:
+        client.embed(["x"], model="no-such-model")
+    assert isinstance(err.value, KeyError) and "HTTP 404" in str(err.value)
+    with pytest.raises(ember.InvalidInputError, match="HTTP 400"):
+        client.embed(["x"], dimensions=999)
+    with pytest.raises(ember.InvalidInputError, match="HTTP 413"):
+        client.embed(["the " * 100], truncate=False)
+    with pytest.raises(ember.ModelNotFoundError):
+        client.model("no-such-model")
+    with pytest.raises(ember.UnsupportedModelError):
+        client.embed(["x"], model="instructor-base")
+
+
+def test_api_key(server: str) -> None:
+    try:
+        ember.Client(server).embed(["x"])
+    except ember.EmberError as e:
+        # Without the key: 401, an EmberError (not one of the subclasses).
+        assert type(e) is ember.EmberError and "HTTP 401" in str(e)
+    else:
+        pytest.skip("this ember-server build does not check EMBER_API_KEYS yet")
+
+
+def test_capacity_error(tight_server: str) -> None:
+    try:
+        ember.Client(tight_server).embed(["x"])
+    except ember.CapacityError as e:
+        assert "HTTP 429" in str(e)
+    else:
+        pytest.skip("this ember-server build does not apply EMBER_MAX_MEMORY yet")
+
+
+def test_unreachable_server() -> None:
+    with pytest.raises(ember.EmberError, match="cannot reach"):
+        ember.Client(f"http://127.0.0.1:{free_port()}", timeout=5).embed(["x"])
+    with pytest.raises(ember.InvalidInputError, match="http"):
+        ember.Client("localhost:8080")
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "cls"),
+    [
+        (404, b'{"error": {"type": "model_not_found", "message": "m"}}', ember.ModelNotFoundError),
+        (400, b'{"error": {"type": "invalid_request", "message": "m"}}', ember.InvalidInputError),
+        (422, b"not json", ember.InvalidInputError),
+        (413, b"{}", ember.InvalidInputError),
+        (429, b'{"error": {"type": "capacity", "message": "m"}}', ember.CapacityError),
+        (503, b'{"error": {"type": "overloaded", "message": "m"}}', ember.CapacityError),
+        (503, b'{"error": {"type": "model_load_failed", "message": "m"}}', ember.ModelLoadError),
+        (500, b'{"error": {"type": "internal", "message": "boom"}}', ember.EmberError),
+    ],
+)
+def test_error_mapping(status: int, body: bytes, cls: type) -> None:
+    err = _error(status, body, "http://x/api/v1/embed")
+    assert type(err) is cls and f"HTTP {status}" in str(err)
