@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
@@ -71,6 +71,10 @@ struct Shared {
     metrics: Metrics,
     config: BatchConfig,
     queues: Mutex<HashMap<Key, Queue>>,
+    /// While true, workers start no new batch (tests use it to make queues fill up
+    /// deterministically).
+    paused: Mutex<bool>,
+    resumed: Condvar,
 }
 
 /// The batch queues of every model. Cheap to clone (shared).
@@ -95,6 +99,8 @@ impl Batcher {
                 metrics,
                 config,
                 queues: Mutex::new(HashMap::new()),
+                paused: Mutex::new(false),
+                resumed: Condvar::new(),
             }),
         }
     }
@@ -170,6 +176,15 @@ impl Batcher {
         Ok(Queue { tx, depth })
     }
 
+    /// Holds (`true`) or releases (`false`) every worker before its next batch; jobs keep
+    /// queueing meanwhile, up to the queue bound. Meant for tests of batching and overload.
+    pub fn set_paused(&self, paused: bool) {
+        if let Ok(mut p) = self.shared.paused.lock() {
+            *p = paused;
+        }
+        self.shared.resumed.notify_all();
+    }
+
     /// (model, dtype, requests waiting) for every live queue.
     pub fn depths(&self) -> Vec<(String, String, usize)> {
         let Ok(queues) = self.shared.queues.lock() else {
@@ -223,6 +238,7 @@ impl Worker {
                     Err(RecvTimeoutError::Disconnected) => return,
                 },
             };
+            self.wait_while_paused();
             // A panic inside the model must not take the queue down with it: the batch's
             // callers get a 500 (their reply senders drop) and the worker goes on.
             let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.batch(first)));
@@ -245,6 +261,18 @@ impl Worker {
             if ours && self.depth.load(Ordering::Acquire) == 0 {
                 queues.remove(&self.key);
                 tracing::debug!(model = %self.key.0, "batch worker idle, stopped");
+            }
+        }
+    }
+
+    fn wait_while_paused(&self) {
+        let Ok(mut paused) = self.shared.paused.lock() else {
+            return;
+        };
+        while *paused {
+            match self.shared.resumed.wait(paused) {
+                Ok(p) => paused = p,
+                Err(_) => return,
             }
         }
     }
