@@ -40,3 +40,4 @@ $PY -m pip install --quiet --disable-pip-version-check --no-build-isolation .
 
 step "pytest"
 $PY -m pytest -q
+step "packaging smoke (wheel and sdist in fresh venvs)" && bash scripts/package_smoke.sh
