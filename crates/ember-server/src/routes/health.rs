@@ -10,14 +10,14 @@ use serde_json::json;
 use crate::AppState;
 
 /// `GET /health/live`: the process answers.
-#[utoipa::path(get, path = "/health/live", tag = "health",
+#[utoipa::path(get, operation_id = "health_live", path = "/health/live", tag = "health",
     responses((status = 200, description = "`{status: ok}`")))]
 pub async fn live() -> impl IntoResponse {
     axum::Json(json!({"status": "ok"}))
 }
 
 /// `GET /health/ready`: 200 once start-up loading finished, 503 before.
-#[utoipa::path(get, path = "/health/ready", tag = "health",
+#[utoipa::path(get, operation_id = "health_ready", path = "/health/ready", tag = "health",
     responses((status = 200, description = "`{status: ready}`"),
         (status = 503, description = "`{status: loading}`")))]
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {

@@ -96,7 +96,7 @@ pub struct LoadRequest {
 }
 
 /// Embeds text with the named (or default) model.
-#[utoipa::path(post, path = "/api/v1/embed", tag = "native", request_body = EmbedRequest,
+#[utoipa::path(post, operation_id = "native_embed", path = "/api/v1/embed", tag = "native", request_body = EmbedRequest,
     responses((status = 200, body = EmbedResponse), (status = 400), (status = 404), (status = 413)))]
 pub async fn embed(
     State(state): State<AppState>,
@@ -166,7 +166,7 @@ pub async fn embed(
 }
 
 /// The catalog with each model's load state, dtype, bytes held, last use and keep-alive.
-#[utoipa::path(get, path = "/api/v1/models", tag = "native",
+#[utoipa::path(get, operation_id = "native_list_models", path = "/api/v1/models", tag = "native",
     responses((status = 200, description = "`{default_model, models: [...]}`")))]
 pub async fn list_models(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
     let models = state.manager.status()?;
@@ -183,7 +183,7 @@ fn status_json(status: ModelStatus) -> Result<axum::Json<Value>, ApiError> {
 }
 
 /// One model's catalog entry and load state.
-#[utoipa::path(get, path = "/api/v1/models/{id}", tag = "native",
+#[utoipa::path(get, operation_id = "native_get_model", path = "/api/v1/models/{id}", tag = "native",
     params(("id" = String, Path, description = "Model id or alias (may contain `/`)")),
     responses((status = 200, description = "The model's status"), (status = 404)))]
 pub async fn get_model(
@@ -194,7 +194,7 @@ pub async fn get_model(
 }
 
 /// Loads a model now (body: `dtype`, `keep_alive`, both optional) and returns its status.
-#[utoipa::path(post, path = "/api/v1/models/{id}/load", tag = "native",
+#[utoipa::path(post, operation_id = "native_load_model", path = "/api/v1/models/{id}/load", tag = "native",
     params(("id" = String, Path, description = "Model id or alias")),
     request_body(content = LoadRequest, description = "Optional"),
     responses((status = 200, description = "The model's status after loading"), (status = 404)))]
@@ -226,7 +226,7 @@ pub async fn load_model(
 }
 
 /// Unloads a model (`?dtype=` for one dtype, else all); pinned models cannot be unloaded.
-#[utoipa::path(delete, path = "/api/v1/models/{id}", tag = "native",
+#[utoipa::path(delete, operation_id = "native_unload_model", path = "/api/v1/models/{id}", tag = "native",
     params(("id" = String, Path, description = "Model id or alias"),
         ("dtype" = Option<String>, Query, description = "Only this dtype")),
     responses((status = 200, description = "`{id, unloaded}`: instances removed"),

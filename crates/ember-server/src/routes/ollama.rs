@@ -22,6 +22,7 @@ pub const OLLAMA_API_VERSION: &str = "0.12.0";
 
 /// Body of `POST /api/embed`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = OllamaEmbedRequest)]
 pub struct EmbedRequest {
     /// Model name (`all-minilm`, `all-minilm:latest`, or any Ember id or alias).
     #[serde(default)]
@@ -47,6 +48,7 @@ pub struct EmbedRequest {
 
 /// Response of `POST /api/embed`.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = OllamaEmbedResponse)]
 pub struct EmbedResponse {
     pub model: String,
     /// L2-normalized vectors, one per input.
@@ -60,6 +62,7 @@ pub struct EmbedResponse {
 
 /// Body of the legacy `POST /api/embeddings`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = OllamaEmbeddingsRequest)]
 pub struct EmbeddingsRequest {
     #[serde(default)]
     pub model: Option<String>,
@@ -75,6 +78,7 @@ pub struct EmbeddingsRequest {
 
 /// Response of the legacy `POST /api/embeddings`: one vector, not normalized.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = OllamaEmbeddingsResponse)]
 pub struct EmbeddingsResponse {
     pub embedding: Vec<f32>,
 }
@@ -97,7 +101,7 @@ fn ollama_error(e: ApiError) -> Error {
 }
 
 /// Embeds one or more inputs, always L2-normalized.
-#[utoipa::path(post, path = "/api/embed", tag = "ollama", request_body = EmbedRequest,
+#[utoipa::path(post, operation_id = "ollama_embed", path = "/api/embed", tag = "ollama", request_body = EmbedRequest,
     responses((status = 200, body = EmbedResponse), (status = 400), (status = 404)))]
 pub async fn embed(
     State(state): State<AppState>,
@@ -155,7 +159,7 @@ pub async fn embed(
 }
 
 /// Legacy single-prompt embedding (not normalized, as Ollama's).
-#[utoipa::path(post, path = "/api/embeddings", tag = "ollama", request_body = EmbeddingsRequest,
+#[utoipa::path(post, operation_id = "ollama_embeddings", path = "/api/embeddings", tag = "ollama", request_body = EmbeddingsRequest,
     responses((status = 200, body = EmbeddingsResponse), (status = 400), (status = 404)))]
 pub async fn embeddings(
     State(state): State<AppState>,
@@ -236,7 +240,7 @@ fn model_entry(m: &ModelStatus) -> Value {
 }
 
 /// The servable models, as Ollama lists local models.
-#[utoipa::path(get, path = "/api/tags", tag = "ollama",
+#[utoipa::path(get, operation_id = "ollama_tags", path = "/api/tags", tag = "ollama",
     responses((status = 200, description = "`{models: [{name, model, size, details, ...}]}`")))]
 pub async fn tags(State(state): State<AppState>) -> Result<axum::Json<Value>, Error> {
     let models: Vec<Value> = state
@@ -251,7 +255,7 @@ pub async fn tags(State(state): State<AppState>) -> Result<axum::Json<Value>, Er
 }
 
 /// The loaded models, with bytes held and when they expire.
-#[utoipa::path(get, path = "/api/ps", tag = "ollama",
+#[utoipa::path(get, operation_id = "ollama_ps", path = "/api/ps", tag = "ollama",
     responses((status = 200, description = "`{models: [{name, model, size, expires_at, ...}]}`")))]
 pub async fn ps(State(state): State<AppState>) -> Result<axum::Json<Value>, Error> {
     let mut models = Vec::new();
@@ -270,7 +274,7 @@ pub async fn ps(State(state): State<AppState>) -> Result<axum::Json<Value>, Erro
 }
 
 /// The Ollama API version these routes follow.
-#[utoipa::path(get, path = "/api/version", tag = "ollama",
+#[utoipa::path(get, operation_id = "ollama_version", path = "/api/version", tag = "ollama",
     responses((status = 200, description = "`{version}`")))]
 pub async fn version() -> axum::Json<Value> {
     axum::Json(json!({"version": OLLAMA_API_VERSION, "ember": env!("CARGO_PKG_VERSION")}))

@@ -21,6 +21,7 @@ type Error = DialectError<OpenAi>;
 
 /// Body of `POST /v1/embeddings`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = OpenAiEmbeddingsRequest)]
 pub struct EmbeddingsRequest {
     /// A string, a list of strings, a list of token ids or a list of token-id lists.
     #[schema(value_type = Object)]
@@ -41,6 +42,7 @@ pub struct EmbeddingsRequest {
 
 /// One vector of the response.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = OpenAiEmbeddingObject)]
 pub struct EmbeddingObject {
     /// Always `embedding`.
     pub object: &'static str,
@@ -59,6 +61,7 @@ pub struct OpenAiUsage {
 
 /// Response of `POST /v1/embeddings`.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = OpenAiEmbeddingsResponse)]
 pub struct EmbeddingsResponse {
     /// Always `list`.
     pub object: &'static str,
@@ -160,7 +163,7 @@ fn no_limits() -> crate::Limits {
 }
 
 /// Creates embeddings, routed to the model the request names.
-#[utoipa::path(post, path = "/v1/embeddings", tag = "openai", request_body = EmbeddingsRequest,
+#[utoipa::path(post, operation_id = "openai_embeddings", path = "/v1/embeddings", tag = "openai", request_body = EmbeddingsRequest,
     responses((status = 200, body = EmbeddingsResponse), (status = 400), (status = 404)))]
 pub async fn embeddings(
     State(state): State<AppState>,
@@ -219,7 +222,7 @@ fn model_object(id: &str) -> Value {
 }
 
 /// The servable models in OpenAI's list shape.
-#[utoipa::path(get, path = "/v1/models", tag = "openai",
+#[utoipa::path(get, operation_id = "openai_list_models", path = "/v1/models", tag = "openai",
     responses((status = 200, description = "`{object: list, data: [{id, object, created, owned_by}]}`")))]
 pub async fn list_models(State(state): State<AppState>) -> Result<axum::Json<Value>, Error> {
     let data: Vec<Value> = state
@@ -236,7 +239,7 @@ pub async fn list_models(State(state): State<AppState>) -> Result<axum::Json<Val
 }
 
 /// One model in OpenAI's shape.
-#[utoipa::path(get, path = "/v1/models/{id}", tag = "openai",
+#[utoipa::path(get, operation_id = "openai_get_model", path = "/v1/models/{id}", tag = "openai",
     params(("id" = String, Path, description = "Model id or alias")),
     responses((status = 200, description = "`{id, object, created, owned_by}`"), (status = 404)))]
 pub async fn get_model(

@@ -48,7 +48,7 @@ pub fn document() -> String {
 }
 
 /// This OpenAPI document.
-#[utoipa::path(get, path = "/openapi.json", tag = "health",
+#[utoipa::path(get, operation_id = "spec", path = "/openapi.json", tag = "health",
     responses((status = 200, description = "The OpenAPI 3.1 document")))]
 pub async fn spec() -> impl axum::response::IntoResponse {
     (

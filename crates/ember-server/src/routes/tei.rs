@@ -19,6 +19,7 @@ type Error = DialectError<Tei>;
 
 /// Body of `POST /embed`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = TeiEmbedRequest)]
 pub struct EmbedRequest {
     /// A string or a list of strings.
     #[schema(value_type = Object)]
@@ -45,6 +46,7 @@ pub struct EmbedRequest {
 
 /// Body of `POST /tokenize`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = TeiTokenizeRequest)]
 pub struct TokenizeRequest {
     /// A string or a list of strings.
     #[schema(value_type = Object)]
@@ -62,6 +64,7 @@ pub struct TokenizeRequest {
 
 /// One token as TEI reports it (character offsets are not tracked yet: `null`).
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = TeiToken)]
 pub struct Token {
     pub id: u32,
     pub text: String,
@@ -71,7 +74,7 @@ pub struct Token {
 }
 
 /// Embeds `inputs`; returns one vector per input.
-#[utoipa::path(post, path = "/embed", tag = "tei", request_body = EmbedRequest,
+#[utoipa::path(post, operation_id = "tei_embed", path = "/embed", tag = "tei", request_body = EmbedRequest,
     responses((status = 200, body = Vec<Vec<f32>>), (status = 400), (status = 422)))]
 pub async fn embed(
     State(state): State<AppState>,
@@ -120,19 +123,21 @@ pub async fn embed(
 }
 
 /// The default model's description, in TEI's `Info` shape.
-#[utoipa::path(get, path = "/info", tag = "tei",
+#[utoipa::path(get, operation_id = "tei_info", path = "/info", tag = "tei",
     responses((status = 200, description = "TEI's `Info`: model_id, max_input_length, ...")))]
 pub async fn info(State(state): State<AppState>) -> Result<axum::Json<Value>, Error> {
     let spec = state.manager.spec(None).map_err(ApiError::from)?;
-    let dtype = state.manager.default_dtype(&spec);
-    let pooling = serde_json::to_value(spec.pooling).unwrap_or(Value::Null);
+    // The loaded model knows its real limits (a model directory's catalog entry may not).
+    let model = shared::acquire(&state, None, None).await?;
+    let info = model.info();
+    let pooling = serde_json::to_value(info.pooling).unwrap_or(Value::Null);
     Ok(axum::Json(json!({
         "model_id": spec.hub_repo.clone().unwrap_or_else(|| spec.id.clone()),
         "model_sha": spec.revision,
-        "model_dtype": dtype.as_str(),
+        "model_dtype": info.dtype.as_str(),
         "model_type": {"embedding": {"pooling": pooling}},
         "max_concurrent_requests": null,
-        "max_input_length": spec.max_seq_length,
+        "max_input_length": info.max_seq_length,
         "max_batch_tokens": null,
         "max_batch_requests": null,
         "max_client_batch_size": state.limits.max_client_batch,
@@ -145,7 +150,7 @@ pub async fn info(State(state): State<AppState>) -> Result<axum::Json<Value>, Er
 }
 
 /// Tokenizes `inputs` with the model's tokenizer (no truncation).
-#[utoipa::path(post, path = "/tokenize", tag = "tei", request_body = TokenizeRequest,
+#[utoipa::path(post, operation_id = "tei_tokenize", path = "/tokenize", tag = "tei", request_body = TokenizeRequest,
     responses((status = 200, body = Vec<Vec<Token>>), (status = 400)))]
 pub async fn tokenize(
     State(state): State<AppState>,
