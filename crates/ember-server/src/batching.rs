@@ -480,8 +480,22 @@ fn prepare(model: &Embedder, job: &EmbedJob) -> Result<(Option<String>, usize), 
     let limit = opts
         .max_length
         .map_or(info.max_seq_length, |m| m.min(info.max_seq_length));
-    let enc = model.tokenizer().encode(&inputs, limit, opts.truncate)?;
-    Ok((prompt, enc.iter().map(|e| e.ids.len()).sum()))
+    // Counted without truncation and cut here: the core's truncating path configures a
+    // tokenizer per call, which costs more than the counting itself. A single sequence cut to
+    // `limit` tokens (special tokens included) has exactly `min(len, limit)` tokens.
+    let enc = model.tokenizer().encode(&inputs, usize::MAX, false)?;
+    if !opts.truncate {
+        if let Some((index, e)) = enc.iter().enumerate().find(|(_, e)| e.ids.len() > limit) {
+            return Err(ember_core::Error::InputTooLong {
+                model: info.id.clone(),
+                index,
+                tokens: e.ids.len(),
+                limit,
+            }
+            .into());
+        }
+    }
+    Ok((prompt, enc.iter().map(|e| e.ids.len().min(limit)).sum()))
 }
 
 /// `ApiError` holds a `&'static str` kind and a message; copies go to every waiter of a failure.
