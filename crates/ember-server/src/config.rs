@@ -11,7 +11,7 @@ use ember_core::KeepAlive;
 
 /// Ember: one process serving many text-embedding models over HTTP.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "ember-server", version, about)]
+#[command(name = "ember-server", version)]
 pub struct ServeArgs {
     /// A TOML configuration file: models to preload (dtype, keep-alive, pinning, warm-up),
     /// budgets, limits and keys. Flags and EMBER_* variables win over the file, except a flag
@@ -93,12 +93,17 @@ pub struct ServeArgs {
 
     /// API keys accepted as `Authorization: Bearer <key>` (comma-separated in EMBER_API_KEYS).
     /// None: no key is asked for.
-    #[arg(long = "api-key", env = "EMBER_API_KEYS", value_delimiter = ',')]
+    #[arg(
+        long = "api-key",
+        env = "EMBER_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub api_keys: Vec<Secret>,
 
     /// Key required for the admin routes (model load and unload); an API key there gets 403.
     /// Unset: admin routes take the API keys like every other route.
-    #[arg(long, env = "EMBER_ADMIN_KEY")]
+    #[arg(long, env = "EMBER_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: Option<Secret>,
 
     /// Ask for an API key on `GET /metrics` too (it is public by default; health always is).
@@ -283,6 +288,19 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("<redacted>"));
+    }
+
+    #[test]
+    fn help_never_shows_a_key() {
+        use clap::CommandFactory;
+        let mut cmd = ServeArgs::command();
+        let help = cmd.render_long_help().to_string();
+        assert!(help.contains("EMBER_API_KEYS") && help.contains("EMBER_ADMIN_KEY"));
+        for arg in cmd.get_arguments() {
+            if matches!(arg.get_id().as_str(), "api_keys" | "admin_key") {
+                assert!(arg.is_hide_env_values_set(), "{}", arg.get_id());
+            }
+        }
     }
 
     #[test]
