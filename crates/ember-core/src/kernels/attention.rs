@@ -37,59 +37,123 @@ pub fn attention(qkv: &[f32], mask: &[u32], bias: &[f32], s: AttnShape, ctx: &mu
     assert_eq!(ctx.len(), batch * seq * h, "ctx is not [tokens, h]");
     assert_eq!(mask.len(), batch * seq, "mask is not [batch, seq]");
     assert!(bias.is_empty() || bias.len() == heads * seq * seq);
-    let scale = 1.0 / (d as f32).sqrt();
     let out = SyncPtr(ctx.as_mut_ptr());
+    let avx = has_avx2();
     // One task per (sequence, head), so a single query still uses every thread.
     (0..batch * heads).into_par_iter().for_each(|task| {
         let (b, head) = (task / heads, task % heads);
-        let m = &mask[b * seq..(b + 1) * seq];
-        // Keys after the last real token are padding; earlier zeros (unusual) get -inf below.
-        let len = m.iter().rposition(|&v| v != 0).map_or(0, |p| p + 1);
-        let mut kt = vec![0f32; d * len];
-        let mut scores = vec![0f32; len];
-        let mut acc = vec![0f32; d];
-        let base = b * seq * 3 * h;
-        // K^T for this head, [d, len], so each score row is a run of contiguous axpys.
-        for j in 0..len {
-            let k = &qkv[base + j * 3 * h + h + head * d..][..d];
-            for (c, &kv) in k.iter().enumerate() {
-                kt[c * len + j] = kv;
-            }
+        let mut rows = vec![0f32; seq * d];
+        let job = Head {
+            qkv: &qkv[b * seq * 3 * h..(b + 1) * seq * 3 * h],
+            mask: &mask[b * seq..(b + 1) * seq],
+            bias: if bias.is_empty() {
+                &[]
+            } else {
+                &bias[head * seq * seq..(head + 1) * seq * seq]
+            },
+            head,
+            h,
+            d,
+        };
+        #[cfg(target_arch = "x86_64")]
+        if avx {
+            // SAFETY: AVX2 and FMA were detected on this CPU.
+            unsafe { head_avx2(&job, &mut rows) };
+        } else {
+            head_attention(&job, &mut rows);
         }
-        for i in 0..seq {
-            acc.fill(0.0);
-            if len > 0 {
-                let q = &qkv[base + i * 3 * h + head * d..][..d];
-                match bias.is_empty() {
-                    true => scores.fill(0.0),
-                    false => scores.copy_from_slice(&bias[(head * seq + i) * seq..][..len]),
-                }
-                for (c, &qv) in q.iter().enumerate() {
-                    axpy(qv * scale, &kt[c * len..(c + 1) * len], &mut scores);
-                }
-                for (sc, &mv) in scores.iter_mut().zip(m) {
-                    if mv == 0 {
-                        *sc = f32::NEG_INFINITY;
-                    }
-                }
-                softmax(&mut scores);
-                for (j, &p) in scores.iter().enumerate() {
-                    axpy(
-                        p,
-                        &qkv[base + j * 3 * h + 2 * h + head * d..][..d],
-                        &mut acc,
-                    );
-                }
-            }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = avx;
+            head_attention(&job, &mut rows);
+        }
+        for (i, r) in rows.chunks_exact(d).enumerate() {
             // SAFETY: row `b * seq + i`, columns `head * d .. head * d + d` lie inside `ctx`
             // (asserted `[batch * seq, h]` above) and belong to this task alone: tasks differ in
             // `b` (rows) or `head` (columns). `ctx` outlives the parallel loop.
             unsafe {
                 let dst = out.get().add((b * seq + i) * h + head * d);
-                std::ptr::copy_nonoverlapping(acc.as_ptr(), dst, d);
+                std::ptr::copy_nonoverlapping(r.as_ptr(), dst, d);
             }
         }
     });
+}
+
+/// One (sequence, head) of attention.
+struct Head<'a> {
+    /// `[seq, 3h]` of this sequence.
+    qkv: &'a [f32],
+    /// `[seq]`.
+    mask: &'a [u32],
+    /// Empty or `[seq, seq]` for this head.
+    bias: &'a [f32],
+    head: usize,
+    h: usize,
+    d: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn head_avx2(job: &Head<'_>, out: &mut [f32]) {
+    head_attention(job, out)
+}
+
+/// Context rows `[seq, d]` for one head. Plain loops, inlined into `head_avx2` so LLVM
+/// vectorizes them with AVX2 there; rows past the last real token (padding, never pooled) are
+/// left at zero instead of computed.
+#[inline(always)]
+fn head_attention(job: &Head<'_>, out: &mut [f32]) {
+    let Head {
+        qkv,
+        mask,
+        bias,
+        head,
+        h,
+        d,
+    } = *job;
+    let seq = mask.len();
+    // Keys after the last real token are padding; earlier zeros (unusual) get -inf below.
+    let len = mask.iter().rposition(|&v| v != 0).map_or(0, |p| p + 1);
+    out.fill(0.0);
+    if len == 0 {
+        return;
+    }
+    let scale = 1.0 / (d as f32).sqrt();
+    // K^T for this head, [d, len], so each score row is a run of contiguous multiply-adds.
+    let mut kt = vec![0f32; d * len];
+    for j in 0..len {
+        let k = &qkv[j * 3 * h + h + head * d..][..d];
+        for (c, &kv) in k.iter().enumerate() {
+            kt[c * len + j] = kv;
+        }
+    }
+    let mut scores = vec![0f32; len];
+    for i in 0..len {
+        let q = &qkv[i * 3 * h + head * d..][..d];
+        match bias.is_empty() {
+            true => scores.fill(0.0),
+            false => scores.copy_from_slice(&bias[i * seq..][..len]),
+        }
+        for (c, &qv) in q.iter().enumerate() {
+            let a = qv * scale;
+            for (sc, &k) in scores.iter_mut().zip(&kt[c * len..(c + 1) * len]) {
+                *sc += a * k;
+            }
+        }
+        for (sc, &mv) in scores.iter_mut().zip(mask) {
+            if mv == 0 {
+                *sc = f32::NEG_INFINITY;
+            }
+        }
+        softmax(&mut scores);
+        let acc = &mut out[i * d..(i + 1) * d];
+        for (j, &p) in scores.iter().enumerate() {
+            let v = &qkv[j * 3 * h + 2 * h + head * d..][..d];
+            for (o, &vv) in acc.iter_mut().zip(v) {
+                *o += p * vv;
+            }
+        }
+    }
 }
 
 /// A pointer shared by tasks that write disjoint parts of one buffer.
@@ -107,37 +171,6 @@ impl SyncPtr {
 unsafe impl Send for SyncPtr {}
 // SAFETY: as above.
 unsafe impl Sync for SyncPtr {}
-
-/// `y += a * x`.
-#[inline]
-pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: AVX2 and FMA were detected on this CPU.
-        unsafe { axpy_avx2(a, x, y) };
-        return;
-    }
-    axpy_portable(a, x, y);
-}
-
-/// Portable `y += a * x`.
-#[inline]
-pub fn axpy_portable(a: f32, x: &[f32], y: &mut [f32]) {
-    for (yv, &xv) in y.iter_mut().zip(x) {
-        *yv += a * xv;
-    }
-}
-
-/// The portable loop compiled with AVX2 + FMA enabled: LLVM vectorizes it with `vfmadd`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn axpy_avx2(a: f32, x: &[f32], y: &mut [f32]) {
-    let n = x.len().min(y.len());
-    let (x, y) = (&x[..n], &mut y[..n]);
-    for i in 0..n {
-        y[i] = a.mul_add(x[i], y[i]);
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -202,23 +235,48 @@ mod tests {
             let mut got = vec![0f32; want.len()];
             attention(&qkv, &mask, bias, s, &mut got);
             for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                let (row, pos) = (i / h / s.seq, i / h % s.seq);
+                if row == 1 && pos >= 5 {
+                    // Padding queries are never pooled: left at zero.
+                    assert_eq!(*a, 0.0);
+                    continue;
+                }
                 assert!((a - b).abs() < 1e-5, "{i}: {a} vs {b}");
             }
         }
     }
 
     #[test]
-    fn axpy_simd_matches_portable() {
-        let x: Vec<f32> = (0..37).map(|i| i as f32 * 0.3).collect();
-        let mut a = vec![1.0; 37];
-        let mut b = a.clone();
-        axpy_portable(0.7, &x, &mut a);
-        #[cfg(target_arch = "x86_64")]
-        if has_avx2() {
+    fn simd_path_matches_portable() {
+        if !has_avx2() {
+            return;
+        }
+        let (seq, h, d) = (13, 64, 32);
+        let qkv: Vec<f32> = (0..seq * 3 * h)
+            .map(|i| ((i * 7919) % 97) as f32 / 40.0 - 1.2)
+            .collect();
+        let mut mask = vec![1u32; seq];
+        mask[10..].fill(0);
+        let bias: Vec<f32> = (0..seq * seq).map(|i| (i % 3) as f32 * 0.2).collect();
+        for bias in [&[][..], &bias[..]] {
+            let job = Head {
+                qkv: &qkv,
+                mask: &mask,
+                bias,
+                head: 1,
+                h,
+                d,
+            };
+            let mut a = vec![0f32; seq * d];
+            let mut b = vec![0f32; seq * d];
+            head_attention(&job, &mut a);
+            #[cfg(target_arch = "x86_64")]
             // SAFETY: AVX2 and FMA detected above.
-            unsafe { axpy_avx2(0.7, &x, &mut b) };
+            unsafe {
+                head_avx2(&job, &mut b)
+            };
             for (p, q) in a.iter().zip(&b) {
-                assert!((p - q).abs() < 1e-5);
+                assert!((p - q).abs() < 1e-5, "{p} vs {q}");
             }
         }
     }

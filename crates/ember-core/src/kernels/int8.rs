@@ -107,31 +107,46 @@ pub fn gemm(x: &QuantizedRows, w: Int8Weights<'_>, bias: &[f32], out: &mut [f32]
     let task = |t: usize| {
         let (r0, c0) = ((t / cb) * ROW_BLOCK, (t % cb) * COL_BLOCK);
         let (r1, c1) = ((r0 + ROW_BLOCK).min(m), (c0 + COL_BLOCK).min(n));
-        let mut row = [0f32; COL_BLOCK];
-        for i in r0..r1 {
-            let xq = &x.q[i * k..(i + 1) * k];
-            let xs = &x.scales[i * k / group..(i + 1) * k / group];
-            let dst = &mut row[..c1 - c0];
+        let mut rows = [[0f32; COL_BLOCK]; 2];
+        let mut i = r0;
+        while i < r1 {
+            // Two activation rows share every weight load on AVX2.
+            let two = avx && i + 1 < r1;
+            let [d0, d1] = &mut rows;
+            let (d0, d1) = (&mut d0[..c1 - c0], &mut d1[..c1 - c0]);
+            let xq = |r: usize| &x.q[r * k..(r + 1) * k];
+            let xs = |r: usize| &x.scales[r * k / group..(r + 1) * k / group];
             #[cfg(target_arch = "x86_64")]
-            if avx {
+            if two {
                 // SAFETY: AVX2 and FMA were detected; slice lengths were asserted above.
-                unsafe { avx2::row_block(xq, xs, w, c0, dst) };
+                unsafe {
+                    avx2::rows2_block([xq(i), xq(i + 1)], [xs(i), xs(i + 1)], w, c0, [d0, d1])
+                };
+            } else if avx {
+                // SAFETY: as above.
+                unsafe { avx2::row_block(xq(i), xs(i), w, c0, d0) };
             } else {
-                row_block(xq, xs, w, c0, dst);
+                row_block(xq(i), xs(i), w, c0, d0);
             }
             #[cfg(not(target_arch = "x86_64"))]
-            {
-                let _ = avx;
-                row_block(xq, xs, w, c0, dst);
+            row_block(xq(i), xs(i), w, c0, d0);
+            let done = if two { 2 } else { 1 };
+            for (r, dst) in rows.iter_mut().take(done).enumerate() {
+                let dst = &mut dst[..c1 - c0];
+                if !bias.is_empty() {
+                    dst.iter_mut().zip(&bias[c0..c1]).for_each(|(d, b)| *d += b);
+                }
+                // SAFETY: row `i + r`, columns `c0..c1` of `out` (asserted `[m, n]`) belong to
+                // this task alone: tasks partition rows by ROW_BLOCK and columns by COL_BLOCK.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        dst.as_ptr(),
+                        ptr.get().add((i + r) * n + c0),
+                        c1 - c0,
+                    );
+                }
             }
-            if !bias.is_empty() {
-                dst.iter_mut().zip(&bias[c0..c1]).for_each(|(d, b)| *d += b);
-            }
-            // SAFETY: row `i`, columns `c0..c1` of `out` (asserted `[m, n]`) belong to this task
-            // alone: tasks partition rows into blocks of ROW_BLOCK and columns into COL_BLOCK.
-            unsafe {
-                std::ptr::copy_nonoverlapping(dst.as_ptr(), ptr.get().add(i * n + c0), c1 - c0);
-            }
+            i += done;
         }
     };
     if m * n * k >= 1 << 18 {
@@ -210,6 +225,68 @@ mod avx2 {
         }
         if n4 < out.len() {
             super::row_block(xq, xs, w, c0 + n4, &mut out[n4..]);
+        }
+    }
+
+    /// Two activation rows by four output columns at a time: each weight load feeds both rows.
+    // Indexing the 2 x 4 accumulator grid reads more plainly than zipped iterators.
+    #[allow(clippy::needless_range_loop)]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn rows2_block(
+        xq: [&[i8]; 2],
+        xs: [&[f32]; 2],
+        w: Int8Weights<'_>,
+        c0: usize,
+        out: [&mut [f32]; 2],
+    ) {
+        let (k, g) = (w.k, w.group);
+        let groups = k / g;
+        let cols = out[0].len();
+        // The loads below rely on these; `gemm` guarantees them, the check keeps it honest.
+        assert!(g % 32 == 0 && k % g == 0 && out[1].len() == cols);
+        assert!(xq.iter().all(|x| x.len() >= k) && xs.iter().all(|s| s.len() >= groups));
+        assert!(w.q.len() >= (c0 + cols) * k && w.scales.len() >= (c0 + cols) * groups);
+        let n4 = cols / 4 * 4;
+        let [o0, o1] = out;
+        for jj in (0..n4).step_by(4) {
+            let j = c0 + jj;
+            let mut accf = [[_mm256_setzero_ps(); 4]; 2];
+            for gi in 0..groups {
+                let mut acc = [[_mm256_setzero_si256(); 4]; 2];
+                for c in (gi * g..(gi + 1) * g).step_by(32) {
+                    // SAFETY: `c + 32 <= k`, both activation rows have at least k values and
+                    // weight rows j..j+4 exist (asserted above).
+                    unsafe {
+                        let x0 = _mm256_loadu_si256(xq[0].as_ptr().add(c) as *const __m256i);
+                        let x1 = _mm256_loadu_si256(xq[1].as_ptr().add(c) as *const __m256i);
+                        let (a0, a1) = (_mm256_sign_epi8(x0, x0), _mm256_sign_epi8(x1, x1));
+                        for t in 0..4 {
+                            let wp = w.q.as_ptr().add((j + t) * k + c) as *const __m256i;
+                            let wv = _mm256_loadu_si256(wp);
+                            acc[0][t] = dot32(a0, x0, wv, acc[0][t]);
+                            acc[1][t] = dot32(a1, x1, wv, acc[1][t]);
+                        }
+                    }
+                }
+                for r in 0..2 {
+                    for t in 0..4 {
+                        let s = xs[r][gi] * w.scales[(j + t) * groups + gi];
+                        accf[r][t] = _mm256_fmadd_ps(
+                            _mm256_cvtepi32_ps(acc[r][t]),
+                            _mm256_set1_ps(s),
+                            accf[r][t],
+                        );
+                    }
+                }
+            }
+            for t in 0..4 {
+                o0[jj + t] = hsum(accf[0][t]);
+                o1[jj + t] = hsum(accf[1][t]);
+            }
+        }
+        if n4 < cols {
+            super::row_block(xq[0], xs[0], w, c0 + n4, &mut o0[n4..]);
+            super::row_block(xq[1], xs[1], w, c0 + n4, &mut o1[n4..]);
         }
     }
 
@@ -371,6 +448,18 @@ mod tests {
             };
             for (p, q) in a.iter().zip(&b) {
                 assert!((p - q).abs() <= 1e-4 * (1.0 + p.abs()), "{p} vs {q}");
+            }
+            let (mut c, mut d) = (vec![0f32; n], vec![0f32; n]);
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX2 and FMA detected above.
+            unsafe {
+                avx2::rows2_block([xq, &qa], [&sa, &sa], wts, 0, [&mut c, &mut d])
+            };
+            let mut e = vec![0f32; n];
+            row_block(&qa, &sa, wts, 0, &mut e);
+            for ((p, q), (r, t)) in a.iter().zip(&c).zip(e.iter().zip(&d)) {
+                assert!((p - q).abs() <= 1e-4 * (1.0 + p.abs()), "{p} vs {q}");
+                assert!((r - t).abs() <= 1e-4 * (1.0 + r.abs()), "{r} vs {t}");
             }
         }
     }
