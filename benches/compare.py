@@ -187,13 +187,13 @@ def main() -> None:
     ref = "sentence-transformers fp32" if "sentence-transformers fp32" in vecs else "ember fp32"
     peers = [p for p in ("onnxruntime fp32", "sentence-transformers fp32") if p in rate]
     head = "".join(f"{'b' + str(b):>9}" for b in sizes)
-    head += f"{'best':>9}" + "".join(f"{'x ' + p.split()[0][:4] + ' fp32':>11}" for p in peers)
+    head += f"{'best':>9}" + "".join(f"{'x ' + p.split()[0][:4] + ' fp32':>12}" for p in peers)
     print(f"\ntokens/s, single-query latency, ratios of best tokens/s, cosine to {ref}")
     print(f"{'engine':<28}{head}{'p50 ms':>8}{'p95 ms':>8}{'cos mean':>10}{'cos min':>9}")
     for name in engines:
         best = max(rate[name].values())
         row = "".join(f"{rate[name][b]:>9,.0f}" for b in sizes) + f"{best:>9,.0f}"
-        row += "".join(f"{best / max(rate[p].values()):>11.2f}" for p in peers)
+        row += "".join(f"{best / max(rate[p].values()):>12.2f}" for p in peers)
         c = cosines(vecs[name], vecs[ref])
         p50, p95 = lat[name]
         print(f"{name:<28}{row}{p50:>8.2f}{p95:>8.2f}{c.mean():>10.5f}{c.min():>9.5f}")
