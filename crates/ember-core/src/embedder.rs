@@ -189,7 +189,8 @@ impl Embedder {
         let encoder = Encoder::load(&weights, &cfg)?;
         drop(weights);
         let pad_id = cfg.pad_token_id.unwrap_or(0);
-        let tokenizer = TextTokenizer::load(&tokenizer_path, id, pad_id, sbert.do_lower_case)?;
+        let tokenizer = TextTokenizer::load(&tokenizer_path, id, pad_id, sbert.do_lower_case)?
+            .with_default_limit(max_seq_length)?;
         let vocab_size = tokenizer.vocab_size();
         if vocab_size > cfg.vocab_size {
             return Err(Error::Config {

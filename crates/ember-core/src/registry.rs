@@ -191,6 +191,15 @@ impl Registry {
         if spec.id.trim().is_empty() {
             return Err(Error::invalid("id", "a model id must not be empty"));
         }
+        if spec.id.trim() != spec.id || spec.id.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                "id",
+                format!(
+                    "model id {:?} has leading/trailing spaces or control characters",
+                    spec.id
+                ),
+            ));
+        }
         if spec.path.is_none() && spec.hub_repo.is_none() && spec.packaged.is_none() {
             return Err(Error::invalid(
                 "path",
@@ -210,12 +219,20 @@ impl Registry {
     /// Reads a user TOML file (`[[models]]` entries); relative paths resolve against its folder.
     pub fn load_toml(&mut self, path: &Path) -> Result<usize> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let file: RegistryFile = toml::from_str(&text).map_err(|e| Error::Registry {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        let n = file.models.len();
+        self.add_toml_str(&text, path).map(|ids| ids.len())
+    }
+
+    /// Adds the `[[models]]` entries of `text`, read from `origin` (named in errors; relative
+    /// paths resolve against its folder). Returns the ids added. Nothing is added on error.
+    pub fn add_toml_str(&mut self, text: &str, origin: &Path) -> Result<Vec<String>> {
+        let registry_err = |message: String| Error::Registry {
+            path: origin.to_path_buf(),
+            message,
+        };
+        let file: RegistryFile = toml::from_str(text).map_err(|e| registry_err(e.to_string()))?;
+        let base = origin.parent().unwrap_or(Path::new("."));
+        let mut staged = self.clone();
+        let mut ids = Vec::with_capacity(file.models.len());
         for mut spec in file.models {
             if let Some(p) = &spec.path {
                 if p.is_relative() {
@@ -225,12 +242,13 @@ impl Registry {
             if spec.display_name.is_empty() {
                 spec.display_name = spec.id.clone();
             }
-            self.register(spec).map_err(|e| Error::Registry {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
+            ids.push(spec.id.clone());
+            staged
+                .register(spec)
+                .map_err(|e| registry_err(e.to_string()))?;
         }
-        Ok(n)
+        *self = staged;
+        Ok(ids)
     }
 
     /// Finds an entry by id or alias (case-insensitive), or treats an existing directory as a

@@ -24,6 +24,9 @@ pub struct Encoded {
 pub struct TextTokenizer {
     model: String,
     inner: Tokenizer,
+    /// A copy set up once to truncate at the model's limit (the common case), so requests do not
+    /// clone the whole tokenizer to change its truncation.
+    truncating: Option<(usize, Tokenizer)>,
     pad_id: u32,
     lowercase: bool,
 }
@@ -46,6 +49,7 @@ impl TextTokenizer {
         Ok(Self {
             model: model.to_string(),
             inner,
+            truncating: None,
             pad_id,
             lowercase,
         })
@@ -60,6 +64,27 @@ impl TextTokenizer {
             .keys()
             .map(|t| 2 * (t.len() + ENTRY))
             .sum()
+    }
+
+    /// Prepares truncation at `max_len` (the model's limit) once.
+    pub fn with_default_limit(mut self, max_len: usize) -> Result<Self> {
+        self.truncating = Some((max_len, self.truncating_at(max_len)?));
+        Ok(self)
+    }
+
+    fn truncating_at(&self, max_len: usize) -> Result<Tokenizer> {
+        let mut t = self.inner.clone();
+        t.with_truncation(Some(TruncationParams {
+            max_length: max_len,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+            direction: TruncationDirection::Right,
+        }))
+        .map_err(|source| Error::Tokenizer {
+            model: self.model.clone(),
+            source,
+        })?;
+        Ok(t)
     }
 
     /// Size of the tokenizer's vocabulary, special tokens included.
@@ -83,15 +108,15 @@ impl TextTokenizer {
             source,
         };
         let encodings = if truncate {
-            let mut t = self.inner.clone();
-            t.with_truncation(Some(TruncationParams {
-                max_length: max_len,
-                strategy: TruncationStrategy::LongestFirst,
-                stride: 0,
-                direction: TruncationDirection::Right,
-            }))
-            .map_err(tok_err)?;
-            t.encode_batch(inputs, true).map_err(tok_err)?
+            match &self.truncating {
+                Some((limit, t)) if *limit == max_len => {
+                    t.encode_batch(inputs, true).map_err(tok_err)?
+                }
+                _ => self
+                    .truncating_at(max_len)?
+                    .encode_batch(inputs, true)
+                    .map_err(tok_err)?,
+            }
         } else {
             let all = self.inner.encode_batch(inputs, true).map_err(tok_err)?;
             if let Some((index, e)) = all.iter().enumerate().find(|(_, e)| e.len() > max_len) {

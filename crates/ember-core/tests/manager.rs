@@ -283,7 +283,15 @@ fn pinned_models_survive_and_cannot_be_unloaded() {
     for id in ["tiny-bert", "tiny-mpnet"] {
         let err = m.unload(id, None).unwrap_err();
         assert!(err.to_string().contains("pinned"), "{err}");
+        let err = m.unload(id, Some(DType::Fp32)).unwrap_err();
+        assert!(err.to_string().contains("pinned"), "{err}");
     }
+    // Other dtypes of a pinned model are not pinned: unloading "all" takes them and keeps fp32.
+    let m = manager(ManagerConfig::default());
+    one(&m, "tiny-bert", None);
+    one(&m, "tiny-bert", Some(DType::Int8));
+    assert_eq!(m.unload("tiny-bert", None).unwrap(), 1);
+    assert_eq!(loaded_ids(&m), vec![("tiny-bert".to_string(), DType::Fp32)]);
     let err = m.unload("no-such-model", None).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ModelNotFound);
 }

@@ -24,8 +24,21 @@ fn model(kind: usize) -> &'static Embedder {
 /// Texts made of words the tiny tokenizers know, plus arbitrary unicode now and then.
 fn text() -> impl Strategy<Value = String> {
     let word = prop::sample::select(vec![
-        "the", "quick", "brown", "fox", "hello", "world", "embedding", "model", "search", "a",
-        "vector", "123", "!", "é", "日本",
+        "the",
+        "quick",
+        "brown",
+        "fox",
+        "hello",
+        "world",
+        "embedding",
+        "model",
+        "search",
+        "a",
+        "vector",
+        "123",
+        "!",
+        "é",
+        "日本",
     ]);
     prop_oneof![
         4 => prop::collection::vec(word, 1..40).prop_map(|w| w.join(" ")),
@@ -34,7 +47,10 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 proptest! {

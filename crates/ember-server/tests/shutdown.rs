@@ -58,6 +58,22 @@ fn post(addr: SocketAddr, path: &str, body: &str, sent: &mpsc::Sender<()>) -> u1
     head.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
 }
 
+/// `ember_inflight_requests` from `/metrics` (counting the metrics request itself, if it does).
+fn inflight(addr: SocketAddr) -> f64 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    raw.lines()
+        .find_map(|l| l.strip_prefix("ember_inflight_requests "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 #[test]
 fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ember-server"))
@@ -108,6 +124,7 @@ fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     }
     assert!(ready, "the server never became ready");
 
+    let baseline = inflight(addr);
     // Large requests, so several are still queued or running when SIGTERM arrives.
     let texts: Vec<String> = (0..1500)
         .map(|i| format!("sentence number {i} {}", "with several words ".repeat(8)))
@@ -124,6 +141,17 @@ fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     for _ in 0..clients.len() {
         sent_rx.recv_timeout(Duration::from_secs(60)).unwrap();
     }
+    // A request still in the kernel's accept queue when the listener closes is reset, not
+    // in flight: wait until the server has taken all of them in before SIGTERM.
+    let mut taken = false;
+    for _ in 0..1200 {
+        if inflight(addr) >= baseline + clients.len() as f64 {
+            taken = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(taken, "the server never had all requests in flight");
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

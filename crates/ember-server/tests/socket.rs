@@ -84,38 +84,72 @@ async fn serves_on_a_real_socket_and_shuts_down() {
     result.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn real_minilm_over_http_matches_sentence_transformers() {
+/// Real-model parity over HTTP against sentence-transformers' vectors (`fixtures/reference`).
+async fn real_model_over_http(id: &str, alias: &str) {
     let reference: Value = serde_json::from_slice(
-        &std::fs::read(fixtures().join("reference/all-MiniLM-L6-v2.json")).unwrap(),
+        &std::fs::read(fixtures().join(format!("reference/{id}.json"))).unwrap(),
     )
     .unwrap();
     let manager = std::sync::Arc::new(ember_core::ModelManager::new(
         ember_core::Registry::builtin(),
         ember_core::Resolver::from_env(),
     ));
-    if let Err(e) = manager.get(None) {
+    if let Err(e) = manager.get(Some(id)) {
         if std::env::var("EMBER_REQUIRE_REAL_MODELS").as_deref() == Ok("1") {
-            panic!("all-MiniLM-L6-v2 not available: {e}");
+            panic!("{id} not available: {e}");
         }
-        eprintln!("note: skipping real-model HTTP parity: {e}");
+        eprintln!("note: skipping real-model HTTP parity for {id}: {e}");
         return;
     }
     let app = ember_server::app(ember_server::AppState::new(manager, Default::default()));
     let texts = reference["texts"].clone();
-    let body = serde_json::json!({"input": texts, "model": "all-minilm"}).to_string();
-    let (status, got) = send(&app, post_json("/api/v1/embed", &body)).await;
-    assert_eq!(status, 200);
-    assert_eq!(got["model"], "all-MiniLM-L6-v2");
     let n = texts.as_array().unwrap().len();
-    let mut sum = 0.0;
-    for i in 0..n {
-        let c = cosine(
-            &floats(&got["embeddings"][i]),
-            &floats(&reference["normalized"][i]),
-        );
-        assert!(c >= 0.9999, "text {i}: cosine {c}");
-        sum += c;
+    for normalize in [true, false] {
+        let body =
+            serde_json::json!({"input": texts, "model": alias, "normalize": normalize}).to_string();
+        let (status, got) = send(&app, post_json("/api/v1/embed", &body)).await;
+        assert_eq!(status, 200, "{got}");
+        assert_eq!(got["model"], id);
+        if normalize {
+            let mut sum = 0.0;
+            for i in 0..n {
+                let c = cosine(
+                    &floats(&got["embeddings"][i]),
+                    &floats(&reference["normalized"][i]),
+                );
+                assert!(c >= 0.9999, "{id} text {i}: cosine {c}");
+                sum += c;
+            }
+            assert!(sum / n as f64 >= 0.99999);
+        } else {
+            for i in 0..n {
+                let (a, b) = (
+                    floats(&got["embeddings"][i]),
+                    floats(&reference["raw_mean_pooled"][i]),
+                );
+                let diff: f64 = a
+                    .iter()
+                    .zip(&b)
+                    .map(|(x, y)| ((x - y) as f64).powi(2))
+                    .sum::<f64>()
+                    .sqrt();
+                let norm: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum::<f64>().sqrt();
+                assert!(
+                    diff / norm < 1e-4,
+                    "{id} raw text {i}: rel L2 {}",
+                    diff / norm
+                );
+            }
+        }
     }
-    assert!(sum / n as f64 >= 0.99999);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_minilm_over_http_matches_sentence_transformers() {
+    real_model_over_http("all-MiniLM-L6-v2", "all-minilm").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_mpnet_over_http_matches_sentence_transformers() {
+    real_model_over_http("all-mpnet-base-v2", "all-mpnet-base-v2").await;
 }

@@ -427,12 +427,14 @@ impl ModelManager {
         Ok(())
     }
 
-    /// Unloads `id` (one dtype, or all); returns how many instances left the cache. Pinned
-    /// models cannot be unloaded.
+    /// Unloads `id` (one dtype, or every dtype); returns how many instances left the cache. The
+    /// pinned instance (the default dtype of a pinned model) stays: asking for it alone is an
+    /// error, asking for every dtype unloads the others.
     pub fn unload(&self, id: &str, dtype: Option<DType>) -> Result<usize> {
         let spec = self.spec(Some(id))?;
         let pinned_dtype = self.default_dtype(&spec);
-        if self.is_pinned_id(&spec.id) && dtype.is_none_or(|d| d == pinned_dtype) {
+        let pinned = self.is_pinned_id(&spec.id);
+        if pinned && dtype == Some(pinned_dtype) {
             return Err(Error::invalid(
                 "model",
                 format!(
@@ -442,12 +444,29 @@ impl ModelManager {
             ));
         }
         let mut st = self.inner.state.lock().map_err(poisoned)?;
-        let n = match dtype {
-            Some(d) => usize::from(st.remove(&(spec.id.clone(), d), state::Reason::Unload)),
-            None => st.remove_id(&spec.id, state::Reason::Unload),
+        let keys: Vec<Key> = match dtype {
+            Some(d) => vec![(spec.id.clone(), d)],
+            None => DType::ALL
+                .iter()
+                .filter(|&&d| !(pinned && d == pinned_dtype))
+                .map(|&d| (spec.id.clone(), d))
+                .collect(),
         };
+        let n = keys
+            .iter()
+            .filter(|k| st.remove(k, state::Reason::Unload))
+            .count();
         drop(st);
         self.inner.changed.notify_all();
+        if pinned && dtype.is_none() && n == 0 {
+            return Err(Error::invalid(
+                "model",
+                format!(
+                    "model `{}` ({pinned_dtype}) is pinned (the default model or named in the configuration) and cannot be unloaded; no other dtype of it is loaded",
+                    spec.id
+                ),
+            ));
+        }
         Ok(n)
     }
 

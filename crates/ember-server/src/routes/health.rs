@@ -1,9 +1,6 @@
 //! Liveness and readiness probes (public, never keyed).
 
-use std::sync::atomic::Ordering;
-
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::json;
 
@@ -16,17 +13,12 @@ pub async fn live() -> impl IntoResponse {
     axum::Json(json!({"status": "ok"}))
 }
 
-/// `GET /health/ready`: 200 once start-up loading finished, 503 before.
+/// `GET /health/ready`: 200 once start-up loading and warm-up finished, 503 before; the body lists
+/// each start-up model's state and the ones that failed (which do not block readiness).
 #[utoipa::path(get, operation_id = "health_ready", path = "/health/ready", tag = "health",
-    responses((status = 200, description = "`{status: ready}`"),
-        (status = 503, description = "`{status: loading}`")))]
+    responses((status = 200, description = "`{status: ready, models, failed}`"),
+        (status = 503, description = "`{status: loading, models, failed}`")))]
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    if state.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, axum::Json(json!({"status": "ready"})))
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"status": "loading"})),
-        )
-    }
+    let (status, body) = state.readiness();
+    (status, axum::Json(body))
 }
