@@ -61,9 +61,8 @@ def main() -> None:
         from sentence_transformers import SentenceTransformer
 
         torch.set_num_threads(args.threads)
-        spec = ember.get_model_spec(args.model)
-        path = spec.get("path") or model.spec.get("path")
-        st = SentenceTransformer(str(path or model.path), device="cpu")
+        # The very files Ember loaded, so both engines run the same weights.
+        st = SentenceTransformer(model.info["path"], device="cpu")
     except ImportError as exc:
         print(f"sentence-transformers not available ({exc}); printing Ember only")
 

@@ -162,4 +162,5 @@ def serve(
     max_body_bytes: int | None = None,
     max_client_batch: int | None = None,
     lazy: bool | None = None,
+    config: _Path | None = None,
 ) -> None: ...

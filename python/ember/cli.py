@@ -40,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--default-model", help="the model a request that names none gets")
     serve.add_argument("--models-file", help="a TOML file adding [[models]] entries")
     serve.add_argument(
+        "--config",
+        help="a TOML server configuration: models to preload (dtype, keep_alive, pinned, warmup), "
+        "budgets, limits and keys; every other setting also reads its EMBER_* variable",
+    )
+    serve.add_argument(
         "--lazy",
         action="store_true",
         default=None,
@@ -236,6 +241,7 @@ def _serve(args: argparse.Namespace) -> int:
             default_model=args.default_model,
             models_file=args.models_file,
             lazy=args.lazy,
+            config=args.config,
         )
     except KeyboardInterrupt:
         # The server already stopped cleanly (in-flight requests finished): a normal exit.

@@ -167,3 +167,39 @@ def test_bench_corpus_ships_in_the_package() -> None:
 
     texts = corpus()
     assert len(texts) == 200 and all(isinstance(t, str) and t for t in texts)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_serve_config_file_preloads_models_in_their_dtype(tmp_path: Path) -> None:
+    mpnet = str(tiny_dir("mpnet"))
+    config = tmp_path / "ember.toml"
+    config.write_text(
+        f'default_model = "{TINY}"\n\n[[models]]\nid = "{mpnet}"\ndtype = "int8"\n',
+        encoding="utf-8",
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ember", "serve", "--port", str(port), "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, "ember serve exited early"
+            try:
+                if requests.get(f"{base}/health/ready", timeout=5).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        models = requests.get(f"{base}/api/v1/models", timeout=10).json()["models"]
+        entry = next(m for m in models if m["id"] == mpnet)
+        assert [i["dtype"] for i in entry["instances"]] == ["int8"]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

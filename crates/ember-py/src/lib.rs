@@ -29,10 +29,12 @@ use errors::{detached, invalid_input};
 /// max_body_bytes: largest request body accepted.
 /// max_client_batch: most inputs one request may carry.
 /// lazy: load the default model on first use instead of at start.
+/// config: a TOML server configuration (models to preload with dtype, keep-alive, pinning and
+///     warm-up; budgets, limits, keys), as `ember serve --config`.
 #[pyfunction]
 #[pyo3(signature = (
     host = None, port = None, models = None, default_model = None, models_file = None, *,
-    max_body_bytes = None, max_client_batch = None, lazy = None
+    max_body_bytes = None, max_client_batch = None, lazy = None, config = None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn serve(
@@ -45,6 +47,7 @@ fn serve(
     max_body_bytes: Option<usize>,
     max_client_batch: Option<usize>,
     lazy: Option<bool>,
+    config: Option<PathBuf>,
 ) -> PyResult<()> {
     // `try_parse_from` rather than `ServeArgs::default()`: a bad EMBER_* variable must raise,
     // not make clap exit the Python process.
@@ -58,6 +61,7 @@ fn serve(
     args.max_body_bytes = max_body_bytes.unwrap_or(args.max_body_bytes);
     args.max_client_batch = max_client_batch.unwrap_or(args.max_client_batch);
     args.lazy = lazy.unwrap_or(args.lazy);
+    args.config = config.or(args.config);
     logging::for_server();
     tracing::info!(config = ?args, "starting");
     detached(py, || ember_server::serve_blocking(args))
