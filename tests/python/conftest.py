@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +82,52 @@ def tiny_bert() -> ember.Embedder:
 @pytest.fixture
 def minilm() -> ember.Embedder:
     return real_model("all-MiniLM-L6-v2")
+
+
+def free_port() -> int:
+    """A port nothing listens on now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def ember_server(log_dir: Path, *args: str, wait_ready: bool = True, **env: str) -> Iterator[str]:
+    """Runs `python -m ember serve` on a free port and yields its root URL.
+
+    Waits for `/health/ready` (or only `/health/live` with `wait_ready=False`), and afterwards
+    stops the server with SIGINT, which must end it cleanly (exit 0). `env` adds variables.
+    """
+    port = free_port()
+    log = log_dir / f"server-{port}.log"
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "EMBER_LOG": "warn", **env}
+    with log.open("wb") as err:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ember", "serve", "--port", str(port), *args],
+            env=full_env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    base = f"http://127.0.0.1:{port}"
+    probe = f"{base}/health/ready" if wait_ready else f"{base}/health/live"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            assert proc.poll() is None, log.read_text(errors="replace")
+            try:
+                with urllib.request.urlopen(probe, timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the server never became ready"
+            time.sleep(0.1)
+        yield base
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            assert proc.wait(timeout=30) == 0, log.read_text(errors="replace")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

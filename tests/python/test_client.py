@@ -2,69 +2,33 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
 import ember
-from conftest import tiny_dir
+from conftest import ember_server, free_port, tiny_dir
 from ember.client import _error
 
 TINY = str(tiny_dir("bert"))
 KEY = "test-key-123"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(**env: str) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ember", "serve", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "EMBER_DEFAULT_MODEL": TINY, **env},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while proc.poll() is None and time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.1)
-        if proc.poll() is not None:
-            pytest.fail(f"ember serve exited with {proc.returncode}: {proc.communicate()[1]}")
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log_dir = tmp_path_factory.mktemp("server")
+    with ember_server(log_dir, EMBER_DEFAULT_MODEL=TINY, EMBER_API_KEYS=KEY) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    yield from start_server(EMBER_API_KEYS=KEY)
-
-
-@pytest.fixture(scope="module")
-def tight_server() -> Iterator[str]:
+def tight_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # A budget no model fits in: every embed is a capacity error.
-    yield from start_server(EMBER_MAX_MEMORY="1000", EMBER_LAZY="true")
+    log_dir = tmp_path_factory.mktemp("tight")
+    env = {"EMBER_DEFAULT_MODEL": TINY, "EMBER_MAX_MEMORY": "1000", "EMBER_LAZY": "true"}
+    with ember_server(log_dir, wait_ready=False, **env) as base:
+        yield base
 
 
 def test_embed_returns_numpy(server: str) -> None:

@@ -4,66 +4,24 @@ sentence-transformers' reference vectors for all-MiniLM-L6-v2 (cosine >= 0.9999)
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 
-from conftest import cosine, real_model, reference
+from conftest import cosine, ember_server, real_model, reference
 
 MODEL = "all-MiniLM-L6-v2"
 N = 8  # reference texts per check: enough to cover short and long (truncated) inputs
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The root URL of an `ember serve` on a free port, stopped with SIGINT afterwards."""
     real_model(MODEL)
-    port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "EMBER_LOG": "warn", "EMBER_DEFAULT_MODEL": MODEL}
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    with log.open("wb") as err:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ember", "serve", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            assert proc.poll() is None, log.read_text(errors="replace")
-            try:
-                with urllib.request.urlopen(f"{base}/health/ready", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "server never became ready"
-            time.sleep(0.1)
+    with ember_server(tmp_path_factory.mktemp("server"), EMBER_DEFAULT_MODEL=MODEL) as base:
         yield base
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            assert proc.wait(timeout=30) == 0, log.read_text(errors="replace")
-        finally:
-            if proc.poll() is None:
-                proc.kill()
 
 
 @pytest.fixture(scope="module")

@@ -4,22 +4,18 @@ Python example in a fresh interpreter; both are checked against the reference ve
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import ember
-from conftest import REPO, cosine, real_model
+from conftest import REPO, cosine, ember_server, real_model
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
@@ -31,46 +27,11 @@ def example(kind: str) -> str:
     return m.group(1)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def server(tmp_path: Path):
+def server(tmp_path: Path) -> Iterator[int]:
     real_model("all-MiniLM-L6-v2")
-    port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "EMBER_LOG": "warn"}
-    log = tmp_path / "server.log"
-    with log.open("wb") as err:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ember", "serve", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            assert proc.poll() is None, log.read_text(errors="replace")
-            try:
-                with urllib.request.urlopen(f"{base}/health/ready", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "server never became ready"
-            time.sleep(0.1)
-        yield port
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            assert proc.wait(timeout=30) == 0, log.read_text(errors="replace")
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    with ember_server(tmp_path) as base:
+        yield int(base.rsplit(":", 1)[1])
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
