@@ -354,15 +354,7 @@ mod tests {
     use super::*;
 
     fn data(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s % 20_000) as f32 / 2_000.0 - 5.0
-            })
-            .collect()
+        crate::kernels::test_data(n, seed, 5.0)
     }
 
     fn close(a: &[f32], b: &[f32], tol: f32) {

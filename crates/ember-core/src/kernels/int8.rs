@@ -331,15 +331,7 @@ mod tests {
     use super::*;
 
     fn data(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s % 20_000) as f32 / 10_000.0 - 1.0
-            })
-            .collect()
+        crate::kernels::test_data(n, seed, 1.0)
     }
 
     fn quant_w(w: &[f32], k: usize, g: usize) -> (Vec<i8>, Vec<f32>) {

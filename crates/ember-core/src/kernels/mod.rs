@@ -34,3 +34,18 @@ pub fn isa() -> &'static str {
         "portable"
     }
 }
+
+/// Deterministic pseudo-random values in `[-scale, scale)` for the kernels' tests (xorshift, so
+/// every SIMD path and its portable twin see the same inputs).
+#[cfg(test)]
+pub(crate) fn test_data(n: usize, seed: u32, scale: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s % 20_000) as f32 / 10_000.0 * scale - scale
+        })
+        .collect()
+}
