@@ -39,7 +39,9 @@ fn load(id: &str, dtype: DType) -> (Encoder, TextTokenizer, usize) {
 /// the middle of the length distribution so they are typical.
 fn batch(tok: &TextTokenizer, max: usize, size: usize) -> (Batch, usize) {
     let texts = common::corpus(400);
-    let enc = tok.encode(&texts, max, true).expect("encode");
+    let enc = tok
+        .encode(&texts, max, true, ember_core::TruncationSide::Right)
+        .expect("encode");
     let mut order: Vec<usize> = (0..enc.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(enc[i].ids.len()));
     let mid = order.len() / 2 - size / 2;

@@ -14,8 +14,8 @@ use crate::config::{
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::models::Encoder;
-use crate::pooling::{l2_normalize, Pooling};
-use crate::tokenize::TextTokenizer;
+use crate::pooling::Pooling;
+use crate::tokenize::{Encoded, TextTokenizer, TruncationSide};
 use crate::weights::{weight_files, Weights};
 
 /// Options of one embedding call. `Default` gives Ember's API defaults (normalized, truncated).
@@ -31,6 +31,8 @@ pub struct EmbedOptions {
     pub prompt: Option<String>,
     /// Cut inputs longer than the limit (else: error naming the input).
     pub truncate: bool,
+    /// Which end of an over-long input is cut.
+    pub truncation_side: TruncationSide,
     /// A limit smaller than the model's max_seq_length.
     pub max_length: Option<usize>,
     /// Sequences per forward pass.
@@ -45,6 +47,7 @@ impl Default for EmbedOptions {
             prompt_name: None,
             prompt: None,
             truncate: true,
+            truncation_side: TruncationSide::Right,
             max_length: None,
             batch_size: 32,
         }
@@ -189,8 +192,7 @@ impl Embedder {
         let encoder = Encoder::load(&weights, &cfg)?;
         drop(weights);
         let pad_id = cfg.pad_token_id.unwrap_or(0);
-        let tokenizer = TextTokenizer::load(&tokenizer_path, id, pad_id, sbert.do_lower_case)?
-            .with_default_limit(max_seq_length)?;
+        let tokenizer = TextTokenizer::load(&tokenizer_path, id, pad_id, sbert.do_lower_case)?;
         let vocab_size = tokenizer.vocab_size();
         if vocab_size > cfg.vocab_size {
             return Err(Error::Config {
@@ -323,6 +325,28 @@ impl Embedder {
     /// Embeds `texts` (in input order). Inputs are sorted by length and each batch is padded only
     /// to its longest member.
     pub fn embed(&self, texts: &[String], opts: &EmbedOptions) -> Result<Embeddings> {
+        let started = std::time::Instant::now();
+        let encoded = self.tokenize(texts, opts)?;
+        let tokenize_time = started.elapsed();
+        let started = std::time::Instant::now();
+        let raw = self.embed_encoded(&encoded, opts.batch_size)?;
+        let (dimension, data) =
+            crate::pooling::finish(&raw, self.info.dimension, opts.dimensions, opts.normalize);
+        Ok(Embeddings {
+            model: self.info.id.clone(),
+            dimension,
+            data,
+            rows: texts.len(),
+            prompt_tokens: encoded.iter().map(|e| e.ids.len()).sum(),
+            tokenize_time,
+            inference_time: started.elapsed(),
+        })
+    }
+
+    /// Checks `opts` and tokenizes `texts` as [`Embedder::embed`] will: prompt prepended,
+    /// truncated (or refused) at the limit. Feed the result to [`Embedder::embed_encoded`];
+    /// encodings of different calls may be mixed in one call there.
+    pub fn tokenize(&self, texts: &[String], opts: &EmbedOptions) -> Result<Vec<Encoded>> {
         self.check_options(opts)?;
         let prompt = self.prompt_for(opts)?;
         let inputs: Vec<String> = match &prompt {
@@ -332,33 +356,39 @@ impl Embedder {
         let limit = opts.max_length.map_or(self.info.max_seq_length, |m| {
             m.min(self.info.max_seq_length)
         });
-        let started = std::time::Instant::now();
-        let encoded = self.tokenizer.encode(&inputs, limit, opts.truncate)?;
-        let tokenize_time = started.elapsed();
-        let started = std::time::Instant::now();
+        let mut encoded =
+            self.tokenizer
+                .encode(&inputs, limit, opts.truncate, opts.truncation_side)?;
         // sentence-transformers: with include_prompt=false the prompt's tokens (minus its
         // trailing special token) are masked out of pooling.
-        let prompt_len = match (&prompt, self.include_prompt) {
-            (Some(p), false) => self
+        if let (Some(p), false) = (&prompt, self.include_prompt) {
+            let skip = self
                 .tokenizer
-                .encode(std::slice::from_ref(p), limit, true)?
+                .encode(std::slice::from_ref(p), limit, true, TruncationSide::Right)?
                 .first()
-                .map_or(0, |e| e.ids.len().saturating_sub(1)),
-            _ => 0,
-        };
+                .map_or(0, |e| e.ids.len().saturating_sub(1));
+            encoded.iter_mut().for_each(|e| e.pool_skip = skip);
+        }
+        Ok(encoded)
+    }
 
+    /// Raw (unnormalized, full-width) pooled vectors of `encoded`, in its order, `[rows × dim]`.
+    /// Rows are sorted by length and run `batch_size` at a time, each pass padded only to its
+    /// longest member.
+    pub fn embed_encoded(&self, encoded: &[Encoded], batch_size: usize) -> Result<Vec<f32>> {
+        if batch_size == 0 {
+            return Err(Error::invalid("batch_size", "must be at least 1"));
+        }
         let dim = self.info.dimension;
-        let out_dim = opts.dimensions.unwrap_or(dim);
-        let mut data = vec![0f32; texts.len() * out_dim];
+        let mut data = vec![0f32; encoded.len() * dim];
         let mut order: Vec<usize> = (0..encoded.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].ids.len()));
-        let mut pooled = vec![0f32; dim];
         let tensor_err = |source| Error::Tensor {
             model: self.info.id.clone(),
             source,
         };
-        for rows in order.chunks(opts.batch_size) {
-            let batch = self.tokenizer.pad(&encoded, rows);
+        for rows in order.chunks(batch_size) {
+            let batch = self.tokenizer.pad(encoded, rows);
             let hidden = self.encoder.forward(&batch).map_err(tensor_err)?;
             let hidden = hidden
                 .flatten_all()
@@ -367,33 +397,27 @@ impl Embedder {
             let mut mask = vec![0u32; batch.seq];
             for (r, &i) in rows.iter().enumerate() {
                 mask.copy_from_slice(&batch.mask[r * batch.seq..(r + 1) * batch.seq]);
-                mask.iter_mut().take(prompt_len).for_each(|m| *m = 0);
+                mask.iter_mut()
+                    .take(encoded[i].pool_skip)
+                    .for_each(|m| *m = 0);
                 let h = &hidden[r * batch.seq * dim..(r + 1) * batch.seq * dim];
-                self.info.pooling.pool(h, &mask, dim, &mut pooled);
-                let out = &mut data[i * out_dim..(i + 1) * out_dim];
-                out.copy_from_slice(&pooled[..out_dim]);
-                if opts.normalize {
-                    l2_normalize(out);
-                }
+                self.info
+                    .pooling
+                    .pool(h, &mask, dim, &mut data[i * dim..(i + 1) * dim]);
             }
         }
-        Ok(Embeddings {
-            model: self.info.id.clone(),
-            dimension: out_dim,
-            data,
-            rows: texts.len(),
-            prompt_tokens: encoded.iter().map(|e| e.ids.len()).sum(),
-            tokenize_time,
-            inference_time: started.elapsed(),
-        })
+        Ok(data)
     }
 
     /// Per-token vectors of the last hidden state for each text (padding removed), as
     /// sentence-transformers' `output_value="token_embeddings"`; `[len_i * dimension]` each.
     pub fn token_embeddings(&self, texts: &[String], truncate: bool) -> Result<Vec<Vec<f32>>> {
-        let encoded = self
-            .tokenizer
-            .encode(texts, self.info.max_seq_length, truncate)?;
+        let encoded = self.tokenizer.encode(
+            texts,
+            self.info.max_seq_length,
+            truncate,
+            TruncationSide::Right,
+        )?;
         let dim = self.info.dimension;
         let tensor_err = |source| Error::Tensor {
             model: self.info.id.clone(),
@@ -432,7 +456,7 @@ impl Embedder {
     pub fn token_ids(&self, texts: &[String]) -> Result<Vec<Vec<u32>>> {
         Ok(self
             .tokenizer
-            .encode(texts, self.info.max_seq_length, true)?
+            .encode(texts, self.info.max_seq_length, true, TruncationSide::Right)?
             .into_iter()
             .map(|e| e.ids)
             .collect())
@@ -442,7 +466,7 @@ impl Embedder {
     pub fn count_tokens(&self, texts: &[String]) -> Result<Vec<usize>> {
         Ok(self
             .tokenizer
-            .encode(texts, self.info.max_seq_length, true)?
+            .encode(texts, self.info.max_seq_length, true, TruncationSide::Right)?
             .iter()
             .map(|e| e.ids.len())
             .collect())

@@ -34,3 +34,4 @@ pub use pooling::Pooling;
 pub use precision::{Precision, Quantized};
 pub use registry::{ModelSpec, Packaged, Registry};
 pub use resolve::Resolver;
+pub use tokenize::{Encoded, TokenInfo, TruncationSide};

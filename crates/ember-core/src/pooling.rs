@@ -78,6 +78,27 @@ impl Pooling {
     }
 }
 
+/// Cuts raw pooled vectors (`[rows × dim]`) to their first `dimensions` components
+/// (Matryoshka) and L2-normalizes them when asked, as sentence-transformers does (truncate,
+/// then normalize). Returns the output width and the vectors.
+pub fn finish(
+    raw: &[f32],
+    dim: usize,
+    dimensions: Option<usize>,
+    normalize: bool,
+) -> (usize, Vec<f32>) {
+    let out_dim = dimensions.unwrap_or(dim).min(dim);
+    let mut data = Vec::with_capacity(raw.len() / dim.max(1) * out_dim);
+    for row in raw.chunks_exact(dim.max(1)) {
+        let start = data.len();
+        data.extend_from_slice(&row[..out_dim]);
+        if normalize {
+            l2_normalize(&mut data[start..]);
+        }
+    }
+    (out_dim, data)
+}
+
 /// Scales `v` to unit L2 norm (`torch.nn.functional.normalize`, eps 1e-12).
 pub fn l2_normalize(v: &mut [f32]) {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);

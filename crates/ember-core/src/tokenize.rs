@@ -3,12 +3,32 @@
 
 use std::path::Path;
 
-use tokenizers::{
-    PaddingParams, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
-};
+use tokenizers::{PaddingParams, PostProcessor, Tokenizer, TruncationDirection};
 
 use crate::error::{Error, Result};
 use crate::models::Batch;
+
+/// Which end of an over-long input loses its tokens (TEI's `truncation_direction`).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum TruncationSide {
+    /// Keep the beginning (sentence-transformers' behaviour).
+    #[default]
+    Right,
+    /// Keep the end.
+    Left,
+}
+
+impl TruncationSide {
+    fn direction(self) -> TruncationDirection {
+        match self {
+            Self::Right => TruncationDirection::Right,
+            Self::Left => TruncationDirection::Left,
+        }
+    }
+}
 
 /// One tokenized input, before padding.
 #[derive(Debug, Clone)]
@@ -17,6 +37,22 @@ pub struct Encoded {
     pub ids: Vec<u32>,
     /// Token type ids.
     pub type_ids: Vec<u32>,
+    /// Leading tokens left out of pooling (a prompt with `include_prompt: false`).
+    pub pool_skip: usize,
+}
+
+/// One token of a text, as `/tokenize` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub id: u32,
+    /// The token as the vocabulary spells it (`##ing`, `[CLS]`).
+    pub token: String,
+    /// Added by the post-processor (`[CLS]`, `[SEP]`, `<s>`).
+    pub special: bool,
+    /// Byte offsets `[start, stop)` into the tokenized text; `None` for special tokens.
+    pub offsets: Option<(usize, usize)>,
+    /// The slice of the tokenized text this token covers (the token itself when special).
+    pub text: String,
 }
 
 /// A model's tokenizer with Ember's truncation rules.
@@ -24,9 +60,8 @@ pub struct Encoded {
 pub struct TextTokenizer {
     model: String,
     inner: Tokenizer,
-    /// A copy set up once to truncate at the model's limit (the common case), so requests do not
-    /// clone the whole tokenizer to change its truncation.
-    truncating: Option<(usize, Tokenizer)>,
+    /// Special tokens the post-processor adds to one sequence (`[CLS]` and `[SEP]`: 2).
+    added: usize,
     pad_id: u32,
     lowercase: bool,
 }
@@ -46,10 +81,13 @@ impl TextTokenizer {
                 model: model.to_string(),
                 source,
             })?;
+        let added = inner
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(false));
         Ok(Self {
             model: model.to_string(),
             inner,
-            truncating: None,
+            added,
             pad_id,
             lowercase,
         })
@@ -66,80 +104,83 @@ impl TextTokenizer {
             .sum()
     }
 
-    /// Prepares truncation at `max_len` (the model's limit) once.
-    pub fn with_default_limit(mut self, max_len: usize) -> Result<Self> {
-        self.truncating = Some((max_len, self.truncating_at(max_len)?));
-        Ok(self)
-    }
-
-    fn truncating_at(&self, max_len: usize) -> Result<Tokenizer> {
-        let mut t = self.inner.clone();
-        t.with_truncation(Some(TruncationParams {
-            max_length: max_len,
-            strategy: TruncationStrategy::LongestFirst,
-            stride: 0,
-            direction: TruncationDirection::Right,
-        }))
-        .map_err(|source| Error::Tokenizer {
-            model: self.model.clone(),
-            source,
-        })?;
-        Ok(t)
-    }
-
     /// Size of the tokenizer's vocabulary, special tokens included.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }
 
-    /// Tokenizes `texts`, cutting each to `max_len` tokens (special tokens included) when
-    /// `truncate`, or failing with [`Error::InputTooLong`] naming the first input that is longer.
-    pub fn encode(&self, texts: &[String], max_len: usize, truncate: bool) -> Result<Vec<Encoded>> {
-        let lowered;
-        let texts: &[String] = if self.lowercase {
-            lowered = texts.iter().map(|t| t.to_lowercase()).collect::<Vec<_>>();
-            &lowered
-        } else {
-            texts
-        };
-        let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let tok_err = |source| Error::Tokenizer {
+    fn err(&self, source: tokenizers::Error) -> Error {
+        Error::Tokenizer {
             model: self.model.clone(),
             source,
-        };
-        let encodings = if truncate {
-            match &self.truncating {
-                Some((limit, t)) if *limit == max_len => {
-                    t.encode_batch(inputs, true).map_err(tok_err)?
-                }
-                _ => self
-                    .truncating_at(max_len)?
-                    .encode_batch(inputs, true)
-                    .map_err(tok_err)?,
-            }
-        } else {
-            let all = self.inner.encode_batch(inputs, true).map_err(tok_err)?;
-            if let Some((index, e)) = all.iter().enumerate().find(|(_, e)| e.len() > max_len) {
-                return Err(Error::InputTooLong {
-                    model: self.model.clone(),
-                    index,
-                    tokens: e.len(),
-                    limit: max_len,
-                });
-            }
-            all
-        };
-        Ok(encodings
-            .into_iter()
-            .map(|e| Encoded {
-                ids: e.get_ids().to_vec(),
-                type_ids: e.get_type_ids().to_vec(),
-            })
-            .collect())
+        }
     }
 
-    /// Tokens of one text, as strings, without truncation (for inspection and `/tokenize`).
-    pub fn tokens(&self, text: &str) -> Result<Vec<(u32, String)>> {
+    fn lowered<'a>(&self, texts: &'a [String]) -> std::borrow::Cow<'a, [String]> {
+        if self.lowercase {
+            texts
+                .iter()
+                .map(|t| t.to_lowercase())
+                .collect::<Vec<_>>()
+                .into()
+        } else {
+            texts.into()
+        }
+    }
+
+    /// Tokenizes `texts`, cutting each to `max_len` tokens (special tokens included) at `side`
+    /// when `truncate`, or failing with [`Error::InputTooLong`] naming the first input that is
+    /// longer.
+    ///
+    /// Truncation is done here rather than by the tokenizer's own setting, which lives on the
+    /// tokenizer and would need a copy of it per limit and side: we encode without special
+    /// tokens, cut the content to `max_len` minus the special tokens, then let the
+    /// post-processor add them, exactly the steps `tokenizers` takes itself.
+    pub fn encode(
+        &self,
+        texts: &[String],
+        max_len: usize,
+        truncate: bool,
+        side: TruncationSide,
+    ) -> Result<Vec<Encoded>> {
+        let texts = self.lowered(texts);
+        let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let raw = self
+            .inner
+            .encode_batch(inputs, false)
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::with_capacity(raw.len());
+        for (index, mut e) in raw.into_iter().enumerate() {
+            let tokens = e.len() + self.added;
+            if tokens > max_len {
+                if !truncate {
+                    return Err(Error::InputTooLong {
+                        model: self.model.clone(),
+                        index,
+                        tokens,
+                        limit: max_len,
+                    });
+                }
+                e.truncate(max_len.saturating_sub(self.added), 0, side.direction());
+                // The cut-off parts would be post-processed too; nobody reads them.
+                drop(e.take_overflowing());
+            }
+            let e = self
+                .inner
+                .post_process(e, None, true)
+                .map_err(|e| self.err(e))?;
+            out.push(Encoded {
+                ids: e.get_ids().to_vec(),
+                type_ids: e.get_type_ids().to_vec(),
+                pool_skip: 0,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Tokens of one text without truncation (for inspection and `/tokenize`), with byte
+    /// offsets into the text as tokenized (lowercased first for lowercasing models).
+    pub fn tokens(&self, text: &str) -> Result<Vec<TokenInfo>> {
         let text = if self.lowercase {
             text.to_lowercase()
         } else {
@@ -147,15 +188,24 @@ impl TextTokenizer {
         };
         let e = self
             .inner
-            .encode(text, true)
-            .map_err(|source| Error::Tokenizer {
-                model: self.model.clone(),
-                source,
-            })?;
+            .encode(text.as_str(), true)
+            .map_err(|e| self.err(e))?;
         Ok(e.get_ids()
             .iter()
-            .copied()
-            .zip(e.get_tokens().iter().cloned())
+            .zip(e.get_tokens())
+            .zip(e.get_offsets())
+            .zip(e.get_special_tokens_mask())
+            .map(|(((&id, token), &(start, stop)), &special)| {
+                let special = special == 1;
+                let slice = text.get(start..stop).filter(|_| !special);
+                TokenInfo {
+                    id,
+                    token: token.clone(),
+                    special,
+                    offsets: slice.map(|_| (start, stop)),
+                    text: slice.map_or_else(|| token.clone(), str::to_string),
+                }
+            })
             .collect())
     }
 
@@ -192,5 +242,100 @@ impl TextTokenizer {
             batch.mask[off..off + e.ids.len()].fill(1);
         }
         batch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokenizers::{TruncationParams, TruncationStrategy};
+
+    use super::*;
+
+    fn fixture(kind: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fixtures/reference/tiny")
+            .join(kind)
+            .join("tokenizer.json")
+    }
+
+    const TEXTS: [&str; 5] = [
+        "",
+        "hello",
+        "hello world, this is a longer sentence with some punctuation!",
+        "ünïcödé wörds and 日本語 mixed in",
+        "one two three four five six seven eight nine ten eleven twelve",
+    ];
+
+    /// Our truncation (encode without special tokens, cut, post-process) gives exactly the ids
+    /// of the tokenizers crate's own truncation, at every limit, on both sides.
+    #[test]
+    fn truncation_matches_the_tokenizers_crate() {
+        for kind in ["bert", "xlm-roberta", "mpnet"] {
+            let path = fixture(kind);
+            let ours = TextTokenizer::load(&path, kind, 0, false).unwrap();
+            let texts: Vec<String> = TEXTS.iter().map(|t| t.to_string()).collect();
+            for side in [TruncationSide::Right, TruncationSide::Left] {
+                for limit in [3, 4, 7, 12, 64] {
+                    let mut theirs = Tokenizer::from_file(&path).unwrap();
+                    theirs.with_padding(None);
+                    theirs
+                        .with_truncation(Some(TruncationParams {
+                            max_length: limit,
+                            strategy: TruncationStrategy::LongestFirst,
+                            stride: 0,
+                            direction: side.direction(),
+                        }))
+                        .unwrap();
+                    let want = theirs.encode_batch(texts.clone(), true).unwrap();
+                    let got = ours.encode(&texts, limit, true, side).unwrap();
+                    for (w, g) in want.iter().zip(&got) {
+                        assert_eq!(g.ids, w.get_ids(), "{kind} {side:?} limit {limit}");
+                        assert_eq!(g.type_ids, w.get_type_ids());
+                        assert!(g.ids.len() <= limit);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn too_long_without_truncation_names_the_input() {
+        let tok = TextTokenizer::load(&fixture("bert"), "tiny", 0, false).unwrap();
+        let texts = vec!["a".to_string(), "a b c d e f g h".to_string()];
+        let err = tok
+            .encode(&texts, 6, false, TruncationSide::Right)
+            .unwrap_err();
+        match err {
+            Error::InputTooLong {
+                index,
+                tokens,
+                limit,
+                ..
+            } => {
+                assert_eq!((index, tokens, limit), (1, 10, 6));
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+
+    #[test]
+    fn tokens_carry_byte_offsets_into_the_text() {
+        for kind in ["bert", "xlm-roberta"] {
+            let tok = TextTokenizer::load(&fixture(kind), kind, 0, false).unwrap();
+            let text = "héllo wörld";
+            let tokens = tok.tokens(text).unwrap();
+            assert!(tokens.first().unwrap().special && tokens.last().unwrap().special);
+            let inner = &tokens[1..tokens.len() - 1];
+            assert!(!inner.is_empty());
+            for t in inner {
+                let (start, stop) = t.offsets.expect("text tokens have offsets");
+                assert!(start < stop && stop <= text.len(), "{t:?}");
+                assert_eq!(t.text, &text[start..stop]);
+                assert!(!t.special);
+            }
+            // The text tokens cover the words, in order.
+            let covered: String = inner.iter().map(|t| t.text.as_str()).collect();
+            assert_eq!(covered.replace(' ', ""), "héllowörld", "{kind}");
+        }
     }
 }

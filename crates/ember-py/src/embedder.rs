@@ -135,6 +135,7 @@ impl PyEmbedder {
             truncate: true,
             max_length: None,
             batch_size: count("batch_size", args.batch_size)?,
+            ..EmbedOptions::default()
         });
         self.model
             .check_options(&opts)
@@ -243,6 +244,7 @@ impl PyEmbedder {
             truncate,
             max_length: None,
             batch_size: count("batch_size", batch_size)?,
+            ..EmbedOptions::default()
         });
         let (data, dim) = embed_chunked(py, &self.model, &texts, &opts)?;
         to_array(py, data, dim, single)
@@ -400,7 +402,7 @@ impl PyEmbedder {
     fn tokenize(&self, py: Python<'_>, text: String) -> PyResult<Vec<String>> {
         let model = &self.model;
         let tokens = detached(py, || model.tokenizer().tokens(&text))?;
-        Ok(tokens.into_iter().map(|(_, t)| t).collect())
+        Ok(tokens.into_iter().map(|t| t.token).collect())
     }
 
     /// Token counts of `inputs` after truncation to `max_seq_length` (special tokens included).

@@ -4,11 +4,12 @@
 //! as one embedding call. Nothing waits on a timer to fill a batch: under load the queue fills
 //! while the model is busy, at low load a request runs alone at once.
 //!
-//! Per-text results do not depend on batch mates: the core sorts by length and pads each forward
-//! pass to its longest member with masked padding, and the options that differ between jobs
-//! (`normalize`, `dimensions`) are applied here per job, exactly as the core applies them. Jobs
-//! whose inputs are prepared differently (prompt, truncation, length limit) run in separate calls
-//! within the batch.
+//! Each job is tokenized once, by the worker, with its own options (prompt, truncation, length
+//! limit): the encodings count against the token budget and then go to the model as they are.
+//! Per-text results do not depend on batch mates: the core sorts all of the batch's encodings by
+//! length and pads each forward pass to its longest member with masked padding, and the options
+//! applied after pooling (`normalize`, `dimensions`) are applied here per job with the core's
+//! own function.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use ember_core::manager::Key;
-use ember_core::{EmbedOptions, Embedder, Embeddings, ModelManager};
+use ember_core::{Embedder, Embeddings, Encoded, ModelManager};
 use tokio::sync::oneshot;
 
 use crate::engine::{EmbedJob, EmbedOutput, Timings};
@@ -215,9 +216,9 @@ struct Worker {
 /// A job checked and tokenized against the loaded model.
 struct Prepared {
     pending: Pending,
-    /// The prefix the core will prepend (resolved from `prompt` / `prompt_name` / the default).
-    prompt: Option<String>,
+    encoded: Vec<Encoded>,
     tokens: usize,
+    tokenize: Duration,
 }
 
 impl Worker {
@@ -317,15 +318,17 @@ impl Worker {
                 carry = Some(p);
                 break;
             }
-            match prepare(&model, &p.job) {
+            let tokenizing = Instant::now();
+            match model.tokenize(&p.job.texts, &p.job.opts) {
                 Err(e) => {
-                    let _ = p.reply.send(Err(e));
+                    let _ = p.reply.send(Err(e.into()));
                 }
-                Ok((prompt, n)) => {
+                Ok(encoded) => {
                     let prep = Prepared {
                         pending: p,
-                        prompt,
-                        tokens: n,
+                        tokens: encoded.iter().map(|e| e.ids.len()).sum(),
+                        encoded,
+                        tokenize: tokenizing.elapsed(),
                     };
                     if !batch.is_empty() && tokens + prep.tokens > cfg.max_batch_tokens {
                         carry = Some(prep.pending);
@@ -351,151 +354,76 @@ impl Worker {
         carry
     }
 
-    /// Embeds the batch, one core call per group of jobs prepared alike, and answers each job.
+    /// Embeds the whole batch in one core call and answers each job.
     fn execute(&self, model: &Embedder, batch: Vec<Prepared>, tokens: usize, load: Duration) {
-        let cfg = &self.shared.config;
+        let batch_size = self.shared.config.max_batch_size.max(1);
         let requests = batch.len();
-        let mut texts_total = 0usize;
-        let mut passes = 0usize;
-        let mut groups: Vec<Vec<Prepared>> = Vec::new();
-        for prep in batch {
-            let same = |g: &Vec<Prepared>| {
-                let a = &g[0];
-                a.prompt == prep.prompt
-                    && a.pending.job.opts.truncate == prep.pending.job.opts.truncate
-                    && a.pending.job.opts.max_length == prep.pending.job.opts.max_length
-            };
-            match groups.iter_mut().find(|g| same(g)) {
-                Some(g) => g.push(prep),
-                None => groups.push(vec![prep]),
-            }
+        let mut encoded = Vec::with_capacity(batch.iter().map(|p| p.encoded.len()).sum());
+        let mut jobs = Vec::with_capacity(batch.len());
+        for mut prep in batch {
+            let rows = prep.encoded.len();
+            encoded.append(&mut prep.encoded);
+            jobs.push((prep, rows));
         }
-        for group in groups {
-            let texts: Vec<String> = group
-                .iter()
-                .flat_map(|p| p.pending.job.texts.iter().cloned())
-                .collect();
-            let head = &group[0].pending.job.opts;
-            let opts = EmbedOptions {
-                normalize: false,
-                dimensions: None,
-                prompt_name: None,
-                prompt: group[0].prompt.clone(),
-                truncate: head.truncate,
-                max_length: head.max_length,
-                batch_size: cfg.max_batch_size.max(1),
-            };
-            texts_total += texts.len();
-            passes += texts.len().div_ceil(opts.batch_size);
-            match model.embed(&texts, &opts) {
-                Ok(all) => split(all, group, load),
-                Err(e) => {
-                    // Should not happen (each job was checked); run them one by one so an
-                    // error names the right request and input.
-                    tracing::warn!(model = %model.id(), error = %e, "batch failed; retrying its jobs alone");
-                    for p in group {
-                        let out = model.embed(&p.pending.job.texts, &p.pending.job.opts);
-                        let reply = out.map_err(ApiError::from).map(|embeddings| EmbedOutput {
-                            timings: Timings {
-                                queue: Duration::ZERO,
-                                tokenize: embeddings.tokenize_time,
-                                inference: embeddings.inference_time,
-                                load,
-                                total: p.pending.enqueued.elapsed(),
-                            },
-                            embeddings,
-                        });
-                        let _ = p.pending.reply.send(reply);
-                    }
+        let texts = encoded.len();
+        let started = Instant::now();
+        match model.embed_encoded(&encoded, batch_size) {
+            Ok(raw) => {
+                let inference = started.elapsed();
+                let dim = model.dimension();
+                let mut row = 0usize;
+                for (prep, rows) in jobs {
+                    let part = &raw[row * dim..(row + rows) * dim];
+                    row += rows;
+                    answer(model, prep, part, inference, load);
+                }
+            }
+            Err(e) => {
+                // Each job was checked while tokenizing; a failure here is the model's. Every
+                // job of the batch gets it.
+                tracing::error!(model = %model.id(), error = %e, "a batch failed");
+                let e = ApiError::from(e);
+                for (prep, _) in jobs {
+                    let _ = prep.pending.reply.send(Err(copy(&e)));
                 }
             }
         }
-        self.shared
-            .metrics
-            .batch(model.id(), requests, texts_total, tokens, passes);
+        self.shared.metrics.batch(
+            model.id(),
+            requests,
+            texts,
+            tokens,
+            texts.div_ceil(batch_size),
+        );
     }
 }
 
-/// Cuts the batch's raw (unnormalized, full-width) vectors into each job's answer.
-fn split(all: Embeddings, group: Vec<Prepared>, load: Duration) {
-    let dim = all.dimension;
-    let mut row = 0usize;
-    for p in group {
-        let job = &p.pending.job;
-        let n = job.texts.len();
-        let out_dim = job.opts.dimensions.unwrap_or(dim).min(dim);
-        let mut data = Vec::with_capacity(n * out_dim);
-        for r in row..row + n {
-            let start = data.len();
-            data.extend_from_slice(&all.data[r * dim..r * dim + out_dim]);
-            if job.opts.normalize {
-                ember_core::pooling::l2_normalize(&mut data[start..]);
-            }
-        }
-        row += n;
-        let embeddings = Embeddings {
-            model: all.model.clone(),
-            dimension: out_dim,
-            data,
-            rows: n,
-            prompt_tokens: p.tokens,
-            tokenize_time: all.tokenize_time,
-            inference_time: all.inference_time,
-        };
-        let total = p.pending.enqueued.elapsed();
-        let timings = Timings {
-            queue: total.saturating_sub(all.tokenize_time + all.inference_time + load),
-            tokenize: all.tokenize_time,
-            inference: all.inference_time,
-            load,
-            total,
-        };
-        let _ = p.pending.reply.send(Ok(EmbedOutput {
-            embeddings,
-            timings,
-        }));
-    }
-}
-
-/// Checks a job's options and tokenizes its inputs the way the core will (for the token budget
-/// and the job's own token count; an input too long with `truncate=false` fails here, naming
-/// the input index within this job).
-/// Returns the resolved prompt and the job's token count.
-fn prepare(model: &Embedder, job: &EmbedJob) -> Result<(Option<String>, usize), ApiError> {
-    let opts = &job.opts;
-    model.check_options(opts)?;
-    let info = model.info();
-    let prompt = match &opts.prompt {
-        Some(s) => Some(s.clone()),
-        None => opts
-            .prompt_name
-            .as_ref()
-            .or(info.default_prompt_name.as_ref())
-            .and_then(|n| info.prompts.get(n).cloned()),
+/// Answers one job from its rows of the batch's raw (unnormalized, full-width) vectors.
+fn answer(model: &Embedder, prep: Prepared, raw: &[f32], inference: Duration, load: Duration) {
+    let opts = &prep.pending.job.opts;
+    let dim = model.dimension();
+    let (dimension, data) = ember_core::pooling::finish(raw, dim, opts.dimensions, opts.normalize);
+    let embeddings = Embeddings {
+        model: model.id().to_string(),
+        dimension,
+        data,
+        rows: raw.len() / dim.max(1),
+        prompt_tokens: prep.tokens,
+        tokenize_time: prep.tokenize,
+        inference_time: inference,
     };
-    let inputs: Vec<String> = match &prompt {
-        Some(pre) => job.texts.iter().map(|t| format!("{pre}{t}")).collect(),
-        None => job.texts.clone(),
+    let total = prep.pending.enqueued.elapsed();
+    let timings = Timings {
+        queue: total.saturating_sub(prep.tokenize + inference + load),
+        tokenize: prep.tokenize,
+        inference,
+        load,
+        total,
     };
-    let limit = opts
-        .max_length
-        .map_or(info.max_seq_length, |m| m.min(info.max_seq_length));
-    // Counted without truncation and cut here: the core's truncating path configures a
-    // tokenizer per call, which costs more than the counting itself. A single sequence cut to
-    // `limit` tokens (special tokens included) has exactly `min(len, limit)` tokens.
-    let enc = model.tokenizer().encode(&inputs, usize::MAX, false)?;
-    if !opts.truncate {
-        if let Some((index, e)) = enc.iter().enumerate().find(|(_, e)| e.ids.len() > limit) {
-            return Err(ember_core::Error::InputTooLong {
-                model: info.id.clone(),
-                index,
-                tokens: e.ids.len(),
-                limit,
-            }
-            .into());
-        }
-    }
-    Ok((prompt, enc.iter().map(|e| e.ids.len().min(limit)).sum()))
+    let _ = prep.pending.reply.send(Ok(EmbedOutput {
+        embeddings,
+        timings,
+    }));
 }
 
 /// `ApiError` holds a `&'static str` kind and a message; copies go to every waiter of a failure.

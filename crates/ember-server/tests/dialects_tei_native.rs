@@ -58,7 +58,19 @@ async fn tei_embed_info_tokenize() {
         .collect();
     assert_eq!(ids, want_ids);
     assert_eq!(row[0]["special"], true);
+    assert_eq!(row[0]["start"], Value::Null);
     assert_eq!(row[1]["special"], false);
+    // Text tokens carry byte offsets into the input, and `text` is the slice they cover.
+    for t in &row[1..row.len() - 1] {
+        let (start, stop) = (t["start"].as_u64().unwrap(), t["stop"].as_u64().unwrap());
+        assert_eq!(
+            t["text"],
+            &"hello world"[start as usize..stop as usize],
+            "{t}"
+        );
+    }
+    assert_eq!(row[1]["start"], 0);
+    assert_eq!(row[row.len() - 2]["stop"], 11);
     let (_, toks) = send(
         &app,
         post_json(
@@ -74,6 +86,35 @@ async fn tei_embed_info_tokenize() {
         .all(|t| t["special"] == false));
 }
 
+/// `truncation_direction: Left` keeps the end of an over-long input: its vector is the vector of
+/// the input's last tokens, and differs from the default (`Right`), which keeps the beginning.
+#[tokio::test]
+async fn tei_truncation_direction_left_keeps_the_end() {
+    let app = test_app(Limits::default());
+    let (_, info) = send(&app, get("/info")).await;
+    let limit = info["max_input_length"].as_u64().unwrap() as usize;
+    // "hello" and "world" are one token each; [CLS] and [SEP] take two of the limit.
+    let long = format!("{}world world", "hello ".repeat(limit + 10));
+    let tail = format!("{}world world", "hello ".repeat(limit - 4));
+    let head = "hello ".repeat(limit - 2);
+    let embed = |text: &str, side: Option<&str>| {
+        let mut body = json!({"inputs": text});
+        if let Some(side) = side {
+            body["truncation_direction"] = json!(side);
+        }
+        post_json("/embed", &body.to_string())
+    };
+    let one = |v: Value| floats(&v[0]);
+    let (status, left) = send(&app, embed(&long, Some("Left"))).await;
+    assert_eq!(status, StatusCode::OK, "{left}");
+    let (_, want_left) = send(&app, embed(&tail, None)).await;
+    let (_, right) = send(&app, embed(&long, Some("right"))).await;
+    let (_, want_right) = send(&app, embed(&head, None)).await;
+    assert!(cosine(&one(left.clone()), &one(want_left)) > 0.99999);
+    assert!(cosine(&one(right.clone()), &one(want_right)) > 0.99999);
+    assert!(cosine(&one(left), &one(right)) < 0.9999);
+}
+
 #[tokio::test]
 async fn tei_errors_in_tei_shape() {
     let app = test_app(small());
@@ -83,10 +124,10 @@ async fn tei_errors_in_tei_shape() {
     expect(&app, e(r#"{"input": "a"}"#), t, 400, "inputs").await;
     expect(
         &app,
-        e(r#"{"inputs": "a", "truncation_direction": "Left"}"#),
+        e(r#"{"inputs": "a", "truncation_direction": "Middle"}"#),
         t,
-        422,
-        "Left",
+        400,
+        "truncation_direction",
     )
     .await;
     expect(

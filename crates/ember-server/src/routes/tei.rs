@@ -3,8 +3,8 @@
 //! serves one model, the bodies may name a `model` (the default model otherwise).
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use ember_core::EmbedOptions;
+use axum::http::HeaderMap;
+use ember_core::{EmbedOptions, TruncationSide};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
@@ -33,7 +33,8 @@ pub struct EmbedRequest {
     /// Cut inputs over the model's limit (default true).
     #[serde(default)]
     pub truncate: Option<bool>,
-    /// `Right` (default). `Left` is not supported yet and answers 422.
+    /// `Right` (default: keep the beginning) or `Left` (keep the end), for inputs cut at the
+    /// model's limit.
     #[serde(default)]
     pub truncation_direction: Option<String>,
     /// A key of the model's prompts.
@@ -62,7 +63,8 @@ pub struct TokenizeRequest {
     pub prompt_name: Option<String>,
 }
 
-/// One token as TEI reports it (character offsets are not tracked yet: `null`).
+/// One token as TEI reports it: for a text token, `text` is the slice of the input it covers and
+/// `start` / `stop` its byte offsets; a special token has its own text and no offsets.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = TeiToken)]
 pub struct Token {
@@ -80,28 +82,21 @@ pub async fn embed(
     State(state): State<AppState>,
     Json(req, _): Json<EmbedRequest, Tei>,
 ) -> Result<(HeaderMap, axum::Json<Vec<Vec<f32>>>), Error> {
-    match req
+    let truncation_side = match req
         .truncation_direction
         .as_deref()
         .map(str::to_ascii_lowercase)
         .as_deref()
     {
-        None | Some("right") => {}
-        Some("left") => {
-            return Err(ApiError {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                kind: "validation",
-                message: "`truncation_direction` `Left` is not supported yet; use `Right`".into(),
-            }
-            .into())
-        }
+        None | Some("right") => TruncationSide::Right,
+        Some("left") => TruncationSide::Left,
         Some(other) => {
             return Err(ApiError::invalid(format!(
-                "unknown `truncation_direction` `{other}`; use `Right`"
+                "unknown `truncation_direction` `{other}`; use `Right` or `Left`"
             ))
             .into())
         }
-    }
+    };
     let texts = shared::parse_texts(req.inputs, "inputs", &state.limits)?;
     let job = EmbedJob {
         model: req.model,
@@ -109,6 +104,7 @@ pub async fn embed(
         opts: EmbedOptions {
             normalize: req.normalize.unwrap_or(true),
             truncate: req.truncate.unwrap_or(true),
+            truncation_side,
             prompt_name: req.prompt_name,
             dimensions: req.dimensions,
             ..EmbedOptions::default()
@@ -181,22 +177,17 @@ pub async fn tokenize(
             .iter()
             .map(|t| {
                 let tokens = tok.tokens(&format!("{prompt}{t}"))?;
-                let mut row = Vec::with_capacity(tokens.len());
-                for (id, text) in tokens {
-                    // Decoding drops special tokens, so a special token decodes to nothing.
-                    let special = tok.decode(&[id])?.is_empty() && !text.trim().is_empty();
-                    if special && !keep_special {
-                        continue;
-                    }
-                    row.push(Token {
-                        id,
-                        text,
-                        special,
-                        start: None,
-                        stop: None,
-                    });
-                }
-                Ok(row)
+                Ok(tokens
+                    .into_iter()
+                    .filter(|t| keep_special || !t.special)
+                    .map(|t| Token {
+                        id: t.id,
+                        text: t.text,
+                        special: t.special,
+                        start: t.offsets.map(|o| o.0),
+                        stop: t.offsets.map(|o| o.1),
+                    })
+                    .collect())
             })
             .collect::<Result<Vec<_>, ember_core::Error>>()
     })
