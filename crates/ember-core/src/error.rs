@@ -29,6 +29,17 @@ pub enum Error {
     #[error("unknown model `{id}`; known models: {known}")]
     ModelNotFound { id: String, known: String },
 
+    /// A path-like id that is not in the catalog and not a directory the registry's
+    /// [`PathPolicy`](crate::registry::PathPolicy) allows (the server's model roots).
+    #[error("unknown model `{id}`: it is not in the catalog, and {}; known models: {known}",
+        if *roots_configured { "model directories are served only from this server's model roots (--model-roots)" }
+        else { "this server loads no model directory by path (none allowed: see --model-roots)" })]
+    PathNotAllowed {
+        id: String,
+        roots_configured: bool,
+        known: String,
+    },
+
     /// The model's architecture has no encoder in Ember yet.
     #[error("model `{id}` uses architecture `{architecture}`, which Ember does not implement yet (listed with supported: false)")]
     Unsupported { id: String, architecture: String },
@@ -169,7 +180,7 @@ impl Error {
     /// The coarse category an edge maps to a status code or exception class.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::ModelNotFound { .. } => ErrorKind::ModelNotFound,
+            Error::ModelNotFound { .. } | Error::PathNotAllowed { .. } => ErrorKind::ModelNotFound,
             Error::InvalidInput { .. }
             | Error::UnknownPrompt { .. }
             | Error::Dimensions { .. }

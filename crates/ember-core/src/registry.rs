@@ -1,5 +1,7 @@
 //! The catalog of embedding models: built-in entries (from `builtin_models.toml`), entries users
-//! add in a TOML file of the same shape, aliases, and model directories used as ids.
+//! add in a TOML file of the same shape, aliases, and model directories used as ids (any
+//! directory for library users; only directories under configured roots for the server, see
+//! [`PathPolicy`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -142,10 +144,67 @@ struct RegistryFile {
     models: Vec<ModelSpec>,
 }
 
+/// Which directories [`Registry::lookup`] accepts as model ids when an id is not in the catalog.
+/// Catalog entries (built-in, registered, from a models file) are trusted whatever their path:
+/// whoever wrote them configured the process.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PathPolicy {
+    /// Any existing directory: `Embedder("/path")`, `ember embed --model /path`.
+    #[default]
+    Any,
+    /// Only directories that resolve (canonicalized, `..` and symlinks followed) under one of
+    /// these canonical roots; no roots: no directory at all. The HTTP server uses this, so a
+    /// caller cannot make it read files elsewhere on the machine.
+    Under(Vec<PathBuf>),
+}
+
+impl PathPolicy {
+    /// [`PathPolicy::Under`] the canonical forms of `roots`; a root that does not exist or is not
+    /// a directory is an error naming it.
+    pub fn under_roots<P: AsRef<Path>>(roots: impl IntoIterator<Item = P>) -> Result<Self> {
+        let mut canonical = Vec::new();
+        for root in roots {
+            let root = root.as_ref();
+            let dir = root.canonicalize().map_err(|e| Error::io(root, e))?;
+            if !dir.is_dir() {
+                return Err(Error::invalid(
+                    "model_roots",
+                    format!("model root {} is not a directory", root.display()),
+                ));
+            }
+            if !canonical.contains(&dir) {
+                canonical.push(dir);
+            }
+        }
+        Ok(PathPolicy::Under(canonical))
+    }
+
+    /// The canonical directory `id` names, when this policy allows it as a model id.
+    fn allowed_dir(&self, id: &str) -> Option<PathBuf> {
+        let path = Path::new(id);
+        match self {
+            PathPolicy::Any => path.is_dir().then(|| path.to_path_buf()),
+            PathPolicy::Under(roots) => {
+                // Canonical form: `..` and every symlink resolved, so neither can escape a root.
+                // The canonical path is what gets loaded, so a symlink swapped after this check
+                // cannot redirect the load either.
+                let dir = path.canonicalize().ok()?;
+                (dir.is_dir() && roots.iter().any(|r| dir.starts_with(r))).then_some(dir)
+            }
+        }
+    }
+}
+
+/// Whether `id` reads as a file-system path rather than a model name.
+fn looks_like_path(id: &str) -> bool {
+    id.contains(['/', '\\']) || id.starts_with(['.', '~']) || Path::new(id).is_absolute()
+}
+
 /// The model catalog.
 #[derive(Debug, Clone)]
 pub struct Registry {
     models: Vec<ModelSpec>,
+    paths: PathPolicy,
 }
 
 impl Default for Registry {
@@ -161,7 +220,18 @@ impl Registry {
             .unwrap_or_else(|e| panic!("builtin_models.toml is invalid: {e}"));
         Self {
             models: file.models,
+            paths: PathPolicy::Any,
         }
+    }
+
+    /// Sets which directories [`lookup`](Self::lookup) accepts as model ids.
+    pub fn set_path_policy(&mut self, policy: PathPolicy) {
+        self.paths = policy;
+    }
+
+    /// Which directories [`lookup`](Self::lookup) accepts as model ids.
+    pub fn path_policy(&self) -> &PathPolicy {
+        &self.paths
     }
 
     /// Every entry, in catalog order.
@@ -251,8 +321,10 @@ impl Registry {
         Ok(ids)
     }
 
-    /// Finds an entry by id or alias (case-insensitive), or treats an existing directory as a
-    /// model. Unknown ids give an error listing the known ones.
+    /// Finds an entry by id or alias (case-insensitive), or treats a directory the
+    /// [`PathPolicy`] allows as a model. Unknown ids give an error listing the known ones; a
+    /// path-like id the policy refuses gets [`Error::PathNotAllowed`], the same whether or not
+    /// the path exists, so the answer reveals nothing about the file system.
     pub fn lookup(&self, id: &str) -> Result<ModelSpec> {
         let want = id.trim();
         let lower = want.to_ascii_lowercase();
@@ -265,19 +337,28 @@ impl Registry {
         }) {
             return Ok(m.clone());
         }
-        let path = Path::new(want);
-        if !want.is_empty() && path.is_dir() {
-            return Ok(ModelSpec::for_path(want, path));
+        if !want.is_empty() {
+            if let Some(dir) = self.paths.allowed_dir(want) {
+                return Ok(ModelSpec::for_path(want, &dir));
+            }
         }
-        Err(Error::ModelNotFound {
-            id: id.to_string(),
-            known: self
-                .models
-                .iter()
-                .map(|m| m.id.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })
+        let known = self
+            .models
+            .iter()
+            .map(|m| m.id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        match &self.paths {
+            PathPolicy::Under(roots) if looks_like_path(want) => Err(Error::PathNotAllowed {
+                id: id.to_string(),
+                roots_configured: !roots.is_empty(),
+                known,
+            }),
+            _ => Err(Error::ModelNotFound {
+                id: id.to_string(),
+                known,
+            }),
+        }
     }
 }
 
@@ -355,5 +436,81 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("bad.toml") && msg.contains("bogus"), "{msg}");
+    }
+
+    /// A model-looking directory (the policy only checks where it is, not what is in it).
+    fn model_dir(root: &Path, name: &str) -> PathBuf {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.json"), "{}").unwrap();
+        dir
+    }
+
+    #[test]
+    fn any_policy_takes_every_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = model_dir(tmp.path(), "m");
+        let id = dir.to_str().unwrap();
+        let spec = Registry::builtin().lookup(id).unwrap();
+        assert_eq!((spec.id.as_str(), spec.path), (id, Some(dir.clone())));
+    }
+
+    #[test]
+    fn under_policy_keeps_paths_inside_the_roots() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        let inside = model_dir(&root, "inside");
+        let outside = model_dir(tmp.path(), "outside");
+        let mut r = Registry::builtin();
+        r.set_path_policy(PathPolicy::under_roots([&root]).unwrap());
+
+        // Inside: accepted, loaded from its canonical path.
+        let spec = r.lookup(inside.to_str().unwrap()).unwrap();
+        assert_eq!(spec.path.unwrap(), inside.canonicalize().unwrap());
+        // Catalog ids and aliases are unaffected.
+        assert_eq!(r.lookup("all-minilm").unwrap().id, "all-MiniLM-L6-v2");
+
+        // An absolute path outside, a `..` escape, a symlink escape and a path that does not
+        // exist all get one answer (with the id as given in place of `ID`): no resolved path, and
+        // nothing that tells an existing directory from a missing one.
+        let link = root.join("link");
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        let mut ids = vec![
+            outside.display().to_string(),
+            format!("{}/../outside", root.display()),
+            root.join("missing").display().to_string(),
+        ];
+        if cfg!(unix) {
+            ids.push(link.display().to_string());
+        }
+        let answers: Vec<String> = ids
+            .iter()
+            .map(|id| {
+                let e = r.lookup(id).unwrap_err();
+                assert!(matches!(e, Error::PathNotAllowed { .. }), "{id}: {e}");
+                assert_eq!(e.kind(), crate::error::ErrorKind::ModelNotFound);
+                e.to_string().replace(id.as_str(), "ID")
+            })
+            .collect();
+        assert!(answers[0].contains("model roots"), "{}", answers[0]);
+        assert!(answers.iter().all(|a| *a == answers[0]), "{answers:#?}");
+        // A plain name still gets the plain unknown-model error.
+        assert!(matches!(
+            r.lookup("nope").unwrap_err(),
+            Error::ModelNotFound { .. }
+        ));
+    }
+
+    #[test]
+    fn no_roots_refuses_every_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = model_dir(tmp.path(), "m");
+        let mut r = Registry::builtin();
+        r.set_path_policy(PathPolicy::under_roots(Vec::<PathBuf>::new()).unwrap());
+        let msg = r.lookup(dir.to_str().unwrap()).unwrap_err().to_string();
+        assert!(msg.contains("loads no model directory by path"), "{msg}");
+        let e = PathPolicy::under_roots([tmp.path().join("absent")]).unwrap_err();
+        assert!(e.to_string().contains("absent"), "{e}");
     }
 }

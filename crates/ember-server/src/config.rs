@@ -40,6 +40,13 @@ pub struct ServeArgs {
     #[arg(long, env = "EMBER_MODELS_FILE")]
     pub models_file: Option<PathBuf>,
 
+    /// Directories under which a request may name a model directory by path (comma-separated in
+    /// EMBER_MODEL_ROOTS). The path must resolve, `..` and symlinks followed, under one of them;
+    /// EMBER_MODELS_DIR counts as one when set. None (the default): requests can name only catalog
+    /// ids and aliases, never a path.
+    #[arg(long, env = "EMBER_MODEL_ROOTS", value_delimiter = ',')]
+    pub model_roots: Vec<PathBuf>,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "EMBER_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
@@ -51,6 +58,11 @@ pub struct ServeArgs {
     /// Most characters in one input (longer inputs are refused before tokenization).
     #[arg(long, env = "EMBER_MAX_INPUT_CHARS", default_value_t = DEFAULT_MAX_INPUT_CHARS)]
     pub max_input_chars: usize,
+
+    /// Most characters in one request, all inputs together (token-id inputs count their ids, and
+    /// then their decoded text).
+    #[arg(long, env = "EMBER_MAX_TOTAL_CHARS", default_value_t = DEFAULT_MAX_TOTAL_CHARS)]
+    pub max_total_chars: usize,
 
     /// Skip loading the default model at start (it then loads on first use).
     #[arg(long, env = "EMBER_LAZY", default_value_t = false)]
@@ -133,6 +145,7 @@ pub(crate) const DEFAULT_PORT: u16 = 8080;
 pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 pub(crate) const DEFAULT_MAX_CLIENT_BATCH: usize = 2048;
 pub(crate) const DEFAULT_MAX_INPUT_CHARS: usize = 100_000;
+pub(crate) const DEFAULT_MAX_TOTAL_CHARS: usize = 8 * 1024 * 1024;
 pub(crate) const DEFAULT_MAX_CONCURRENT: usize = 512;
 pub(crate) const DEFAULT_QUEUE_SIZE: usize = 1024;
 pub(crate) const DEFAULT_MAX_BATCH_TOKENS: usize = 16384;
@@ -152,9 +165,11 @@ impl Default for ServeArgs {
             default_model: None,
             models: Vec::new(),
             models_file: None,
+            model_roots: Vec::new(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_client_batch: DEFAULT_MAX_CLIENT_BATCH,
             max_input_chars: DEFAULT_MAX_INPUT_CHARS,
+            max_total_chars: DEFAULT_MAX_TOTAL_CHARS,
             lazy: false,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT,
             queue_size: DEFAULT_QUEUE_SIZE,
@@ -315,8 +330,17 @@ mod tests {
             "5m",
             "--warmup-batch-sizes",
             "1,8",
+            "--model-roots",
+            "/srv/a,/srv/b",
+            "--max-total-chars",
+            "1000",
         ])
         .unwrap();
+        assert_eq!(
+            args.model_roots,
+            vec![PathBuf::from("/srv/a"), PathBuf::from("/srv/b")]
+        );
+        assert_eq!(args.max_total_chars, 1000);
         assert_eq!(args.api_keys.len(), 2);
         assert_eq!(args.max_memory, Some(1 << 30));
         assert_eq!(args.warmup_batch_sizes, vec![1, 8]);

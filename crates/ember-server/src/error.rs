@@ -1,5 +1,7 @@
 //! The server's one error type, its single mapping from core errors to status codes, and how each
-//! API dialect (native, OpenAI, Ollama, TEI) shapes the body of an error.
+//! API dialect (native, OpenAI, Ollama, TEI) shapes the body of an error. File-system paths in
+//! core errors are trimmed to their last component before they reach a caller; the server log
+//! keeps them whole.
 
 use std::marker::PhantomData;
 
@@ -84,15 +86,66 @@ impl From<ember_core::Error> for ApiError {
             ErrorKind::Capacity => (StatusCode::TOO_MANY_REQUESTS, "capacity"),
             ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
+        let full = e.to_string();
+        // Messages about the caller's own input echo it as given; the others may name files of
+        // this machine (model directories, caches, site-packages), which stay in the log.
+        let message = match e.kind() {
+            ErrorKind::ModelNotFound | ErrorKind::InvalidInput | ErrorKind::Unsupported => full,
+            _ => {
+                let trimmed = redact_paths(&full);
+                if trimmed != full {
+                    tracing::warn!(error = %full, "request failed (paths trimmed in the answer)");
+                    format!("{trimmed} (full paths in the server log)")
+                } else {
+                    trimmed
+                }
+            }
+        };
         if status.is_server_error() {
             tracing::error!(error = %e, "request failed");
         }
         Self {
             status,
             kind,
-            message: e.to_string(),
+            message,
         }
     }
+}
+
+/// `text` with every absolute file-system path (`/a/b/c`, `~/a/b`, `C:\a\b`) cut to `…/` plus
+/// its last component, so a message still says which file without saying where it lives.
+pub fn redact_paths(text: &str) -> String {
+    const OPEN: &[char] = &['(', '[', '`', '\'', '"', '=', ':', ','];
+    const CLOSE: &[char] = &[')', ']', '`', '\'', '"', ',', ';'];
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let boundary = i == 0 || chars[i - 1].is_whitespace() || OPEN.contains(&chars[i - 1]);
+        let rest = &chars[i..];
+        let starts_path = match rest {
+            ['/', c, ..] => !c.is_whitespace() && !CLOSE.contains(c),
+            ['~', '/', ..] | ['~', '\\', ..] => true,
+            [d, ':', '\\', ..] => d.is_ascii_alphabetic(),
+            _ => false,
+        };
+        if !(boundary && starts_path) {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        let end = rest
+            .iter()
+            .position(|c| c.is_whitespace() || CLOSE.contains(c))
+            .map_or(chars.len(), |n| i + n);
+        let token: String = chars[i..end].iter().collect();
+        let body = token.trim_end_matches(['/', '\\']);
+        let last = body.rsplit(['/', '\\']).next().unwrap_or("");
+        out.push_str("…/");
+        out.push_str(last);
+        i = end;
+    }
+    out
 }
 
 /// The error under any [`ember_core::Error::Shared`] wrappers.
@@ -255,6 +308,43 @@ impl<D: Dialect> IntoResponse for DialectError<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_are_cut_to_their_last_component() {
+        let cases = [
+            (
+                "cannot read /home/u/.cache/ember/m/model.safetensors: No such file",
+                "cannot read …/model.safetensors: No such file",
+            ),
+            (
+                "tried:\n  - EMBER_MODELS_DIR: /srv/models/x\n  - Hugging Face cache /root/.cache/huggingface/hub (a/b@main)",
+                "tried:\n  - EMBER_MODELS_DIR: …/x\n  - Hugging Face cache …/hub (a/b@main)",
+            ),
+            ("model directory `/a/b/` has no x", "model directory `…/b` has no x"),
+            ("in ~/models/e5 and C:\\Users\\me\\m", "in …/e5 and …/m"),
+            ("no paths: a/b, 3/4 and / alone", "no paths: a/b, 3/4 and / alone"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(redact_paths(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn load_failures_do_not_show_paths_but_input_errors_echo_the_input() {
+        let e = ember_core::Error::PickleOnly {
+            dir: "/secret/place/model".into(),
+        };
+        let api = ApiError::from(e);
+        assert_eq!(api.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!api.message.contains("/secret"), "{}", api.message);
+        assert!(
+            api.message.contains("…/model holds only pytorch_model.bin"),
+            "{}",
+            api.message
+        );
+        let e = ember_core::Error::invalid("input", "`/etc/x` is not a string");
+        assert!(ApiError::from(e).message.contains("/etc/x"));
+    }
 
     #[test]
     fn param_is_the_first_backticked_field() {

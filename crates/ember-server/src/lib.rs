@@ -17,11 +17,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Uri;
 use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use axum::Router;
+use ember_core::registry::PathPolicy;
 use ember_core::{ModelManager, Registry, Resolver};
 use tokio::sync::Semaphore;
 
@@ -41,6 +43,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Most characters in one input.
     pub max_input_chars: usize,
+    /// Most characters in one request, all inputs together.
+    pub max_total_chars: usize,
 }
 
 impl Default for Limits {
@@ -50,6 +54,7 @@ impl Default for Limits {
             max_client_batch: args.max_client_batch,
             max_body_bytes: args.max_body_bytes,
             max_input_chars: args.max_input_chars,
+            max_total_chars: args.max_total_chars,
         }
     }
 }
@@ -74,7 +79,9 @@ pub struct AppState {
 
 impl AppState {
     /// State over `manager`, already marked ready, with default batching, no keys and the default
-    /// concurrency limit (tests; `serve` builds its state from the configuration).
+    /// concurrency limit (tests; `serve` builds its state from the configuration). Which model
+    /// directories requests may name is the manager's registry's [`PathPolicy`]
+    /// ([`build_manager_for`] sets it from `--model-roots`).
     pub fn new(manager: Arc<ModelManager>, limits: Limits) -> Self {
         let metrics = Metrics::default();
         let max_concurrent = config::DEFAULT_MAX_CONCURRENT;
@@ -122,6 +129,7 @@ impl AppState {
             max_client_batch: a.max_client_batch,
             max_body_bytes: a.max_body_bytes,
             max_input_chars: a.max_input_chars,
+            max_total_chars: a.max_total_chars,
         };
         let state = Self::new(manager, limits)
             .with_batching(BatchConfig {
@@ -176,7 +184,7 @@ pub fn build_manager(args: &ServeArgs) -> anyhow::Result<ModelManager> {
 }
 
 /// Builds the manager for `settings`: catalog, models file, default model, budgets, pinned
-/// models and their dtypes.
+/// models and their dtypes, and the model roots requests may name directories under.
 pub fn build_manager_for(settings: &Settings) -> anyhow::Result<ModelManager> {
     let args = &settings.args;
     let mut registry = Registry::builtin();
@@ -194,9 +202,30 @@ pub fn build_manager_for(settings: &Settings) -> anyhow::Result<ModelManager> {
             registry.register(spec)?;
         }
     }
+    // Model directories the operator names for start-up join the catalog too, so they keep
+    // working once requests are held to the model roots below.
+    for p in &settings.preload {
+        if let Ok(spec) = registry.lookup(&p.id) {
+            if !registry.models().iter().any(|m| m.id == spec.id) {
+                registry.register(spec)?;
+            }
+        }
+    }
     let config = settings.manager_config(|id| registry.lookup(id).ok().map(|s| s.id));
     let mut resolver = Resolver::from_env();
     resolver.progress = true;
+    let mut roots = args.model_roots.clone();
+    if let Some(dir) = resolver.models_dir.as_ref().filter(|d| d.is_dir()) {
+        roots.push(dir.clone());
+    }
+    registry.set_path_policy(
+        PathPolicy::under_roots(&roots)
+            .context("model roots (--model-roots, EMBER_MODEL_ROOTS)")?,
+    );
+    tracing::info!(
+        roots = roots.len(),
+        "model directories by path: only under the model roots"
+    );
     Ok(ModelManager::with_config(registry, resolver, config))
 }
 

@@ -3,6 +3,8 @@
 //!
 //! ```toml
 //! default_model = "all-MiniLM-L6-v2"
+//! # Directories requests may name models from by path (default: none).
+//! model_roots = ["/srv/models"]
 //!
 //! [server]
 //! host = "0.0.0.0"
@@ -13,6 +15,7 @@
 //! max_body_bytes = "8MiB"
 //! max_client_batch = 2048
 //! max_input_chars = 100000
+//! max_total_chars = 8388608
 //! max_concurrent_requests = 512
 //! queue_size = 1024
 //!
@@ -81,6 +84,8 @@ struct FileConfig {
     default_model: Option<String>,
     models_file: Option<PathBuf>,
     #[serde(default)]
+    model_roots: Vec<PathBuf>,
+    #[serde(default)]
     server: ServerSection,
     #[serde(default)]
     limits: LimitsSection,
@@ -111,6 +116,7 @@ struct LimitsSection {
     max_body_bytes: Option<Size>,
     max_client_batch: Option<usize>,
     max_input_chars: Option<usize>,
+    max_total_chars: Option<usize>,
     max_concurrent_requests: Option<usize>,
     queue_size: Option<usize>,
 }
@@ -232,6 +238,9 @@ impl Settings {
     fn merge(mut a: ServeArgs, f: FileConfig) -> anyhow::Result<Self> {
         a.default_model = a.default_model.or(f.default_model);
         a.models_file = a.models_file.or(f.models_file);
+        if a.model_roots.is_empty() {
+            a.model_roots = f.model_roots;
+        }
         fill(&mut a.host, config::DEFAULT_HOST.to_string(), f.server.host);
         fill(&mut a.port, config::DEFAULT_PORT, f.server.port);
         fill(&mut a.lazy, false, f.server.lazy);
@@ -248,6 +257,8 @@ impl Settings {
         fill(&mut a.max_client_batch, d, l.max_client_batch);
         let d = config::DEFAULT_MAX_INPUT_CHARS;
         fill(&mut a.max_input_chars, d, l.max_input_chars);
+        let d = config::DEFAULT_MAX_TOTAL_CHARS;
+        fill(&mut a.max_total_chars, d, l.max_total_chars);
         let d = config::DEFAULT_MAX_CONCURRENT;
         fill(&mut a.max_concurrent_requests, d, l.max_concurrent_requests);
         fill(&mut a.queue_size, config::DEFAULT_QUEUE_SIZE, l.queue_size);
@@ -344,6 +355,8 @@ impl Settings {
             ("max_batch_size", a.max_batch_size),
             ("max_models", a.max_models),
             ("max_client_batch", a.max_client_batch),
+            ("max_input_chars", a.max_input_chars),
+            ("max_total_chars", a.max_total_chars),
         ];
         for (name, v) in positive {
             anyhow::ensure!(v > 0, "`{name}` must be at least 1");

@@ -60,7 +60,11 @@ impl AppState {
     /// start-up model and names those that failed.
     pub fn readiness(&self) -> (StatusCode, Value) {
         let ready = self.ready.load(Ordering::Acquire);
-        let models = self.startup.models();
+        // Public: failures without file-system paths (the log has them whole).
+        let mut models = self.startup.models();
+        for m in &mut models {
+            m.error = m.error.as_deref().map(crate::error::redact_paths);
+        }
         let failed: Vec<&str> = models
             .iter()
             .filter(|m| m.state == "failed")

@@ -169,15 +169,21 @@ pub async fn embed(
 #[utoipa::path(get, operation_id = "native_list_models", path = "/api/v1/models", tag = "native",
     responses((status = 200, description = "`{default_model, models: [...]}`")))]
 pub async fn list_models(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
-    let models = state.manager.status()?;
+    let models: Vec<ModelStatus> = state.manager.status()?.into_iter().map(public).collect();
     let default = state.manager.spec(None)?.id;
     Ok(axum::Json(
         serde_json::json!({"default_model": default, "models": models}),
     ))
 }
 
+/// `status` as callers see it: a load failure's message without file-system paths.
+fn public(mut status: ModelStatus) -> ModelStatus {
+    status.error = status.error.map(|e| crate::error::redact_paths(&e));
+    status
+}
+
 fn status_json(status: ModelStatus) -> Result<axum::Json<Value>, ApiError> {
-    serde_json::to_value(status)
+    serde_json::to_value(public(status))
         .map(axum::Json)
         .map_err(|e| ApiError::internal(format!("cannot serialize model status: {e}")))
 }

@@ -159,6 +159,7 @@ fn no_limits() -> crate::Limits {
         max_client_batch: usize::MAX,
         max_body_bytes: usize::MAX,
         max_input_chars: usize::MAX,
+        max_total_chars: usize::MAX,
     }
 }
 
@@ -173,7 +174,9 @@ pub async fn embeddings(
     let texts = match parse_inputs(req.input)? {
         Inputs::Texts(t) => t,
         Inputs::Tokens(rows) => {
-            shared::check_texts(&vec![String::new(); rows.len()], "input", &state.limits)?;
+            // Bounded before decoding, one character per id, so decoding work is bounded too.
+            let sizes = rows.iter().map(Vec::len);
+            shared::check_counts(sizes, rows.len(), "input", "token ids", &state.limits)?;
             let model = shared::acquire(&state, req.model.as_deref(), None).await?;
             rows.iter()
                 .enumerate()

@@ -63,29 +63,49 @@ pub fn parse_texts(input: Value, field: &str, limits: &Limits) -> Result<Vec<Str
     Ok(texts)
 }
 
-/// Enforces the limits on inputs per request and characters per input.
+/// Enforces the limits on inputs per request, characters per input and characters per request.
 pub fn check_texts(texts: &[String], field: &str, limits: &Limits) -> Result<(), ApiError> {
-    if texts.len() > limits.max_client_batch {
-        return Err(ApiError::too_many_inputs(
-            field,
-            texts.len(),
-            limits.max_client_batch,
-        ));
+    check_counts(
+        texts.iter().map(|t| t.chars().count()),
+        texts.len(),
+        field,
+        "characters",
+        limits,
+    )
+}
+
+/// The limits for `n` inputs whose sizes are `sizes` (characters, or token ids counted as one
+/// character each: a token decodes to at least one).
+pub fn check_counts(
+    sizes: impl Iterator<Item = usize>,
+    n: usize,
+    field: &str,
+    unit: &str,
+    limits: &Limits,
+) -> Result<(), ApiError> {
+    if n > limits.max_client_batch {
+        return Err(ApiError::too_many_inputs(field, n, limits.max_client_batch));
     }
+    let too_large = |message: String| ApiError {
+        status: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        kind: "input_too_long",
+        message,
+    };
     let max = limits.max_input_chars;
-    if let Some((i, n)) = texts
-        .iter()
-        .map(|t| t.chars().count())
-        .enumerate()
-        .find(|(_, n)| *n > max)
-    {
-        return Err(ApiError {
-            status: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-            kind: "input_too_long",
-            message: format!(
-                "`{field}[{i}]` has {n} characters; this server accepts at most {max} per input"
-            ),
-        });
+    let mut total = 0usize;
+    for (i, size) in sizes.enumerate() {
+        if size > max {
+            return Err(too_large(format!(
+                "`{field}[{i}]` has {size} {unit}; this server accepts at most {max} per input"
+            )));
+        }
+        total = total.saturating_add(size);
+    }
+    if total > limits.max_total_chars {
+        return Err(too_large(format!(
+            "`{field}` has {total} {unit} in all; this server accepts at most {} per request",
+            limits.max_total_chars
+        )));
     }
     Ok(())
 }

@@ -35,6 +35,7 @@ pub fn small() -> Limits {
         max_client_batch: 3,
         max_body_bytes: 4096,
         max_input_chars: 200,
+        ..Limits::default()
     }
 }
 
