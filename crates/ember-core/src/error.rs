@@ -48,6 +48,16 @@ pub enum Error {
     #[error("could not find the files of model `{id}`; tried:\n  - {}", tried.join("\n  - "))]
     FilesNotFound { id: String, tried: Vec<String> },
 
+    /// Loading a model's files failed: the model and dtype around the cause (whose own message
+    /// names only a file).
+    #[error("model `{id}` ({dtype}) could not be loaded: {source}")]
+    Load {
+        id: String,
+        dtype: crate::dtype::DType,
+        #[source]
+        source: Box<Error>,
+    },
+
     /// A required file is missing from a model directory.
     #[error("model directory {} has no {file}", dir.display())]
     MissingFile { dir: PathBuf, file: &'static str },
@@ -201,6 +211,7 @@ impl Error {
             | Error::Registry { .. } => ErrorKind::ModelLoad,
             Error::Capacity { .. } => ErrorKind::Capacity,
             Error::Shared(inner) => inner.kind(),
+            Error::Load { source, .. } => source.kind(),
             Error::Tensor { .. } | Error::Internal(_) => ErrorKind::Internal,
         }
     }

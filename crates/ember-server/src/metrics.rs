@@ -302,6 +302,11 @@ fn render_manager(out: &mut String, manager: &ModelManager) {
             gauge(out, "ember_memory_bytes_budget", &[("", b as f64)]);
         }
         gauge(out, "ember_models_loaded", &[("", s.models_loaded as f64)]);
+        counter(
+            out,
+            "ember_memory_releases_total",
+            &[("", s.memory_releases)],
+        );
     }
     if let Ok(models) = manager.status() {
         let held: Vec<(String, f64)> = models
@@ -347,6 +352,9 @@ fn help(name: &str) -> &'static str {
         "ember_memory_bytes_budget" => "The memory budget for models.",
         "ember_models_loaded" => "Models (id x dtype) in the cache.",
         "ember_model_bytes" => "Bytes held by each loaded model.",
+        "ember_memory_releases_total" => {
+            "Times memory freed by unloaded models was handed back to the operating system."
+        }
         _ => "Ember metric.",
     }
 }

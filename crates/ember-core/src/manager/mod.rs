@@ -8,9 +8,11 @@
 //!   stay counted against the budget until its last user lets go.
 //! - Loading never holds the cache lock, so other models keep serving.
 //! - Pinned models (the default, and any configured) are never evicted.
-//! - Keep-alive with Ollama's meaning; idle models expire on a timer thread.
+//! - Keep-alive with Ollama's meaning; idle models expire on a timer thread, which also hands the
+//!   memory of freed models back to the operating system (`release.rs`).
 
 mod keep_alive;
+mod release;
 mod state;
 
 use std::collections::HashMap;
@@ -316,6 +318,20 @@ impl ModelManager {
             .lock()
             .map_err(poisoned)?
             .unreserve(estimate);
+        let loaded = loaded.map_err(|e| match e {
+            // These already name the model.
+            Error::MissingWeight { .. }
+            | Error::ShapeMismatch { .. }
+            | Error::Tokenizer { .. }
+            | Error::Tensor { .. }
+            | Error::Internal(_) => e,
+            // A file's error: say whose file it is (a caller may only see the file's name).
+            e => Error::Load {
+                id: spec.id.clone(),
+                dtype,
+                source: Box::new(e),
+            },
+        });
         let model = Arc::new(loaded?.with_catalog_prompts(&spec.prompts));
         let bytes = model.info().bytes;
         // The real size may differ from the estimate: make room for what the model holds.
@@ -323,6 +339,8 @@ impl ModelManager {
         let mut st = self.inner.state.lock().map_err(poisoned)?;
         st.unreserve(bytes);
         st.stats.loads += 1;
+        // Loading converts and quantizes through full-size scratch copies, now freed.
+        st.note_freed();
         st.insert(
             key.clone(),
             Entry::new(
@@ -593,13 +611,23 @@ fn keep_alive_loop(inner: Weak<Inner>, tick: Duration) {
         if inner.stop.load(Ordering::Acquire) {
             return;
         }
-        let n = inner
+        let (n, freed) = inner
             .state
             .lock()
-            .map(|mut st| st.expire_idle(Instant::now()))
-            .unwrap_or(0);
+            .map(|mut st| {
+                let n = st.expire_idle(Instant::now());
+                (n, st.take_freed())
+            })
+            .unwrap_or((0, false));
         if n > 0 {
             inner.changed.notify_all();
         }
+        if freed {
+            // Outside the lock: requests and loads go on meanwhile.
+            release::release_free_memory();
+        }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -126,6 +126,8 @@ pub struct ManagerStats {
     pub bytes_draining: usize,
     pub models_loaded: usize,
     pub max_models: usize,
+    /// Times freed model memory was handed back to the operating system (see `release.rs`).
+    pub memory_releases: u64,
 }
 
 /// The outcome of asking for room.
@@ -147,6 +149,9 @@ pub(super) struct State {
     reserved: usize,
     reserved_models: usize,
     budget: Option<usize>,
+    /// Model memory was freed (a model dropped, or a load's scratch copies) since the timer
+    /// thread last gave free memory back to the operating system.
+    freed: bool,
     pub stats: ManagerStats,
 }
 
@@ -176,6 +181,7 @@ impl State {
             reserved: 0,
             reserved_models: 0,
             budget,
+            freed: false,
             stats: ManagerStats::default(),
         }
     }
@@ -228,6 +234,9 @@ impl State {
         if entry.in_use() > 0 {
             self.draining
                 .push((key, Arc::downgrade(&entry.model), entry.bytes));
+        } else {
+            // The entry, the model's last owner, is dropped on return.
+            self.freed = true;
         }
     }
 
@@ -284,8 +293,26 @@ impl State {
     }
 
     fn draining_bytes(&mut self) -> usize {
+        let before = self.draining.len();
         self.draining.retain(|(_, w, _)| w.strong_count() > 0);
+        // An evicted model's last request has let go: its memory is free.
+        self.freed |= self.draining.len() < before;
         self.draining.iter().map(|(_, _, b)| b).sum()
+    }
+
+    /// Notes memory freed outside the cache's own drops (a load's scratch copies).
+    pub fn note_freed(&mut self) {
+        self.freed = true;
+    }
+
+    /// Whether memory was freed since the last call; counts the release the caller will make.
+    pub fn take_freed(&mut self) -> bool {
+        self.draining_bytes();
+        let freed = std::mem::take(&mut self.freed);
+        if freed {
+            self.stats.memory_releases += 1;
+        }
+        freed
     }
 
     /// Returns a reservation made by `try_reserve`.
