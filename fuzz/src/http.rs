@@ -35,9 +35,11 @@ pub enum Route {
     NativeGetModel,
     /// `DELETE /api/v1/models/{id}?dtype={body}`.
     NativeUnload,
+    /// `GET /v1/models/{body}` (the body percent-encoded into the path).
+    OpenAiGetModel,
 }
 
-const ROUTES: [Route; 10] = [
+const ROUTES: [Route; 11] = [
     Route::NativeEmbed,
     Route::OpenAiEmbeddings,
     Route::OpenAiEmbeddingsUnversioned,
@@ -48,6 +50,7 @@ const ROUTES: [Route; 10] = [
     Route::NativeLoad,
     Route::NativeGetModel,
     Route::NativeUnload,
+    Route::OpenAiGetModel,
 ];
 
 const CONTENT_TYPES: [Option<&str>; 8] = [
@@ -111,6 +114,11 @@ impl Case {
                 format!("/api/v1/models/{id}?dtype={}", percent_encode(body)),
                 Vec::new(),
             ),
+            Route::OpenAiGetModel => (
+                Method::GET,
+                format!("/v1/models/{}", percent_encode(body)),
+                Vec::new(),
+            ),
         };
         let method = if flags & 8 != 0 && own != Method::GET {
             Method::GET
@@ -136,6 +144,9 @@ impl Case {
             Route::NativeGetModel => Some(percent_decode(
                 self.uri.trim_start_matches("/api/v1/models/"),
             )),
+            Route::OpenAiGetModel => {
+                Some(percent_decode(self.uri.trim_start_matches("/v1/models/")))
+            }
             _ => serde_json::from_slice::<Value>(&self.body)
                 .ok()?
                 .get("model")?

@@ -10,7 +10,7 @@ mod replay;
 
 #[test]
 fn http_request_corpus() {
-    replay::replay("http_request", 22, http::http_request);
+    replay::replay("http_request", 24, http::http_request);
 }
 
 /// The hand-written seeds reach what they were written for (a success in each dialect, and each
@@ -33,6 +33,7 @@ fn http_seeds_reach_their_routes() {
         ("load_mpnet_int8", 200),
         ("load_empty_body", 200),
         ("get_model", 200),
+        ("openai_get_model", 200),
         ("unload_fp16", 200),
         ("wrong_content_type", 415),
         ("wrong_method", 405),
@@ -56,4 +57,30 @@ fn http_seeds_reach_their_routes() {
             String::from_utf8_lossy(&body)
         );
     }
+}
+
+/// Found by the fuzzer: a model id whose percent-decoded bytes are not UTF-8 got axum's plain-text
+/// 400; it must be a JSON error in the route's dialect.
+#[test]
+fn non_utf8_model_id_is_a_json_error_in_the_dialect() {
+    let get = |route: u8| {
+        let (case, status, body) = http::respond(&[route, 0, b'a', 0xEA, b'b']).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body)
+            .unwrap_or_else(|_| panic!("{}: {}", case.uri, String::from_utf8_lossy(&body)));
+        (status.as_u16(), body)
+    };
+    let (status, native) = get(8);
+    assert_eq!(status, 400, "{native}");
+    assert_eq!(native["error"]["type"], "invalid_path", "{native}");
+    assert!(
+        native["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("UTF-8"),
+        "{native}"
+    );
+    let (status, openai) = get(10);
+    assert_eq!(status, 400, "{openai}");
+    assert_eq!(openai["error"]["type"], "invalid_request_error", "{openai}");
+    assert_eq!(openai["error"]["code"], "invalid_path", "{openai}");
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use ember_core::{EmbedOptions, ModelStatus, Precision};
 use serde::{Deserialize, Serialize};
@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::shared::{self, Vector};
 use crate::engine::EmbedJob;
 use crate::error::ApiError;
-use crate::json::Json;
+use crate::json::{Json, Path};
 use crate::AppState;
 
 /// Body of `POST /api/v1/embed`.
@@ -194,7 +194,7 @@ fn status_json(status: ModelStatus) -> Result<axum::Json<Value>, ApiError> {
     responses((status = 200, description = "The model's status"), (status = 404)))]
 pub async fn get_model(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id, _): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
     status_json(state.manager.model_status(&id)?)
 }
@@ -206,7 +206,7 @@ pub async fn get_model(
     responses((status = 200, description = "The model's status after loading"), (status = 404)))]
 pub async fn load_model(
     State(state): State<AppState>,
-    Path(path): Path<String>,
+    Path(path, _): Path<String>,
     body: Bytes,
 ) -> Result<axum::Json<Value>, ApiError> {
     // Ids may contain `/`, so the route is a wildcard and the action its last segment.
@@ -239,7 +239,7 @@ pub async fn load_model(
         (status = 400, description = "Pinned model"), (status = 404)))]
 pub async fn unload_model(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id, _): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
     let dtype = shared::parse_dtype(query.get("dtype").map(String::as_str))?;

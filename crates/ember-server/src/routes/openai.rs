@@ -2,7 +2,7 @@
 //! `GET /v1/models/{id}`. Every error, including malformed bodies and unknown routes under
 //! `/v1`, is answered in OpenAI's shape `{"error": {"message", "type", "param", "code"}}`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Uri};
 use axum::routing::{get, post};
 use axum::Router;
@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::shared::{self, Vector};
 use crate::engine::EmbedJob;
 use crate::error::{ApiError, DialectError, OpenAi};
-use crate::json::Json;
+use crate::json::{Json, Path};
 use crate::AppState;
 
 type Error = DialectError<OpenAi>;
@@ -247,7 +247,7 @@ pub async fn list_models(State(state): State<AppState>) -> Result<axum::Json<Val
     responses((status = 200, description = "`{id, object, created, owned_by}`"), (status = 404)))]
 pub async fn get_model(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id, _): Path<String, OpenAi>,
 ) -> Result<axum::Json<Value>, Error> {
     let spec = state.manager.spec(Some(&id)).map_err(ApiError::from)?;
     Ok(axum::Json(model_object(&spec.id)))
