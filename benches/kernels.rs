@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use candle_core::{Device, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ember_core::kernels::{self, attention::AttnShape, elementwise, int8};
+use ember_core::kernels::{self, attention::AttnShape, elementwise, int8, sgemm};
 
 mod common;
 
@@ -118,13 +118,14 @@ fn profile() {
         let xin = if k == HIDDEN { x2.clone() } else { tff.clone() };
         let xs: Vec<f32> = if k == HIDDEN { x.clone() } else { ff.clone() };
         let mut out = vec![0f32; ROWS * n];
+        let packed = sgemm::PackedF32::pack(&w, n, k);
         let (base, ours) = common::ratio(
             name,
             5,
             || {
                 black_box(candle_linear(&xin, &tw, &tbb));
             },
-            || kernels::gemm::linear(&xs, &w, &b, ROWS, k, n, &mut out),
+            || sgemm::linear(&xs, &packed, &b, &mut out),
         );
         ops.push(Op {
             name,
@@ -334,8 +335,12 @@ fn bench_kernels(c: &mut Criterion) {
         grp.bench_function("candle_f32", |b| {
             b.iter(|| black_box(candle_linear(&txs, &tw, &tbb)))
         });
-        grp.bench_function(BenchmarkId::new("ember", "f32"), |b| {
+        grp.bench_function(BenchmarkId::new("gemm_crate", "f32"), |b| {
             b.iter(|| kernels::gemm::linear(xs, &w, &bb, rows, k, n, black_box(&mut out)))
+        });
+        let packed = sgemm::PackedF32::pack(&w, n, k);
+        grp.bench_function(BenchmarkId::new("ember", "f32"), |b| {
+            b.iter(|| sgemm::linear(xs, &packed, &bb, black_box(&mut out)))
         });
         grp.bench_function(BenchmarkId::new("ember", "int8"), |b| {
             b.iter(|| {
@@ -346,9 +351,15 @@ fn bench_kernels(c: &mut Criterion) {
         grp.finish();
         let mut out2 = vec![0f32; rows * n];
         common::ratio(
-            &format!("linear 384x1536 rows {rows}: ember f32 vs int8"),
+            &format!("linear 384x1536 rows {rows}: gemm crate (packs per call) vs packed f32"),
             5,
             || kernels::gemm::linear(xs, &w, &bb, rows, k, n, &mut out),
+            || sgemm::linear(xs, &packed, &bb, &mut out2),
+        );
+        common::ratio(
+            &format!("linear 384x1536 rows {rows}: ember f32 vs int8"),
+            5,
+            || sgemm::linear(xs, &packed, &bb, &mut out),
             || {
                 int8::quantize_rows(xs, k, 128, &mut xq);
                 int8::gemm(&xq, wts, &bb, &mut out2)

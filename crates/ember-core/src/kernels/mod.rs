@@ -1,4 +1,5 @@
-//! CPU kernels for the encoders' hot loops: the process thread budget, f32 linear layers,
+//! CPU kernels for the encoders' hot loops: the process thread budget, f32 linear layers (on
+//! weights packed at load, `sgemm`, or as stored, `gemm`),
 //! layer norm, GELU, attention and the int8 GEMM.
 //!
 //! Every kernel has a portable path and, where it pays, an AVX2+FMA path chosen at run time with
@@ -11,6 +12,7 @@ pub mod attention;
 pub mod elementwise;
 pub mod gemm;
 pub mod int8;
+pub mod sgemm;
 pub mod threads;
 
 /// True when the AVX2 + FMA paths may run on this CPU.

@@ -86,6 +86,10 @@ impl Linear {
         let (n, k) = self.weight.dims();
         let m = x.len() / k;
         match &self.weight {
+            Stored::Packed(w) => {
+                kernels::sgemm::linear(x, w, bias, out);
+                Ok(())
+            }
             Stored::F32(w) => with_host(w, |w| kernels::gemm::linear(x, w, bias, m, k, n, out)),
             Stored::Int8(w) if int8::supports(w.cols, w.group) => {
                 int8::quantize_rows(x, k, w.group, xq);

@@ -43,7 +43,9 @@ impl Linear {
         let weight = Tensor::cat(&weights, 0).map_err(tensor_err)?;
         let bias = Tensor::cat(&biases, 0).map_err(tensor_err)?;
         Ok(Self {
-            weight: Stored::new(weight, w.dtype()).map_err(tensor_err)?,
+            weight: Stored::new(weight, w.dtype())
+                .and_then(Stored::for_linear)
+                .map_err(tensor_err)?,
             bias: Some(bias),
         })
     }
@@ -66,6 +68,19 @@ impl Module for Linear {
         let in_dim = dims[dims.len() - 1];
         let rows = x.elem_count() / in_dim.max(1);
         let x2 = x.reshape((rows, in_dim))?;
+        if let Stored::Packed(w) = &self.weight {
+            // CPU weights are only kept packed: the host GEMM serves this path too.
+            let x2 = x2.contiguous()?;
+            let mut y = vec![0f32; rows * w.n];
+            let bias = self.bias.as_ref().map(|b| b.to_vec1::<f32>()).transpose()?;
+            super::host::with_host(&x2, |x| {
+                crate::kernels::sgemm::linear(x, w, bias.as_deref().unwrap_or(&[]), &mut y)
+            })?;
+            let mut out_dims = dims;
+            let last = out_dims.len() - 1;
+            out_dims[last] = w.n;
+            return Tensor::from_vec(y, out_dims, x.device());
+        }
         let mut y = x2.matmul(&self.weight.to_f32()?.t()?)?;
         if let Some(b) = &self.bias {
             y = y.broadcast_add(b)?;

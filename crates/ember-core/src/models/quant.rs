@@ -8,6 +8,7 @@ use std::sync::Arc;
 use candle_core::{DType as CDType, Device, Tensor};
 
 use crate::dtype::DType;
+use crate::kernels::sgemm::PackedF32;
 
 /// Values of a row that share one int8 scale. Per-row scales alone let one large weight (or an
 /// outlier input channel) cost the whole row its precision: on all-mpnet-base-v2 a degenerate
@@ -24,6 +25,8 @@ pub enum Stored {
     Half(Tensor),
     /// Symmetric int8, `value = q * scale[row]`.
     Int8(Arc<Int8Matrix>),
+    /// f32 in the column panels the CPU GEMM reads (linear layers on the CPU).
+    Packed(Arc<PackedF32>),
 }
 
 /// Int8 values with one f32 scale per `group` consecutive values of a row (`group == cols`:
@@ -125,12 +128,26 @@ impl Stored {
         })
     }
 
-    /// The matrix as an f32 tensor (a cheap clone for f32, widened otherwise).
+    /// A linear layer's weight in the layout its CPU kernel reads: f32 on the CPU becomes
+    /// column panels (packed once here, never per call); other dtypes and devices stay.
+    pub fn for_linear(self) -> candle_core::Result<Self> {
+        match self {
+            Stored::F32(t) if t.device().is_cpu() => {
+                let (n, k) = t.dims2()?;
+                let w = t.flatten_all()?.to_vec1::<f32>()?;
+                Ok(Stored::Packed(Arc::new(PackedF32::pack(&w, n, k))))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// The matrix as an f32 tensor (a cheap clone for f32, widened or unpacked otherwise).
     pub fn to_f32(&self) -> candle_core::Result<Tensor> {
         match self {
             Stored::F32(t) => Ok(t.clone()),
             Stored::Half(t) => t.to_dtype(CDType::F32),
             Stored::Int8(m) => m.dequantize(),
+            Stored::Packed(p) => Tensor::from_vec(p.unpack(), (p.n, p.k), &Device::Cpu),
         }
     }
 
@@ -138,6 +155,9 @@ impl Stored {
     pub fn gather(&self, ids: &[u32]) -> candle_core::Result<Tensor> {
         match self {
             Stored::Int8(m) => m.gather(ids),
+            Stored::Packed(_) => self
+                .to_f32()?
+                .index_select(&Tensor::from_slice(ids, ids.len(), &Device::Cpu)?, 0),
             Stored::F32(t) | Stored::Half(t) => {
                 let idx = Tensor::from_slice(ids, ids.len(), t.device())?;
                 t.index_select(&idx, 0)?.to_dtype(CDType::F32)
@@ -153,6 +173,7 @@ impl Stored {
                 (d[0], d[1])
             }
             Stored::Int8(m) => (m.rows, m.cols),
+            Stored::Packed(p) => (p.n, p.k),
         }
     }
 
@@ -161,6 +182,7 @@ impl Stored {
         match self {
             Stored::F32(t) | Stored::Half(t) => t.elem_count() * t.dtype().size_in_bytes(),
             Stored::Int8(m) => m.bytes(),
+            Stored::Packed(p) => p.bytes(),
         }
     }
 }
