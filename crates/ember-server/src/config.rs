@@ -135,6 +135,11 @@ pub struct ServeArgs {
     )]
     pub warmup_batch_sizes: Vec<usize>,
 
+    /// Seconds a client has to send a request's whole body; a slower one (a Slowloris) gets a
+    /// 408 and holds no request slot while it sends. 0: no limit.
+    #[arg(long, env = "EMBER_BODY_TIMEOUT", default_value_t = DEFAULT_BODY_TIMEOUT)]
+    pub body_timeout: u64,
+
     /// Seconds to let in-flight requests finish after SIGTERM / Ctrl-C before exiting.
     #[arg(long, env = "EMBER_SHUTDOWN_TIMEOUT", default_value_t = DEFAULT_SHUTDOWN_TIMEOUT)]
     pub shutdown_timeout: u64,
@@ -154,6 +159,7 @@ pub(crate) const DEFAULT_MAX_BATCH_SIZE: usize = 64;
 pub(crate) const DEFAULT_MAX_MODELS: usize = 16;
 pub(crate) const DEFAULT_WARMUP_SIZES: [usize; 2] = [1, 32];
 pub(crate) const DEFAULT_SHUTDOWN_TIMEOUT: u64 = 30;
+pub(crate) const DEFAULT_BODY_TIMEOUT: u64 = 30;
 
 impl Default for ServeArgs {
     /// The built-in defaults, ignoring `EMBER_*` variables (use `try_parse_from` to read them).
@@ -185,6 +191,7 @@ impl Default for ServeArgs {
             no_warmup: false,
             warmup_batch_sizes: DEFAULT_WARMUP_SIZES.to_vec(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
         }
     }
 }

@@ -75,6 +75,8 @@ pub struct AppState {
     max_concurrent: usize,
     /// Start-up models and how their load and warm-up went.
     pub startup: Arc<warmup::Startup>,
+    /// Time a client has to send a request body (`--body-timeout`); `None`: no limit.
+    pub body_timeout: Option<Duration>,
 }
 
 impl AppState {
@@ -95,6 +97,7 @@ impl AppState {
             inflight: Arc::new(Semaphore::new(max_concurrent)),
             max_concurrent,
             startup: Arc::default(),
+            body_timeout: Some(Duration::from_secs(config::DEFAULT_BODY_TIMEOUT)),
         }
     }
 
@@ -114,6 +117,12 @@ impl AppState {
     pub fn with_max_concurrent(mut self, n: usize) -> Self {
         self.max_concurrent = n.max(1);
         self.inflight = Arc::new(Semaphore::new(self.max_concurrent));
+        self
+    }
+
+    /// The same state giving clients `timeout` to send a request body (`None`: no limit).
+    pub fn with_body_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.body_timeout = timeout;
         self
     }
 
@@ -144,14 +153,16 @@ impl AppState {
                 admin_key: a.admin_key.clone(),
                 metrics_require_key: a.metrics_require_key,
             })
-            .with_max_concurrent(a.max_concurrent_requests);
+            .with_max_concurrent(a.max_concurrent_requests)
+            .with_body_timeout((a.body_timeout > 0).then(|| Duration::from_secs(a.body_timeout)));
         state.ready.store(false, Ordering::Release);
         state
     }
 }
 
 /// The router with every route, `/metrics`, JSON fallbacks and the middleware stack (outermost
-/// first): request id, span and metrics; API keys; the concurrency limit; the body limit.
+/// first): request id, span and metrics; API keys; the body read under its deadline and size
+/// limit; the concurrency limit; the body limit.
 pub fn app(state: AppState) -> Router {
     let body_limit = state.limits.max_body_bytes;
     routes::router()
@@ -172,6 +183,7 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             middleware::limit_concurrency,
         ))
+        .layer(from_fn_with_state(state.clone(), middleware::read_body))
         .layer(from_fn_with_state(state.clone(), auth::require_key))
         .layer(from_fn_with_state(state.clone(), middleware::track))
         .with_state(state)

@@ -1,11 +1,14 @@
 //! Middleware around every route: a request id (`x-request-id` accepted or made, echoed back) and
-//! a tracing span carrying it; request metrics by route, model and status; a limit on requests
-//! served at once; `Retry-After` on every overload answer; and `GET /metrics`.
+//! a tracing span carrying it; request metrics by route, model and status; the request body read
+//! whole within `--body-timeout` and `--max-body-bytes` before the request takes a slot; a limit
+//! on requests served at once; `Retry-After` on every overload answer; and `GET /metrics`.
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -98,6 +101,88 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
         .metrics
         .request(&route, &model, status.as_u16(), elapsed);
     resp
+}
+
+/// Why a body could not be read whole.
+enum BodyError {
+    TooLarge,
+    Read(axum::Error),
+}
+
+/// The whole body, refused as soon as it passes `limit` bytes.
+async fn collect_limited(mut body: Body, limit: usize) -> Result<Bytes, BodyError> {
+    let mut buf = Vec::new();
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = frame.map_err(BodyError::Read)?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(BodyError::TooLarge);
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.into())
+}
+
+/// Reads the request body whole before the request takes a slot of the concurrency limit, so a
+/// client that sends slowly (a Slowloris) holds a connection but never a slot: past
+/// `--body-timeout` it is answered 408. A body over `--max-body-bytes` is refused with 413 as
+/// soon as it is seen to be (from `Content-Length`, else while reading). Runs after the key check,
+/// so bodies of unauthenticated requests are never read.
+pub async fn read_body(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    if path.starts_with("/health/") || path == "/metrics" {
+        return next.run(req).await;
+    }
+    let limit = state.limits.max_body_bytes;
+    let too_large = || ApiError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        kind: "payload_too_large",
+        message: format!(
+            "the request body is larger than this server's limit of {limit} bytes \
+             (--max-body-bytes)"
+        ),
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return render(&path, too_large());
+    }
+    let (parts, body) = req.into_parts();
+    let read = collect_limited(body, limit);
+    let read = match state.body_timeout {
+        Some(t) => match tokio::time::timeout(t, read).await {
+            Ok(r) => r,
+            Err(_) => {
+                state.metrics.rejected("body_timeout");
+                let e = ApiError {
+                    status: StatusCode::REQUEST_TIMEOUT,
+                    kind: "body_timeout",
+                    message: format!(
+                        "the request body did not arrive within {} s (--body-timeout)",
+                        t.as_secs_f64()
+                    ),
+                };
+                return render(&path, e);
+            }
+        },
+        None => read.await,
+    };
+    match read {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(BodyError::TooLarge) => render(&path, too_large()),
+        // The client broke off or sent malformed chunked encoding: nobody may be listening, but
+        // the status still says what happened.
+        Err(BodyError::Read(e)) => render(
+            &path,
+            ApiError::invalid(format!("the request body could not be read: {e}")),
+        ),
+    }
 }
 
 /// Refuses a request beyond `--max-concurrent-requests` with 429 (health and metrics pass).

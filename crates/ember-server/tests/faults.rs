@@ -247,7 +247,8 @@ fn read_response(stream: &mut TcpStream) -> (u16, Vec<u8>) {
 async fn exchange(addr: SocketAddr, req: Vec<u8>) -> (u16, Vec<u8>) {
     tokio::task::spawn_blocking(move || {
         let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(&req).unwrap();
+        // A server that refuses a body may answer and close before it is all sent.
+        let _ = s.write_all(&req);
         read_response(&mut s)
     })
     .await
@@ -406,4 +407,98 @@ async fn a_slow_reader_holds_no_request_slot() {
     );
     let tokens: Value = serde_json::from_slice(&answer).unwrap();
     assert_eq!(tokens.as_array().unwrap().len(), 2048);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_body_gets_a_408_and_holds_no_request_slot() {
+    // One slot, and one second to send a body.
+    let state = AppState::new(manager(), Limits::default())
+        .with_max_concurrent(1)
+        .with_body_timeout(Some(Duration::from_secs(1)));
+    let addr = serve(state.clone()).await;
+    let body = r#"{"input": "a body that arrives one byte at a time"}"#;
+    // A Slowloris: headers, then a trickle of bytes that never completes the body in time.
+    let trickle = |path: &'static str, chunked: bool| {
+        tokio::task::spawn_blocking(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            let framing = if chunked {
+                "Transfer-Encoding: chunked".to_string()
+            } else {
+                format!("Content-Length: {}", body.len())
+            };
+            write!(
+                s,
+                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                 {framing}\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            // Stop sending once the server has answered (writes fail or the answer is there).
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            for b in body.bytes() {
+                let sent = if chunked {
+                    s.write_all(format!("1\r\n{}\r\n", b as char).as_bytes())
+                } else {
+                    s.write_all(&[b])
+                };
+                let mut peek = [0u8; 1];
+                if sent.is_err() || s.peek(&mut peek).is_ok_and(|n| n > 0) {
+                    break;
+                }
+            }
+            read_response(&mut s)
+        })
+    };
+    let slow = trickle("/api/v1/embed", false);
+    let slow_openai = trickle("/v1/embeddings", true);
+    // While they trickle, the only slot is free for others.
+    let (status, v) = call(addr, "POST", "/api/v1/embed", r#"{"input":"meanwhile"}"#).await;
+    assert_eq!(status, 200, "{v}");
+
+    let (status, answer) = slow.await.unwrap();
+    let v: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(status, 408, "{v}");
+    let msg = check_shape(Shape::Native, &v);
+    assert!(msg.contains("--body-timeout"), "{msg}");
+    assert_eq!(v["error"]["type"], "body_timeout");
+    let (status, answer) = slow_openai.await.unwrap();
+    let v: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(status, 408, "{v}");
+    assert!(check_shape(Shape::OpenAi, &v).contains("--body-timeout"));
+    assert_eq!(
+        state
+            .metrics
+            .counter("ember_rejected_requests_total", r#"reason="body_timeout""#),
+        2
+    );
+    until("nothing left in flight", || in_flight(&state) == 0).await;
+
+    // A body announced larger than the limit is refused before it is read; a chunked one as
+    // soon as it passes the limit.
+    let limit = Limits::default().max_body_bytes;
+    let huge = format!(
+        "POST /api/v1/embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{{",
+        limit + 1
+    );
+    let (status, answer) = exchange(addr, huge.into_bytes()).await;
+    let v: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(status, 413, "{v}");
+    assert!(check_shape(Shape::Native, &v).contains("--max-body-bytes"));
+    let mut chunked = b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+        Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        .to_vec();
+    // Exactly the limit, then one byte more: the server has read (almost) everything when it
+    // answers, so closing the connection does not reset it under the answer.
+    let piece = vec![b' '; limit / 8];
+    for _ in 0..8 {
+        chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        chunked.extend_from_slice(&piece);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"1\r\n \r\n0\r\n\r\n");
+    let (status, answer) = exchange(addr, chunked).await;
+    let v: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(status, 413, "{v}");
+    assert!(check_shape(Shape::Tei, &v).contains("--max-body-bytes"));
 }
