@@ -33,6 +33,7 @@ _BY_TYPE: dict[str, type[EmberError]] = {
     "payload_too_large": InvalidInputError,
     "model_unsupported": UnsupportedModelError,
     "model_load_failed": ModelLoadError,
+    "model_not_installed": ModelLoadError,
     "capacity": CapacityError,
 }
 _BY_STATUS: dict[int, type[EmberError]] = {

@@ -1,7 +1,7 @@
 //! The server's one error type, its single mapping from core errors to status codes, and how each
-//! API dialect (native, OpenAI, Ollama, TEI) shapes the body of an error. File-system paths in
-//! core errors are trimmed to their last component before they reach a caller; the server log
-//! keeps them whole.
+//! API dialect (native, OpenAI, Ollama, TEI) shapes the body of an error (documented for OpenAPI
+//! by [`ErrorResponses`]). File-system paths in core errors are trimmed to their last component
+//! before they reach a caller; the server log keeps them whole.
 
 use std::marker::PhantomData;
 
@@ -75,13 +75,25 @@ impl ApiError {
 impl From<ember_core::Error> for ApiError {
     fn from(e: ember_core::Error) -> Self {
         let too_long = matches!(root(&e), ember_core::Error::InputTooLong { .. });
+        // A catalog model whose files are nowhere (not packaged, not cached, no Hub). A model
+        // the operator gave an explicit directory for that has vanished is the server's fault:
+        // that stays a 503 (the resolver words that attempt "explicit path ...").
+        let not_installed = matches!(
+            root(&e),
+            ember_core::Error::FilesNotFound { tried, .. }
+                if !tried.iter().any(|t| t.starts_with("explicit path"))
+        );
         let (status, kind) = match e.kind() {
             ErrorKind::ModelNotFound => (StatusCode::NOT_FOUND, "model_not_found"),
+            // The caller asked for a model this server does not have (a 404, as Ollama answers
+            // for a model not pulled). Broken or vanished files stay a 503 below.
+            ErrorKind::ModelLoad if not_installed => (StatusCode::NOT_FOUND, "model_not_installed"),
             ErrorKind::InvalidInput if too_long => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "input_too_long")
             }
             ErrorKind::InvalidInput => (StatusCode::BAD_REQUEST, "invalid_request"),
-            ErrorKind::Unsupported => (StatusCode::NOT_IMPLEMENTED, "model_unsupported"),
+            // The catalog lists it as `supported: false`: naming it is the caller's mistake.
+            ErrorKind::Unsupported => (StatusCode::BAD_REQUEST, "model_unsupported"),
             ErrorKind::ModelLoad => (StatusCode::SERVICE_UNAVAILABLE, "model_load_failed"),
             ErrorKind::Capacity => (StatusCode::TOO_MANY_REQUESTS, "capacity"),
             ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -124,6 +136,8 @@ pub fn redact_paths(text: &str) -> String {
         let boundary = i == 0 || chars[i - 1].is_whitespace() || OPEN.contains(&chars[i - 1]);
         let rest = &chars[i..];
         let starts_path = match rest {
+            // `//` is a URL's authority (`https://host/...`), not a path.
+            ['/', '/', ..] => false,
             ['/', c, ..] => !c.is_whitespace() && !CLOSE.contains(c),
             ['~', '/', ..] | ['~', '\\', ..] => true,
             [d, ':', '\\', ..] => d.is_ascii_alphabetic(),
@@ -220,14 +234,14 @@ impl Dialect for OpenAi {
     fn render(e: &ApiError) -> Response {
         // OpenAI's `type` is coarse; `code` carries the specific reason.
         let kind = match e.status {
-            StatusCode::NOT_FOUND if e.kind == "model_not_found" => "invalid_request_error",
+            StatusCode::NOT_FOUND if is_model_kind(e.kind) => "invalid_request_error",
             StatusCode::NOT_FOUND => "not_found_error",
             StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
             StatusCode::UNAUTHORIZED => "authentication_error",
             s if s.is_server_error() => "server_error",
             _ => "invalid_request_error",
         };
-        let param = if e.kind == "model_not_found" {
+        let param = if is_model_kind(e.kind) || e.kind == "model_unsupported" {
             Some("model")
         } else {
             param_of(&e.message)
@@ -260,9 +274,26 @@ impl Dialect for Tei {
     }
 }
 
-/// The request field a message names first in backticks, for OpenAI's `param`.
+/// Whether `kind` is about the `model` field.
+fn is_model_kind(kind: &str) -> bool {
+    matches!(kind, "model_not_found" | "model_not_installed")
+}
+
+/// The request field a message is about, for OpenAI's `param`: a JSON error's field path, a
+/// message starting with the field's name, or the first field named in backticks.
 fn param_of(message: &str) -> Option<&str> {
     const FIELDS: [&str; 5] = ["input", "model", "encoding_format", "dimensions", "user"];
+    let known = |p: &str| FIELDS.contains(&p.split('[').next().unwrap_or(p));
+    if let Some((_, rest)) = message.split_once("into the target type: ") {
+        if let Some((path, _)) = rest.split_once(": ") {
+            if known(path) {
+                return Some(path);
+            }
+        }
+    }
+    if let Some(first) = message.split(' ').next().filter(|w| known(w)) {
+        return Some(first);
+    }
     let start = message.find('`')? + 1;
     let len = message[start..].find('`')?;
     let p = &message[start..start + len];
@@ -305,6 +336,156 @@ impl<D: Dialect> IntoResponse for DialectError<D> {
     }
 }
 
+/// OpenAPI: the error statuses every operation may answer, each with its dialect's error body
+/// (chosen by the operation's tag), so a schema checker can validate error answers too.
+#[derive(Debug)]
+pub struct ErrorResponses;
+
+/// Native error body.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct NativeError {
+    error: NativeErrorDetail,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct NativeErrorDetail {
+    /// Machine-readable kind: `invalid_request`, `model_not_found`, `input_too_long`, ...
+    r#type: String,
+    message: String,
+    /// The HTTP status.
+    code: u16,
+}
+
+/// OpenAI's error body.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct OpenAiError {
+    error: OpenAiErrorDetail,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct OpenAiErrorDetail {
+    message: String,
+    /// `invalid_request_error`, `authentication_error`, `rate_limit_error`, `server_error`, ...
+    r#type: String,
+    /// The request field at fault, when one is.
+    param: Option<String>,
+    /// Ember's specific kind, as in the native shape.
+    code: Option<String>,
+}
+
+/// Ollama's error body.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct OllamaError {
+    error: String,
+}
+
+/// TEI's error body.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct TeiError {
+    error: String,
+    /// `validation`, `empty`, `overloaded`, `unhealthy`, `backend`, ...
+    error_type: String,
+}
+
+impl utoipa::Modify for ErrorResponses {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        use utoipa::{PartialSchema, ToSchema};
+
+        let components = api.components.get_or_insert_with(Default::default);
+        for (name, schema) in [
+            (NativeError::name(), NativeError::schema()),
+            (NativeErrorDetail::name(), NativeErrorDetail::schema()),
+            (OpenAiError::name(), OpenAiError::schema()),
+            (OpenAiErrorDetail::name(), OpenAiErrorDetail::schema()),
+            (OllamaError::name(), OllamaError::schema()),
+            (TeiError::name(), TeiError::schema()),
+        ] {
+            components.schemas.insert(name.into_owned(), schema);
+        }
+        for (path, item) in api.paths.paths.iter_mut() {
+            let ops = [
+                (&mut item.get, false),
+                (&mut item.post, true),
+                (&mut item.delete, false),
+            ];
+            for (op, has_body) in ops {
+                let Some(op) = op.as_mut() else { continue };
+                let tag = op.tags.as_ref().and_then(|t| t.first()).map(String::as_str);
+                let body = match tag {
+                    Some("native") => NativeError::name(),
+                    Some("openai") => OpenAiError::name(),
+                    Some("ollama") => OllamaError::name(),
+                    Some("tei") => TeiError::name(),
+                    _ => continue, // health and the document itself: public, no model
+                };
+                let names_model = !matches!(
+                    path.as_str(),
+                    "/api/v1/models" | "/v1/models" | "/api/tags" | "/api/ps" | "/api/version"
+                );
+                let admin = path.starts_with("/api/v1/models/")
+                    && (has_body || op.operation_id.as_deref() == Some("native_unload_model"));
+                let mut statuses = vec![
+                    ("401", "No valid API key (when keys are set)"),
+                    (
+                        "429",
+                        "Too many requests at once, or the model's queue is full",
+                    ),
+                    ("500", "A fault inside Ember"),
+                ];
+                if has_body || names_model {
+                    statuses.push((
+                        "400",
+                        "Invalid request (the message names the field), or a model listed as not supported yet",
+                    ));
+                }
+                if has_body {
+                    statuses.extend([
+                        (
+                            "413",
+                            "Too many inputs or characters, or a body over the limit",
+                        ),
+                        ("415", "The body is not `application/json`"),
+                    ]);
+                }
+                if names_model {
+                    statuses.extend([
+                        ("404", "Unknown model (or route)"),
+                        ("503", "The model's files could not be found or loaded"),
+                    ]);
+                }
+                if admin {
+                    statuses.push(("403", "An API key where the admin key is needed"));
+                }
+                for (status, description) in statuses {
+                    let content = ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name(body.clone())))
+                        .build();
+                    let kept = match op.responses.responses.get(status) {
+                        Some(utoipa::openapi::RefOr::T(r)) if !r.description.is_empty() => {
+                            r.description.clone()
+                        }
+                        _ => description.to_string(),
+                    };
+                    let response = ResponseBuilder::new()
+                        .description(kept)
+                        .content("application/json", content)
+                        .build();
+                    op.responses
+                        .responses
+                        .insert(status.to_string(), response.into());
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,6 +504,10 @@ mod tests {
             ("model directory `/a/b/` has no x", "model directory `…/b` has no x"),
             ("in ~/models/e5 and C:\\Users\\me\\m", "in …/e5 and …/m"),
             ("no paths: a/b, 3/4 and / alone", "no paths: a/b, 3/4 and / alone"),
+            (
+                "Hub download from https://huggingface.co: failed",
+                "Hub download from https://huggingface.co: failed",
+            ),
         ];
         for (text, want) in cases {
             assert_eq!(redact_paths(text), want, "{text}");
@@ -351,5 +536,13 @@ mod tests {
         assert_eq!(param_of("`input[2]` must be a string"), Some("input[2]"));
         assert_eq!(param_of("unknown model `all-minilm`"), None);
         assert_eq!(param_of("no field"), None);
+        assert_eq!(
+            param_of("dimensions 999 is out of range for model `m`"),
+            Some("dimensions")
+        );
+        assert_eq!(
+            param_of("Failed to deserialize the JSON body into the target type: dimensions: invalid type"),
+            Some("dimensions")
+        );
     }
 }

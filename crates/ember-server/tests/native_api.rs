@@ -205,7 +205,7 @@ async fn client_mistakes_get_json_errors() {
     expect_error(
         &app,
         e(r#"{"input": "a", "model": "instructor-base"}"#),
-        StatusCode::NOT_IMPLEMENTED,
+        StatusCode::BAD_REQUEST,
         "t5",
     )
     .await;

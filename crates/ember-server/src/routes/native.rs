@@ -22,7 +22,7 @@ use crate::AppState;
 #[serde(deny_unknown_fields)]
 pub struct EmbedRequest {
     /// A string or a list of strings.
-    #[schema(value_type = Object)]
+    #[schema(value_type = shared::TextInput, inline)]
     pub input: Value,
     /// Model id or alias; the default model when absent.
     #[serde(default)]
@@ -30,6 +30,7 @@ pub struct EmbedRequest {
     /// Weight dtype serving the request: fp32, fp16, bf16 or int8 (the model's default when
     /// absent).
     #[serde(default)]
+    #[schema(value_type = Option<shared::DTypeName>, inline)]
     pub dtype: Option<String>,
     /// L2-normalize (default true).
     #[serde(default)]
@@ -43,6 +44,7 @@ pub struct EmbedRequest {
     /// `query` or `document`: picks the model's prompt of that name (`document` also matches
     /// `passage`).
     #[serde(default)]
+    #[schema(value_type = Option<shared::InputTypeName>, inline)]
     pub input_type: Option<String>,
     /// Cut inputs over the model's limit (default true).
     #[serde(default)]
@@ -50,14 +52,16 @@ pub struct EmbedRequest {
     /// `float` (default) or `base64` (little-endian f32 bytes; raw bytes for quantized
     /// precisions).
     #[serde(default)]
+    #[schema(value_type = Option<shared::EncodingName>, inline)]
     pub encoding_format: Option<String>,
     /// Output precision: float32 (default), int8, uint8, binary or ubinary (int8/uint8 are
     /// calibrated on this request's own embeddings, as sentence-transformers does).
     #[serde(default)]
+    #[schema(value_type = Option<shared::PrecisionName>, inline)]
     pub precision: Option<String>,
     /// How long the model stays loaded after this request: `"5m"`, `"-1"` or seconds.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<shared::KeepAliveValue>, inline)]
     pub keep_alive: Option<Value>,
 }
 
@@ -77,7 +81,7 @@ pub struct EmbedResponse {
     pub dtype: String,
     pub precision: String,
     /// One vector per input: floats, integers (quantized precisions) or base64 strings.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(inline)]
     pub embeddings: Vec<Vector>,
     pub usage: Usage,
 }
@@ -88,10 +92,11 @@ pub struct EmbedResponse {
 pub struct LoadRequest {
     /// Weight dtype to load (the model's default when absent).
     #[serde(default)]
+    #[schema(value_type = Option<shared::DTypeName>, inline)]
     pub dtype: Option<String>,
     /// How long the model stays loaded when idle: `"5m"`, `"-1"` (forever) or seconds.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<shared::KeepAliveValue>, inline)]
     pub keep_alive: Option<Value>,
 }
 
@@ -234,7 +239,7 @@ pub async fn load_model(
 /// Unloads a model (`?dtype=` for one dtype, else all); pinned models cannot be unloaded.
 #[utoipa::path(delete, operation_id = "native_unload_model", path = "/api/v1/models/{id}", tag = "native",
     params(("id" = String, Path, description = "Model id or alias"),
-        ("dtype" = Option<String>, Query, description = "Only this dtype")),
+        ("dtype" = inline(Option<shared::DTypeName>), Query, description = "Only this dtype")),
     responses((status = 200, description = "`{id, unloaded}`: instances removed"),
         (status = 400, description = "Pinned model"), (status = 404)))]
 pub async fn unload_model(

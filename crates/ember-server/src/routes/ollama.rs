@@ -27,8 +27,8 @@ pub struct EmbedRequest {
     /// Model name (`all-minilm`, `all-minilm:latest`, or any Ember id or alias).
     #[serde(default)]
     pub model: Option<String>,
-    /// A string or a list of strings.
-    #[schema(value_type = Object)]
+    /// A string or a list of strings (an empty string or list gives no vectors).
+    #[schema(value_type = shared::OllamaInput, inline)]
     pub input: Value,
     /// Cut inputs over the context length (default true); false makes a too-long input an error.
     #[serde(default)]
@@ -38,7 +38,7 @@ pub struct EmbedRequest {
     pub dimensions: Option<usize>,
     /// How long the model stays loaded: a duration (`"5m"`, `"-1"`) or seconds.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<shared::KeepAliveValue>, inline)]
     pub keep_alive: Option<Value>,
     /// Runner options; accepted and ignored.
     #[serde(default)]
@@ -69,7 +69,7 @@ pub struct EmbeddingsRequest {
     /// One text.
     pub prompt: String,
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<shared::KeepAliveValue>, inline)]
     pub keep_alive: Option<Value>,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]

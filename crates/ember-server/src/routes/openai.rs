@@ -24,13 +24,14 @@ type Error = DialectError<OpenAi>;
 #[schema(as = OpenAiEmbeddingsRequest)]
 pub struct EmbeddingsRequest {
     /// A string, a list of strings, a list of token ids or a list of token-id lists.
-    #[schema(value_type = Object)]
+    #[schema(value_type = shared::OpenAiInput, inline)]
     pub input: Value,
     /// Model id or alias (the default model when absent).
     #[serde(default)]
     pub model: Option<String>,
     /// `float` (default) or `base64` (little-endian f32 bytes).
     #[serde(default)]
+    #[schema(value_type = Option<shared::EncodingName>, inline)]
     pub encoding_format: Option<String>,
     /// Matryoshka truncation to this many dimensions.
     #[serde(default)]
@@ -48,7 +49,7 @@ pub struct EmbeddingObject {
     pub object: &'static str,
     pub index: usize,
     /// Floats, or a base64 string with `encoding_format: "base64"`.
-    #[schema(value_type = Object)]
+    #[schema(inline)]
     pub embedding: Vector,
 }
 
@@ -78,7 +79,8 @@ pub fn router() -> Router<AppState> {
         .route("/models/{*id}", get(get_model))
         .fallback(|uri: Uri| async move { Error::from(no_route(&uri)) })
         .method_not_allowed_fallback(|uri: Uri| async move {
-            Error::from(ApiError::method_not_allowed(uri.path()))
+            // Inside the nest the path has lost its `/v1`.
+            Error::from(ApiError::method_not_allowed(&format!("/v1{}", uri.path())))
         });
     Router::new()
         .route("/embeddings", post(embeddings))

@@ -4,10 +4,12 @@
 use utoipa::OpenApi;
 
 use super::{health, native, ollama, openai, tei};
+use crate::error::ErrorResponses;
 
 /// Every documented route and schema.
 #[derive(Debug, OpenApi)]
 #[openapi(
+    modifiers(&ErrorResponses),
     info(
         title = "Ember",
         description = "One process serving many text-embedding models, with native, OpenAI, Ollama and TEI compatible routes."

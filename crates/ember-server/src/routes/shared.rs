@@ -1,5 +1,7 @@
 //! Request parsing and response pieces every dialect shares: inputs checked against the limits,
-//! dtype and keep-alive fields, base64 vectors, output precision and TEI-style timing headers.
+//! dtype and keep-alive fields, base64 vectors, output precision and TEI-style timing headers;
+//! and the OpenAPI schemas of the fields parsed by hand (held as `serde_json::Value` so their
+//! errors can name the item at fault).
 
 use std::sync::Arc;
 
@@ -9,6 +11,8 @@ use ember_core::precision::{quantize, Precision, Quantized};
 use ember_core::{DType, Embedder, Embeddings, KeepAlive};
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
 
 use crate::engine::EmbedOutput;
 use crate::error::ApiError;
@@ -122,9 +126,14 @@ pub fn parse_keep_alive(v: Option<&Value>) -> Result<Option<KeepAlive>, ApiError
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.parse()?)),
-        Some(Value::Number(n)) => Ok(Some(KeepAlive::from_secs_f64(
-            n.as_f64().unwrap_or(f64::NAN),
-        )?)),
+        Some(Value::Number(n)) => KeepAlive::from_secs_f64(n.as_f64().unwrap_or(f64::NAN))
+            .map(Some)
+            // Named as sent (`1e300`), not as a 300-digit decimal.
+            .map_err(|_| {
+                ApiError::invalid(format!(
+                    "`keep_alive` {n} seconds is out of range; use a duration like \"5m\", or -1 to keep the model loaded"
+                ))
+            }),
         Some(other) => Err(ApiError::invalid(format!(
             "`keep_alive` must be a duration like \"5m\" or a number of seconds, got {}",
             type_name(other)
@@ -193,6 +202,138 @@ pub enum Vector {
     Int(Vec<i16>),
     Base64(String),
 }
+
+fn string() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::String)
+}
+
+fn array_of(item: impl Into<RefOr<Schema>>, min_items: usize) -> ArrayBuilder {
+    ArrayBuilder::new()
+        .items(item.into())
+        .min_items(Some(min_items))
+}
+
+fn token_id() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(0))
+}
+
+// anyOf rather than oneOf: an integer vector is also a list of numbers.
+impl utoipa::PartialSchema for Vector {
+    fn schema() -> RefOr<Schema> {
+        AnyOfBuilder::new()
+            .item(array_of(ObjectBuilder::new().schema_type(Type::Number), 0))
+            .item(array_of(ObjectBuilder::new().schema_type(Type::Integer), 0))
+            .item(string())
+            .description(Some(
+                "Floats, integers (int8/uint8/binary/ubinary precisions) or a base64 string",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Vector {}
+
+/// OpenAPI schema of an `input` / `inputs` field: a string or a non-empty list of strings.
+#[derive(Debug)]
+pub struct TextInput;
+
+impl utoipa::PartialSchema for TextInput {
+    fn schema() -> RefOr<Schema> {
+        AnyOfBuilder::new()
+            .item(string())
+            .item(array_of(string(), 1))
+            .description(Some("A string or a list of strings"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for TextInput {}
+
+/// OpenAPI schema of Ollama's `input`: a string or a list of strings, either possibly empty.
+#[derive(Debug)]
+pub struct OllamaInput;
+
+impl utoipa::PartialSchema for OllamaInput {
+    fn schema() -> RefOr<Schema> {
+        AnyOfBuilder::new()
+            .item(string())
+            .item(array_of(string(), 0))
+            .description(Some(
+                "A string or a list of strings (empty: no vectors, as Ollama answers)",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for OllamaInput {}
+
+/// OpenAPI schema of OpenAI's `input`: strings, or token ids (one list, or a list of lists).
+#[derive(Debug)]
+pub struct OpenAiInput;
+
+impl utoipa::PartialSchema for OpenAiInput {
+    fn schema() -> RefOr<Schema> {
+        AnyOfBuilder::new()
+            .item(string())
+            .item(array_of(string(), 1))
+            .item(array_of(token_id(), 1))
+            .item(array_of(array_of(token_id(), 1), 1))
+            .description(Some(
+                "A string, a list of strings, a list of token ids or a list of token-id lists",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for OpenAiInput {}
+
+/// OpenAPI schemas of string fields that take one of a few names (doc-only types).
+macro_rules! names {
+    ($($(#[$doc:meta])* $ty:ident = [$($v:literal),+];)+) => {$(
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $ty;
+
+        impl utoipa::PartialSchema for $ty {
+            fn schema() -> RefOr<Schema> {
+                string().enum_values(Some([$($v),+])).into()
+            }
+        }
+
+        impl utoipa::ToSchema for $ty {}
+    )+};
+}
+
+names! {
+    /// A weight dtype.
+    DTypeName = ["fp32", "fp16", "bf16", "int8"];
+    /// An output precision.
+    PrecisionName = ["float32", "int8", "uint8", "binary", "ubinary"];
+    /// How vectors are encoded in the response.
+    EncodingName = ["float", "base64"];
+    /// Which of the model's prompts to apply.
+    InputTypeName = ["query", "document"];
+}
+
+/// OpenAPI schema of `keep_alive`: a duration string (`"5m"`, `"-1"`) or a number of seconds.
+#[derive(Debug)]
+pub struct KeepAliveValue;
+
+impl utoipa::PartialSchema for KeepAliveValue {
+    fn schema() -> RefOr<Schema> {
+        AnyOfBuilder::new()
+            .item(string())
+            .item(ObjectBuilder::new().schema_type(Type::Number))
+            .description(Some(
+                "A duration like \"5m\", \"1h30m\" or \"-1\" (forever), or a number of seconds",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for KeepAliveValue {}
 
 /// Parses `encoding_format` (`float` or `base64`; default float).
 pub fn parse_encoding(format: Option<&str>) -> Result<bool, ApiError> {

@@ -22,7 +22,7 @@ type Error = DialectError<Tei>;
 #[schema(as = TeiEmbedRequest)]
 pub struct EmbedRequest {
     /// A string or a list of strings.
-    #[schema(value_type = Object)]
+    #[schema(value_type = shared::TextInput, inline)]
     pub inputs: Value,
     /// Ember extension: the model to use (the default model when absent).
     #[serde(default)]
@@ -50,7 +50,7 @@ pub struct EmbedRequest {
 #[schema(as = TeiTokenizeRequest)]
 pub struct TokenizeRequest {
     /// A string or a list of strings.
-    #[schema(value_type = Object)]
+    #[schema(value_type = shared::TextInput, inline)]
     pub inputs: Value,
     /// Ember extension: the model whose tokenizer to use.
     #[serde(default)]
