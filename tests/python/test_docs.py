@@ -1,9 +1,11 @@
-"""Docstring examples run as tests, and the `_native.pyi` stubs match the extension."""
+"""Docstring examples run as tests, the `_native.pyi` stubs match the extension, and the
+robustness table in docs/ names only tests that exist."""
 
 from __future__ import annotations
 
 import doctest
 import inspect
+import re
 import subprocess
 import sys
 
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 
 import ember
-from conftest import real_model
+from conftest import REPO, real_model
 
 
 def documented_objects() -> list[object]:
@@ -57,3 +59,43 @@ def test_stubs_match_the_extension() -> None:
         timeout=240,
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+ROBUSTNESS = REPO / "docs" / "robustness.md"
+# `path::name` in backticks: a test function in a file CI runs (`cargo test --workspace`, pytest).
+TEST_REF = re.compile(
+    r"`((?:crates/[\w-]+/(?:src|tests)|tests/python)/[\w/.-]+\.(?:rs|py))::(\w+)`"
+)
+
+
+def rust_test_exists(text: str, name: str) -> bool:
+    """`fn name` preceded by a test attribute (not ignored), as cargo test runs it."""
+    m = re.search(rf"^((?:[ \t]*#\[.*\]\n)+)[ \t]*(?:pub )?(?:async )?fn {name}\s*\(", text, re.M)
+    return bool(m) and "test" in m.group(1) and "ignore" not in m.group(1)
+
+
+def python_test_exists(text: str, name: str) -> bool:
+    return name.startswith("test_") and re.search(rf"^def {name}\(", text, re.M) is not None
+
+
+def test_robustness_table_names_existing_tests() -> None:
+    rows = [
+        line
+        for line in ROBUSTNESS.read_text(encoding="utf-8").splitlines()
+        if re.match(r"\|\s*\d+\s*\|", line)
+    ]
+    assert len(rows) >= 40, f"{len(rows)} rows"
+    numbers = [int(line.split("|")[1]) for line in rows]
+    assert numbers == list(range(1, len(rows) + 1)), "rows are numbered 1, 2, 3, ..."
+    missing = []
+    for line in rows:
+        refs = TEST_REF.findall(line.rsplit("|", 2)[-2])
+        assert refs, f"row names no test: {line}"
+        for path, name in refs:
+            file = REPO / path
+            text = file.read_text(encoding="utf-8") if file.is_file() else ""
+            exists = rust_test_exists if path.endswith(".rs") else python_test_exists
+            if not exists(text, name):
+                missing.append(f"{path}::{name}")
+    assert not missing, f"docs/robustness.md names tests that do not exist: {missing}"
+    assert "(faults.md)" in ROBUSTNESS.read_text(encoding="utf-8")
