@@ -320,13 +320,7 @@ fn bench_kernels(c: &mut Criterion) {
             .zip(wq.chunks_mut(128))
             .map(|(c, q)| int8::quantize_group(c, q))
             .collect();
-        let wts = int8::Int8Weights {
-            q: &wq,
-            scales: &ws,
-            n,
-            k,
-            group: 128,
-        };
+        let wpacked = int8::PackedInt8::pack(&wq, &ws, n, k, 128);
         let mut out = vec![0f32; rows * n];
         let mut xq = int8::QuantizedRows::default();
         let mut grp = c.benchmark_group(format!("linear_384x1536_rows{rows}"));
@@ -345,7 +339,7 @@ fn bench_kernels(c: &mut Criterion) {
         grp.bench_function(BenchmarkId::new("ember", "int8"), |b| {
             b.iter(|| {
                 int8::quantize_rows(xs, k, 128, &mut xq);
-                int8::gemm(&xq, wts, &bb, black_box(&mut out))
+                int8::gemm(&xq, &wpacked, &bb, black_box(&mut out))
             })
         });
         grp.finish();
@@ -362,7 +356,7 @@ fn bench_kernels(c: &mut Criterion) {
             || sgemm::linear(xs, &packed, &bb, &mut out),
             || {
                 int8::quantize_rows(xs, k, 128, &mut xq);
-                int8::gemm(&xq, wts, &bb, &mut out2)
+                int8::gemm(&xq, &wpacked, &bb, &mut out2)
             },
         );
     }

@@ -91,18 +91,16 @@ impl Linear {
                 Ok(())
             }
             Stored::F32(w) => with_host(w, |w| kernels::gemm::linear(x, w, bias, m, k, n, out)),
-            Stored::Int8(w) if int8::supports(w.cols, w.group) => {
-                int8::quantize_rows(x, k, w.group, xq);
-                let wts = int8::Int8Weights {
-                    q: &w.q,
-                    scales: &w.scales,
-                    n,
-                    k,
-                    group: w.group,
-                };
-                int8::gemm(xq, wts, bias, out);
-                Ok(())
-            }
+            Stored::Int8(w) => match w.panels() {
+                Some(p) => {
+                    int8::quantize_rows(x, k, p.group, xq);
+                    int8::gemm(xq, p, bias, out);
+                    Ok(())
+                }
+                None => with_host(&w.dequantize()?, |w| {
+                    kernels::gemm::linear(x, w, bias, m, k, n, out)
+                }),
+            },
             other => with_host(&other.to_f32()?, |w| {
                 kernels::gemm::linear(x, w, bias, m, k, n, out)
             }),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use candle_core::{DType as CDType, Device, Tensor};
 
 use crate::dtype::DType;
+use crate::kernels::int8::{self, PackedInt8};
 use crate::kernels::sgemm::PackedF32;
 
 /// Values of a row that share one int8 scale. Per-row scales alone let one large weight (or an
@@ -23,7 +24,7 @@ pub enum Stored {
     F32(Tensor),
     /// f16 or bf16.
     Half(Tensor),
-    /// Symmetric int8, `value = q * scale[row]`.
+    /// Symmetric int8, `value = q * scale[row, group]` (column panels for CPU linear layers).
     Int8(Arc<Int8Matrix>),
     /// f32 in the column panels the CPU GEMM reads (linear layers on the CPU).
     Packed(Arc<PackedF32>),
@@ -33,13 +34,20 @@ pub enum Stored {
 /// one scale per row).
 #[derive(Debug)]
 pub struct Int8Matrix {
-    pub q: Vec<i8>,
-    /// `[rows, cols / group]`.
-    pub scales: Vec<f32>,
     pub rows: usize,
     pub cols: usize,
     pub group: usize,
+    data: Int8Data,
     device: Device,
+}
+
+/// Where an int8 matrix's values live.
+#[derive(Debug)]
+enum Int8Data {
+    /// Row-major `[rows, cols]` with `[rows, cols / group]` scales (embedding tables).
+    Rows { q: Vec<i8>, scales: Vec<f32> },
+    /// Column panels for the integer GEMM (linear layers on the CPU).
+    Panels(PackedInt8),
 }
 
 impl Int8Matrix {
@@ -49,7 +57,7 @@ impl Int8Matrix {
         let group = if group > 0 && cols % group == 0 {
             group
         } else {
-            cols
+            cols.max(1)
         };
         let mut q = Vec::with_capacity(rows * cols);
         let mut scales = Vec::with_capacity(rows * cols / group);
@@ -64,28 +72,60 @@ impl Int8Matrix {
             );
         }
         Self {
-            q,
-            scales,
             rows,
             cols,
             group,
+            data: Int8Data::Rows { q, scales },
             device: device.clone(),
+        }
+    }
+
+    /// The same matrix in the column panels the integer GEMM reads (a linear layer's weight on
+    /// the CPU), or unchanged when the kernel does not take its shape or device.
+    pub fn into_panels(self) -> Self {
+        match self.data {
+            Int8Data::Rows { q, scales }
+                if self.device.is_cpu() && int8::supports(self.cols, self.group) =>
+            {
+                let packed = PackedInt8::pack(&q, &scales, self.rows, self.cols, self.group);
+                Self {
+                    data: Int8Data::Panels(packed),
+                    ..self
+                }
+            }
+            data => Self { data, ..self },
+        }
+    }
+
+    /// The packed weights, when `into_panels` packed them.
+    pub fn panels(&self) -> Option<&PackedInt8> {
+        match &self.data {
+            Int8Data::Panels(p) => Some(p),
+            Int8Data::Rows { .. } => None,
         }
     }
 
     /// Rows `ids`, widened to f32, as a `[ids.len(), cols]` tensor.
     pub fn gather(&self, ids: &[u32]) -> candle_core::Result<Tensor> {
         let mut out = Vec::with_capacity(ids.len() * self.cols);
+        let unpacked;
+        let (q, scales) = match &self.data {
+            Int8Data::Rows { q, scales } => (q, scales),
+            Int8Data::Panels(p) => {
+                unpacked = p.unpack();
+                (&unpacked.0, &unpacked.1)
+            }
+        };
+        let per_row = self.cols / self.group;
         for &id in ids {
             let r = id as usize;
             if r >= self.rows {
                 candle_core::bail!("index {r} out of range for {} rows", self.rows);
             }
-            let per_row = self.cols / self.group;
-            let row = &self.q[r * self.cols..(r + 1) * self.cols];
+            let row = &q[r * self.cols..(r + 1) * self.cols];
             for (chunk, &s) in row
                 .chunks_exact(self.group)
-                .zip(&self.scales[r * per_row..(r + 1) * per_row])
+                .zip(&scales[r * per_row..(r + 1) * per_row])
             {
                 out.extend(chunk.iter().map(|&v| v as f32 * s));
             }
@@ -95,15 +135,15 @@ impl Int8Matrix {
 
     /// The whole matrix widened to f32.
     pub fn dequantize(&self) -> candle_core::Result<Tensor> {
-        let mut out = Vec::with_capacity(self.rows * self.cols);
-        for (chunk, &s) in self.q.chunks_exact(self.group).zip(&self.scales) {
-            out.extend(chunk.iter().map(|&v| v as f32 * s));
-        }
-        Tensor::from_vec(out, (self.rows, self.cols), &self.device)
+        let ids: Vec<u32> = (0..self.rows as u32).collect();
+        self.gather(&ids)
     }
 
     fn bytes(&self) -> usize {
-        self.q.len() + self.scales.len() * 4
+        match &self.data {
+            Int8Data::Rows { q, scales } => q.len() + scales.len() * 4,
+            Int8Data::Panels(p) => p.bytes(),
+        }
     }
 }
 
@@ -128,8 +168,8 @@ impl Stored {
         })
     }
 
-    /// A linear layer's weight in the layout its CPU kernel reads: f32 on the CPU becomes
-    /// column panels (packed once here, never per call); other dtypes and devices stay.
+    /// A linear layer's weight in the layout its CPU kernel reads: f32 and int8 on the CPU
+    /// become column panels (packed once here, never per call); other dtypes and devices stay.
     pub fn for_linear(self) -> candle_core::Result<Self> {
         match self {
             Stored::F32(t) if t.device().is_cpu() => {
@@ -137,6 +177,10 @@ impl Stored {
                 let w = t.flatten_all()?.to_vec1::<f32>()?;
                 Ok(Stored::Packed(Arc::new(PackedF32::pack(&w, n, k))))
             }
+            Stored::Int8(m) => Ok(Stored::Int8(match Arc::try_unwrap(m) {
+                Ok(m) => Arc::new(m.into_panels()),
+                Err(shared) => shared,
+            })),
             other => Ok(other),
         }
     }
@@ -204,12 +248,44 @@ mod tests {
             .unwrap()
             .to_vec1::<f32>()
             .unwrap();
+        let Int8Data::Rows { scales, .. } = &m.data else {
+            panic!("quantize keeps rows")
+        };
         for (r, (row, brow)) in w.chunks(16).zip(back.chunks(16)).enumerate() {
-            let step = m.scales[r];
+            let step = scales[r];
             for (a, b) in row.iter().zip(brow) {
                 assert!((a - b).abs() <= step / 2.0 + 1e-6);
             }
         }
         assert_eq!(m.bytes(), 64 + 16);
+    }
+
+    #[test]
+    fn int8_panels_read_back_like_rows() {
+        let (rows, cols) = (20, 256);
+        let w: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 7919 % 263) as f32 - 131.0) / 50.0)
+            .collect();
+        let flat = Int8Matrix::quantize(&w, rows, cols, INT8_GROUP, &Device::Cpu);
+        let want = flat.dequantize().unwrap().to_vec2::<f32>().unwrap();
+        let ids = [3u32, 0, 19];
+        let want_rows = flat.gather(&ids).unwrap().to_vec2::<f32>().unwrap();
+        let packed = flat.into_panels();
+        let p = packed
+            .panels()
+            .expect("256 columns in groups of 128 are packed");
+        assert_eq!((p.n, p.k, p.group), (rows, cols, INT8_GROUP));
+        assert_eq!(packed.dequantize().unwrap().to_vec2::<f32>().unwrap(), want);
+        assert_eq!(
+            packed.gather(&ids).unwrap().to_vec2::<f32>().unwrap(),
+            want_rows
+        );
+        assert!(packed.gather(&[20]).is_err());
+        // 20 rows pad to 32 columns of panels.
+        assert_eq!(packed.bytes(), 32 * cols + 32 * 2 * 4);
+        // Rows that 128 does not divide: one scale per row, still packed (padded to steps of 4).
+        let odd = Int8Matrix::quantize(&w[..rows * 5], rows, 5, INT8_GROUP, &Device::Cpu);
+        assert_eq!(odd.group, 5);
+        assert!(odd.into_panels().panels().is_some());
     }
 }
