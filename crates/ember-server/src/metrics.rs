@@ -307,6 +307,11 @@ fn render_manager(out: &mut String, manager: &ModelManager) {
             "ember_memory_releases_total",
             &[("", s.memory_releases)],
         );
+        gauge(
+            out,
+            "ember_model_loads_waiting",
+            &[("", s.loads_waiting as f64)],
+        );
     }
     if let Ok(models) = manager.status() {
         let held: Vec<(String, f64)> = models
@@ -352,6 +357,7 @@ fn help(name: &str) -> &'static str {
         "ember_memory_bytes_budget" => "The memory budget for models.",
         "ember_models_loaded" => "Models (id x dtype) in the cache.",
         "ember_model_bytes" => "Bytes held by each loaded model.",
+        "ember_model_loads_waiting" => "Model loads waiting for room in the memory budget.",
         "ember_memory_releases_total" => {
             "Times memory freed by unloaded models was handed back to the operating system."
         }

@@ -309,15 +309,18 @@ impl ModelManager {
     fn load_entry(&self, spec: &ModelSpec, dtype: DType, key: &Key) -> Result<Arc<Embedder>> {
         let dir = self.inner.resolver.resolve(spec)?;
         let estimate = state::estimate_bytes(&dir, dtype);
-        self.make_room(key, estimate)?;
+        self.make_room(key, estimate, None)?;
         let started = Instant::now();
         let loaded = std::panic::catch_unwind(|| Embedder::load_dtype(&spec.id, &dir, dtype))
             .unwrap_or_else(|_| Err(Error::Internal(format!("loading `{}` panicked", spec.id))));
-        self.inner
-            .state
-            .lock()
-            .map_err(poisoned)?
-            .unreserve(estimate);
+        if loaded.is_err() {
+            self.inner
+                .state
+                .lock()
+                .map_err(poisoned)?
+                .unreserve(estimate);
+            self.inner.changed.notify_all();
+        }
         let loaded = loaded.map_err(|e| match e {
             // These already name the model.
             Error::MissingWeight { .. }
@@ -334,8 +337,9 @@ impl ModelManager {
         });
         let model = Arc::new(loaded?.with_catalog_prompts(&spec.prompts));
         let bytes = model.info().bytes;
-        // The real size may differ from the estimate: make room for what the model holds.
-        self.make_room(key, bytes)?;
+        // The real size may differ from the estimate: swap the reservation for what the model
+        // holds.
+        self.make_room(key, bytes, Some(estimate))?;
         let mut st = self.inner.state.lock().map_err(poisoned)?;
         st.unreserve(bytes);
         st.stats.loads += 1;
@@ -356,17 +360,35 @@ impl ModelManager {
 
     /// Reserves `bytes` under the budget and the model count, evicting least recently used
     /// unpinned models; waits (bounded) for evicted models still in use to be released.
-    fn make_room(&self, key: &Key, bytes: usize) -> Result<()> {
+    ///
+    /// Loads get room in arrival order: a large model waiting for room is not starved by smaller
+    /// ones that would keep fitting in ahead of it. A load that already holds a reservation
+    /// (`held`, its estimate) swaps it for `bytes` in one step and goes first: it has the memory
+    /// in hand already.
+    fn make_room(&self, key: &Key, bytes: usize, held: Option<usize>) -> Result<()> {
         let deadline = Instant::now() + self.inner.config.release_wait;
         let mut st = self.inner.state.lock().map_err(poisoned)?;
-        loop {
-            match st.try_reserve(key, bytes, self.inner.config.max_models) {
-                state::Room::Reserved => return Ok(()),
-                state::Room::Never(message) => return Err(Error::Capacity { message }),
+        let ticket = match held {
+            Some(h) => {
+                st.unreserve(h);
+                None
+            }
+            None => Some(st.enqueue()),
+        };
+        let out = loop {
+            let turn = ticket.is_none_or(|t| st.is_first(t));
+            let room = if turn {
+                st.try_reserve(key, bytes, self.inner.config.max_models)
+            } else {
+                state::Room::Wait(st.behind_message(key, bytes))
+            };
+            match room {
+                state::Room::Reserved => break Ok(()),
+                state::Room::Never(message) => break Err(Error::Capacity { message }),
                 state::Room::Wait(message) => {
                     let now = Instant::now();
                     if now >= deadline {
-                        return Err(Error::Capacity { message });
+                        break Err(Error::Capacity { message });
                     }
                     let wait = (deadline - now).min(Duration::from_millis(20));
                     st = self
@@ -377,7 +399,14 @@ impl ModelManager {
                         .0;
                 }
             }
+        };
+        if let Some(t) = ticket {
+            st.dequeue(t);
+            drop(st);
+            // The next load in line may go now.
+            self.inner.changed.notify_all();
         }
+        out
     }
 
     /// Embeds `texts` with (`id`, `dtype`); the default model and its default dtype when `None`.

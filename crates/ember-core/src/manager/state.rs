@@ -1,7 +1,7 @@
 //! The manager's bookkeeping under one lock: the LRU of loaded models, loads in flight, evicted
 //! models still in use, reservations, and counters.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
@@ -128,6 +128,8 @@ pub struct ManagerStats {
     pub max_models: usize,
     /// Times freed model memory was handed back to the operating system (see `release.rs`).
     pub memory_releases: u64,
+    /// Loads waiting for room under the budget.
+    pub loads_waiting: usize,
 }
 
 /// The outcome of asking for room.
@@ -152,6 +154,9 @@ pub(super) struct State {
     /// Model memory was freed (a model dropped, or a load's scratch copies) since the timer
     /// thread last gave free memory back to the operating system.
     freed: bool,
+    /// Loads waiting for room, in arrival order; only the first may reserve.
+    waiting: VecDeque<u64>,
+    next_ticket: u64,
     pub stats: ManagerStats,
 }
 
@@ -182,6 +187,8 @@ impl State {
             reserved_models: 0,
             budget,
             freed: false,
+            waiting: VecDeque::new(),
+            next_ticket: 0,
             stats: ManagerStats::default(),
         }
     }
@@ -315,6 +322,36 @@ impl State {
         freed
     }
 
+    /// Takes a place in the line of loads waiting for room.
+    pub fn enqueue(&mut self) -> u64 {
+        let t = self.next_ticket;
+        self.next_ticket += 1;
+        self.waiting.push_back(t);
+        t
+    }
+
+    /// Whether `ticket` is first in line.
+    pub fn is_first(&self, ticket: u64) -> bool {
+        self.waiting.front() == Some(&ticket)
+    }
+
+    /// Leaves the line (room found, or given up).
+    pub fn dequeue(&mut self, ticket: u64) {
+        self.waiting.retain(|&t| t != ticket);
+    }
+
+    /// Why a load behind others in line has no room yet.
+    pub fn behind_message(&self, key: &Key, bytes: usize) -> String {
+        let ahead = self.waiting.len().saturating_sub(1);
+        format!(
+            "no room for model `{}` ({}, {}): {ahead} earlier loads are still waiting for room in the {} budget",
+            key.0,
+            key.1,
+            mb(bytes),
+            self.budget.map_or("unbounded".to_string(), mb),
+        )
+    }
+
     /// Returns a reservation made by `try_reserve`.
     pub fn unreserve(&mut self, bytes: usize) {
         self.reserved = self.reserved.saturating_sub(bytes);
@@ -393,6 +430,7 @@ impl State {
         s.bytes_budget = self.budget;
         s.models_loaded = self.lru.len();
         s.max_models = max_models;
+        s.loads_waiting = self.waiting.len();
         s
     }
 }
