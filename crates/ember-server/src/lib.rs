@@ -198,6 +198,14 @@ pub fn build_manager(args: &ServeArgs) -> anyhow::Result<ModelManager> {
 /// Builds the manager for `settings`: catalog, models file, default model, budgets, pinned
 /// models and their dtypes, and the model roots requests may name directories under.
 pub fn build_manager_for(settings: &Settings) -> anyhow::Result<ModelManager> {
+    let mut resolver = Resolver::from_env();
+    resolver.progress = true;
+    build_manager_with(settings, resolver)
+}
+
+/// [`build_manager_for`] with `resolver` finding the models' files (its `models_dir`, when it
+/// exists, counts as a model root).
+pub fn build_manager_with(settings: &Settings, resolver: Resolver) -> anyhow::Result<ModelManager> {
     let args = &settings.args;
     let mut registry = Registry::builtin();
     if let Some(file) = &args.models_file {
@@ -224,8 +232,6 @@ pub fn build_manager_for(settings: &Settings) -> anyhow::Result<ModelManager> {
         }
     }
     let config = settings.manager_config(|id| registry.lookup(id).ok().map(|s| s.id));
-    let mut resolver = Resolver::from_env();
-    resolver.progress = true;
     let mut roots = args.model_roots.clone();
     if let Some(dir) = resolver.models_dir.as_ref().filter(|d| d.is_dir()) {
         roots.push(dir.clone());

@@ -395,3 +395,29 @@ impl Settings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_roots_and_total_chars_come_from_the_file_unless_flagged() {
+        let text = "model_roots = [\"/srv/a\"]\n[limits]\nmax_total_chars = 5000\n";
+        let s = Settings::from_toml(ServeArgs::default(), text, Path::new("e.toml")).unwrap();
+        assert_eq!(s.args.model_roots, vec![PathBuf::from("/srv/a")]);
+        assert_eq!(s.args.max_total_chars, 5000);
+
+        let flagged = ServeArgs {
+            model_roots: vec![PathBuf::from("/flag")],
+            max_total_chars: 7,
+            ..ServeArgs::default()
+        };
+        let s = Settings::from_toml(flagged, text, Path::new("e.toml")).unwrap();
+        assert_eq!(s.args.model_roots, vec![PathBuf::from("/flag")]);
+        assert_eq!(s.args.max_total_chars, 7);
+
+        let zero = "[limits]\nmax_total_chars = 0\n";
+        let e = Settings::from_toml(ServeArgs::default(), zero, Path::new("e.toml")).unwrap_err();
+        assert!(e.to_string().contains("max_total_chars"), "{e}");
+    }
+}

@@ -17,7 +17,7 @@ use dialect::{check_shape, expect, Shape};
 use ember_core::{ModelManager, ModelSpec, Registry, Resolver};
 use ember_server::config::Secret;
 use ember_server::warmup::{self, WarmupPlan};
-use ember_server::{app, build_manager_for, AppState, AuthConfig, Limits, ServeArgs, Settings};
+use ember_server::{app, build_manager_with, AppState, AuthConfig, Limits, ServeArgs, Settings};
 use serde_json::{json, Value};
 
 /// A copy of a tiny model at `dir`.
@@ -42,7 +42,10 @@ fn server_manager(roots: &[&Path]) -> Arc<ModelManager> {
         args.extend(["--model-roots".into(), list.join(",")]);
     }
     let settings = Settings::load(ServeArgs::try_parse_from(args).unwrap()).unwrap();
-    Arc::new(build_manager_for(&settings).unwrap())
+    // The server's own wiring, minus the environment's EMBER_MODELS_DIR (another root).
+    let mut resolver = Resolver::from_env();
+    resolver.models_dir = None;
+    Arc::new(build_manager_with(&settings, resolver).unwrap())
 }
 
 /// The routes that take a model id, each with the body or path naming `model`.
@@ -151,6 +154,24 @@ async fn without_model_roots_no_path_is_accepted() {
     // The default model, a path named by the operator, still serves.
     let (status, body) = send(&app, post_json("/api/v1/embed", r#"{"input": "hi"}"#)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn the_models_dir_counts_as_a_model_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    let models_dir = tmp.path().join("models");
+    let inside = copy_tiny("bert", &models_dir.join("mine"));
+    let outside = copy_tiny("bert", &tmp.path().join("elsewhere"));
+    let args = ServeArgs::try_parse_from(["ember-server"]).unwrap();
+    let mut resolver = Resolver::from_env();
+    resolver.models_dir = Some(models_dir);
+    let manager = build_manager_with(&Settings::load(args).unwrap(), resolver).unwrap();
+    let app = app(AppState::new(Arc::new(manager), Limits::default()));
+    for (dir, want) in [(inside, StatusCode::OK), (outside, StatusCode::NOT_FOUND)] {
+        let body = json!({"input": "hi", "model": dir.display().to_string()}).to_string();
+        let (status, got) = send(&app, post_json("/api/v1/embed", &body)).await;
+        assert_eq!(status, want, "{}: {got}", dir.display());
+    }
 }
 
 /// A manager whose catalog holds models that fail to load in different ways, under `dir`.
