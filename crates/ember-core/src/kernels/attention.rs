@@ -92,16 +92,110 @@ struct Head<'a> {
     d: usize,
 }
 
+/// Context rows `[seq, d]` for one head on AVX2: both products (`Q K^T` and `P V`) run on the
+/// GEMM's register-blocked microkernel (4 rows × 16 columns at a time), reading Q and V in place
+/// from the QKV rows and K from a transposed copy padded to 16 columns.
+///
+/// # Safety
+/// AVX2 and FMA must be available.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn head_avx2(job: &Head<'_>, out: &mut [f32]) {
-    head_attention(job, out)
+unsafe fn head_avx2(job: &Head<'_>, out: &mut [f32]) {
+    use super::sgemm::{avx2::block, MR, NR};
+    let Head {
+        qkv,
+        mask,
+        bias,
+        head,
+        h,
+        d,
+    } = *job;
+    if d % NR != 0 {
+        return head_attention(job, out);
+    }
+    let seq = mask.len();
+    let len = mask.iter().rposition(|&v| v != 0).map_or(0, |p| p + 1);
+    out.fill(0.0);
+    if len == 0 {
+        return;
+    }
+    let scale = 1.0 / (d as f32).sqrt();
+    let lenp = len.next_multiple_of(NR);
+    // K^T for this head, [d, lenp], zero past `len`.
+    let mut kt = vec![0f32; d * lenp];
+    for j in 0..len {
+        let k = &qkv[j * 3 * h + h + head * d..][..d];
+        for (c, &kv) in k.iter().enumerate() {
+            kt[c * lenp + j] = kv;
+        }
+    }
+    // Padding before the last real token (unusual): masked key by key.
+    let holes: Vec<usize> = (0..len).filter(|&j| mask[j] == 0).collect();
+    let mut probs = vec![0f32; len * lenp];
+    let mut acc = [[0f32; NR]; MR];
+    const R: usize = 4;
+    let mut i = 0;
+    while i < len {
+        let rows = R.min(len - i);
+        for j0 in (0..lenp).step_by(NR) {
+            // SAFETY: rows `i..i + rows` of Q (row stride 3h, `d` values from `head * d`) lie
+            // in `qkv` ([seq, 3h]); `kt` is [d, lenp] and `j0 + 16 <= lenp`.
+            unsafe {
+                block(
+                    qkv.as_ptr().add(i * 3 * h + head * d),
+                    3 * h,
+                    kt.as_ptr().add(j0),
+                    lenp,
+                    d,
+                    rows,
+                    &mut acc,
+                )
+            };
+            for (r, a) in acc.iter().take(rows).enumerate() {
+                let dst = &mut probs[(i + r) * lenp + j0..][..NR];
+                dst.copy_from_slice(a);
+            }
+        }
+        for r in i..i + rows {
+            let row = &mut probs[r * lenp..r * lenp + len];
+            if bias.is_empty() {
+                row.iter_mut().for_each(|v| *v *= scale);
+            } else {
+                let b = &bias[r * seq..r * seq + len];
+                row.iter_mut()
+                    .zip(b)
+                    .for_each(|(v, &b)| *v = *v * scale + b);
+            }
+            for &j in &holes {
+                row[j] = f32::NEG_INFINITY;
+            }
+            softmax(row);
+        }
+        // The context product reads `len` columns of each probability row (V has `len` rows).
+        for c0 in (0..d).step_by(NR) {
+            // SAFETY: rows `i..i + rows` of `probs` ([len, lenp]) and V rows `0..len` (row
+            // stride 3h, columns `2h + head * d + c0 .. + 16`, inside the row as c0 + 16 <= d).
+            unsafe {
+                block(
+                    probs.as_ptr().add(i * lenp),
+                    lenp,
+                    qkv.as_ptr().add(2 * h + head * d + c0),
+                    3 * h,
+                    len,
+                    rows,
+                    &mut acc,
+                )
+            };
+            for (r, a) in acc.iter().take(rows).enumerate() {
+                out[(i + r) * d + c0..][..NR].copy_from_slice(a);
+            }
+        }
+        i += rows;
+    }
 }
 
-/// Context rows `[seq, d]` for one head. Plain loops, inlined into `head_avx2` so LLVM
-/// vectorizes them with AVX2 there; rows past the last real token (padding, never pooled) are
-/// left at zero instead of computed.
-#[inline(always)]
+/// Context rows `[seq, d]` for one head, portably; rows past the last real token (padding, never
+/// pooled) are left at zero instead of computed.
 fn head_attention(job: &Head<'_>, out: &mut [f32]) {
     let Head {
         qkv,
@@ -212,14 +306,21 @@ mod tests {
         out
     }
 
+    /// Head widths that take the portable path (12) and the microkernel path (32), with rows
+    /// shorter and longer than one 16-column tile.
     #[test]
     fn matches_naive_attention_with_padding_and_bias() {
-        let s = AttnShape {
-            batch: 3,
-            seq: 9,
-            heads: 2,
-            head_dim: 12,
-        };
+        for (seq, head_dim) in [(9, 12), (9, 32), (37, 32)] {
+            check_against_naive(AttnShape {
+                batch: 3,
+                seq,
+                heads: 2,
+                head_dim,
+            });
+        }
+    }
+
+    fn check_against_naive(s: AttnShape) {
         let h = s.heads * s.head_dim;
         let qkv: Vec<f32> = (0..s.batch * s.seq * 3 * h)
             .map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0)
@@ -251,12 +352,18 @@ mod tests {
         if !has_avx2() {
             return;
         }
-        let (seq, h, d) = (13, 64, 32);
+        for (seq, len) in [(13, 10), (40, 33), (40, 40)] {
+            simd_matches_portable(seq, len);
+        }
+    }
+
+    fn simd_matches_portable(seq: usize, len: usize) {
+        let (h, d) = (64, 32);
         let qkv: Vec<f32> = (0..seq * 3 * h)
             .map(|i| ((i * 7919) % 97) as f32 / 40.0 - 1.2)
             .collect();
         let mut mask = vec![1u32; seq];
-        mask[10..].fill(0);
+        mask[len..].fill(0);
         let bias: Vec<f32> = (0..seq * seq).map(|i| (i % 3) as f32 * 0.2).collect();
         for bias in [&[][..], &bias[..]] {
             let job = Head {

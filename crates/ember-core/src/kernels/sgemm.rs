@@ -175,7 +175,7 @@ pub fn tile(xs: &[f32], k: usize, rows: usize, panel: &[f32], acc: &mut [[f32; N
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+pub(crate) mod avx2 {
     use std::arch::x86_64::*;
 
     use super::{MR, NR};
@@ -192,41 +192,60 @@ mod avx2 {
         panel: &[f32],
         acc: &mut [[f32; NR]; MR],
     ) {
-        debug_assert!(xs.len() >= rows * k && panel.len() >= k * NR);
+        assert!(rows <= MR && xs.len() >= rows * k && panel.len() >= k * NR);
+        // SAFETY: the sizes were just checked; AVX2 is the caller's promise.
+        unsafe { block(xs.as_ptr(), k, panel.as_ptr(), NR, k, rows, acc) }
+    }
+
+    /// `acc[r][0..16] = sum_p a[r * lda + p] * b[p * ldb .. p * ldb + 16]` for `r < rows`:
+    /// the microkernel behind the GEMM and attention's score and context products.
+    ///
+    /// # Safety
+    /// AVX2 and FMA must be available; `a + r * lda + p` and `b + p * ldb + 0..16` must be
+    /// readable for every `r < rows <= MR` and `p < k`.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn block(
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        ldb: usize,
+        k: usize,
+        rows: usize,
+        acc: &mut [[f32; NR]; MR],
+    ) {
         // SAFETY: forwarded from the caller.
         unsafe {
             match rows {
-                6 => kernel::<6>(xs, k, panel, acc),
-                5 => kernel::<5>(xs, k, panel, acc),
-                4 => kernel::<4>(xs, k, panel, acc),
-                3 => kernel::<3>(xs, k, panel, acc),
-                2 => kernel::<2>(xs, k, panel, acc),
-                _ => kernel::<1>(xs, k, panel, acc),
+                6 => kernel::<6>(a, lda, b, ldb, k, acc),
+                5 => kernel::<5>(a, lda, b, ldb, k, acc),
+                4 => kernel::<4>(a, lda, b, ldb, k, acc),
+                3 => kernel::<3>(a, lda, b, ldb, k, acc),
+                2 => kernel::<2>(a, lda, b, ldb, k, acc),
+                _ => kernel::<1>(a, lda, b, ldb, k, acc),
             }
         }
     }
 
-    /// `R` rows × 16 columns: per input feature, two panel loads, `R` broadcasts, `2R` FMAs.
+    /// `R` rows × 16 columns: per step, two `b` loads, `R` broadcasts, `2R` FMAs.
     #[target_feature(enable = "avx2,fma")]
     unsafe fn kernel<const R: usize>(
-        xs: &[f32],
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        ldb: usize,
         k: usize,
-        panel: &[f32],
         acc: &mut [[f32; NR]; MR],
     ) {
         let mut c = [[_mm256_setzero_ps(); 2]; R];
-        let x = xs.as_ptr();
-        let w = panel.as_ptr();
         for p in 0..k {
-            // SAFETY: p < k, so `w + p * 16 + 8 .. + 16` is inside the `[k, 16]` panel and
-            // `x + r * k + p` inside row `r < R <= rows` of `xs` (checked by the caller).
+            // SAFETY: p < k and r < R: inside what the caller promised readable.
             unsafe {
-                let b0 = _mm256_loadu_ps(w.add(p * NR));
-                let b1 = _mm256_loadu_ps(w.add(p * NR + 8));
+                let b0 = _mm256_loadu_ps(b.add(p * ldb));
+                let b1 = _mm256_loadu_ps(b.add(p * ldb + 8));
                 for (r, cr) in c.iter_mut().enumerate() {
-                    let a = _mm256_broadcast_ss(&*x.add(r * k + p));
-                    cr[0] = _mm256_fmadd_ps(a, b0, cr[0]);
-                    cr[1] = _mm256_fmadd_ps(a, b1, cr[1]);
+                    let x = _mm256_broadcast_ss(&*a.add(r * lda + p));
+                    cr[0] = _mm256_fmadd_ps(x, b0, cr[0]);
+                    cr[1] = _mm256_fmadd_ps(x, b1, cr[1]);
                 }
             }
         }
