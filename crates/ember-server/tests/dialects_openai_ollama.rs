@@ -281,4 +281,14 @@ async fn ollama_errors_in_ollama_shape() {
     )
     .await;
     expect(&app, legacy(r#"{"prompt": 3}"#), s, 400, "").await;
+    // Routes Ollama has and Ember does not answer in Ollama's shape too.
+    expect(
+        &app,
+        post_json("/api/generate", "{}"),
+        s,
+        404,
+        "/api/generate",
+    )
+    .await;
+    expect(&app, get("/api/embed"), s, 405, "/api/embed").await;
 }

@@ -162,6 +162,8 @@ async fn tei_errors_in_tei_shape() {
     expect(&app, e("{"), t, 400, "").await;
     let (_, body) = send(&app, e(r#"{"inputs": []}"#)).await;
     assert_eq!(body["error_type"], "empty");
+    // TEI routes Ember does not serve answer in TEI's shape.
+    expect(&app, post_json("/rerank", "{}"), t, 404, "/rerank").await;
     expect(
         &app,
         post_json("/tokenize", r#"{"inputs": 1}"#),
