@@ -47,7 +47,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load import MINILM, MPNET, QUERIES, ROOT, drain, percentile, wait_ready
+from load import MINILM, MPNET, QUERIES, ROOT, percentile, wait_ready
 
 DIMS = {MINILM: 384, MPNET: 768}
 OLLAMA_NAMES = {MINILM: "all-minilm", MPNET: "all-mpnet"}
@@ -216,7 +216,9 @@ class Soak:
         self.t0 = 0.0
         self.abandoned = 0
         self.probes = 0
-        self.model_bytes: dict[str, float] = {}
+        # (model, dtype) -> bytes held: from /metrics samples, and from the log of a server this
+        # script started (`model loaded ... bytes=`), which misses no load however short.
+        self.model_bytes: dict[tuple[str, str], float] = LOADED_BYTES
 
     def conn(self) -> Http:
         return Http(self.host, self.port, self.headers)
@@ -390,10 +392,10 @@ class Soak:
                 s["rss_kb"] = rss_kb(self.pid)
                 last_rss = t
             for k, v in m.items():
-                if k.startswith("ember_model_bytes{"):
-                    self.model_bytes[k[len("ember_model_bytes") :]] = max(
-                        v, self.model_bytes.get(k[len("ember_model_bytes") :], 0.0)
-                    )
+                labels = re.fullmatch(r'ember_model_bytes\{model="(.+)",dtype="(\w+)"\}', k)
+                if labels:
+                    key = (labels.group(1), labels.group(2))
+                    self.model_bytes[key] = max(v, self.model_bytes.get(key, 0.0))
             if s["budget"] is not None and s["bytes_in_use"] > s["budget"]:
                 self.problem("over budget", f"{s['bytes_in_use']:.0f} > {s['budget']:.0f}")
             self.samples.append(s)
@@ -572,19 +574,26 @@ def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
         proc.kill()
         raise SystemExit("server never logged its address")
     log = open(args.server_log, "w") if args.server_log else None
-    if log is not None:
-        threading.Thread(target=copy_log, args=(proc.stderr, log), daemon=True).start()
-    else:
-        threading.Thread(target=drain, args=(proc.stderr,), daemon=True).start()
+    threading.Thread(target=read_log, args=(proc.stderr, log), daemon=True).start()
     url = f"http://{addr}"
     wait_ready(url, 300)
     return proc, url
 
 
-def copy_log(stream, out) -> None:
+LOADED_BYTES: dict[tuple[str, str], float] = {}
+LOADED = re.compile(r'model loaded model="([^"]+)" dtype=(\w+) .*bytes=(\d+)')
+
+
+def read_log(stream, out) -> None:
+    """Keeps the server's log flowing (to `out`, if any) and notes each model's size."""
     for line in stream:
-        out.write(line)
-    out.close()
+        m = LOADED.search(line)
+        if m:
+            LOADED_BYTES[(m.group(1), m.group(2))] = float(m.group(3))
+        if out is not None:
+            out.write(line)
+    if out is not None:
+        out.close()
 
 
 def verdict(s: dict, args: argparse.Namespace, exit_code: int | None) -> list[str]:
