@@ -99,7 +99,7 @@ struct Head<'a> {
 /// # Safety
 /// AVX2 and FMA must be available.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn head_avx2(job: &Head<'_>, out: &mut [f32]) {
     use super::sgemm::{avx2::block, MR, NR};
     let Head {

@@ -15,12 +15,15 @@ pub mod int8;
 pub mod sgemm;
 pub mod threads;
 
-/// True when the AVX2 + FMA paths may run on this CPU.
+/// True when the AVX2 + FMA paths may run on this CPU (F16C too, which every AVX2 CPU has: the
+/// f16 GEMM reads half floats with it).
 #[inline]
 pub fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+        std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+            && std::is_x86_feature_detected!("f16c")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

@@ -177,6 +177,15 @@ impl Stored {
                 let w = t.flatten_all()?.to_vec1::<f32>()?;
                 Ok(Stored::Packed(Arc::new(PackedF32::pack(&w, n, k))))
             }
+            Stored::Half(t) if t.device().is_cpu() => {
+                let (n, k) = t.dims2()?;
+                let flat = t.flatten_all()?;
+                let packed = match t.dtype() {
+                    CDType::BF16 => PackedF32::pack_bf16(&flat.to_vec1::<half::bf16>()?, n, k),
+                    _ => PackedF32::pack_f16(&flat.to_vec1::<half::f16>()?, n, k),
+                };
+                Ok(Stored::Packed(Arc::new(packed)))
+            }
             Stored::Int8(m) => Ok(Stored::Int8(match Arc::try_unwrap(m) {
                 Ok(m) => Arc::new(m.into_panels()),
                 Err(shared) => shared,
