@@ -320,7 +320,10 @@ fn bench_kernels(c: &mut Criterion) {
             .zip(wq.chunks_mut(128))
             .map(|(c, q)| int8::quantize_group(c, q))
             .collect();
+        // The fastest kernel on this CPU (AVX-512 VNNI where present), and the AVX2 one.
         let wpacked = int8::PackedInt8::pack(&wq, &ws, n, k, 128);
+        let isa = format!("{:?}", wpacked.isa).to_lowercase();
+        let wavx2 = int8::PackedInt8::pack_for(int8::Isa::Avx2, &wq, &ws, n, k, 128);
         let mut out = vec![0f32; rows * n];
         let mut xq = int8::QuantizedRows::default();
         let mut grp = c.benchmark_group(format!("linear_384x1536_rows{rows}"));
@@ -336,12 +339,21 @@ fn bench_kernels(c: &mut Criterion) {
         grp.bench_function(BenchmarkId::new("ember", "f32"), |b| {
             b.iter(|| sgemm::linear(xs, &packed, &bb, black_box(&mut out)))
         });
-        grp.bench_function(BenchmarkId::new("ember", "int8"), |b| {
+        grp.bench_function(BenchmarkId::new("ember_int8", &isa), |b| {
             b.iter(|| {
                 int8::quantize_rows(xs, k, 128, &mut xq);
                 int8::gemm(&xq, &wpacked, &bb, black_box(&mut out))
             })
         });
+        let avx2 = wpacked.isa != int8::Isa::Avx2 && int8::Isa::Avx2.available();
+        if avx2 {
+            grp.bench_function(BenchmarkId::new("ember_int8", "avx2"), |b| {
+                b.iter(|| {
+                    int8::quantize_rows(xs, k, 128, &mut xq);
+                    int8::gemm(&xq, &wavx2, &bb, black_box(&mut out))
+                })
+            });
+        }
         grp.finish();
         let mut out2 = vec![0f32; rows * n];
         common::ratio(
@@ -351,7 +363,7 @@ fn bench_kernels(c: &mut Criterion) {
             || sgemm::linear(xs, &packed, &bb, &mut out2),
         );
         common::ratio(
-            &format!("linear 384x1536 rows {rows}: ember f32 vs int8"),
+            &format!("linear 384x1536 rows {rows}: ember f32 vs int8 ({isa})"),
             5,
             || sgemm::linear(xs, &packed, &bb, &mut out),
             || {
@@ -359,6 +371,21 @@ fn bench_kernels(c: &mut Criterion) {
                 int8::gemm(&xq, &wpacked, &bb, &mut out2)
             },
         );
+        if avx2 {
+            let mut xq2 = int8::QuantizedRows::default();
+            common::ratio(
+                &format!("linear 384x1536 rows {rows}: int8 avx2 vs int8 {isa}"),
+                5,
+                || {
+                    int8::quantize_rows(xs, k, 128, &mut xq2);
+                    int8::gemm(&xq2, &wavx2, &bb, &mut out)
+                },
+                || {
+                    int8::quantize_rows(xs, k, 128, &mut xq);
+                    int8::gemm(&xq, &wpacked, &bb, &mut out2)
+                },
+            );
+        }
     }
 }
 

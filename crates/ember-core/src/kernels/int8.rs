@@ -8,19 +8,28 @@
 //!
 //! Layout (`PackedInt8`): panels of `NR = 16` output columns; inside a panel, group by group, each
 //! step of 4 consecutive input channels is 64 bytes, column `c`'s four values at `4c..4c + 4`.
-//! Groups are zero-padded to a multiple of 4. The AVX2 microkernel (`MR = 4` rows × 16 columns,
-//! 8 i32 accumulators) broadcasts 4 activation bytes of a row against the two 32-byte halves of a
-//! step, so one `vpmaddubsw` + `vpmaddwd` makes 8 columns' 4-term dot products.
+//! Groups are zero-padded to a multiple of 4. A microkernel takes a tile of rows × 16 columns and
+//! broadcasts 4 activation bytes of a row against a step, so one multiply instruction makes
+//! several columns' 4-term dot products. The instruction set is chosen once, when the weights are
+//! packed (`Isa::detect`), because it decides how the weight bytes are stored:
 //!
-//! `vpmaddubsw` multiplies unsigned by signed bytes and saturates its i16 pair sums. We use the
-//! sign trick, `|x| * sign(w, x)` (`vpabsb` once per row and step, `vpsignb` per product): both
-//! operands stay within 127, so a pair sum is at most 2 · 127 · 127 = 32 258 and never saturates,
-//! and both operands keep their full 8 bits. The alternative (activations offset to u8 with
-//! column sums subtracted) saves the `vpsignb` but needs one operand cut to 7 bits to avoid
-//! saturation, doubling that operand's rounding error; `vpsignb` runs on a vector ALU port while
-//! the two multiplies per product share the two multiply ports, so it costs little throughput.
-//! AVX-512-VNNI (`vpdpbusd`) and NEON (`sdot`) would replace the three-instruction product with
-//! one; neither is on the machines we test on, so they are left for when they can be tested.
+//! - **AVX-512 VNNI** (`Isa::Avx512Vnni`, 8 rows × 16 columns): one `vpdpbusd` per row and step
+//!   multiplies 64 unsigned by signed bytes and adds each column's four products to its i32
+//!   lane, with no intermediate saturation. The weights are the unsigned operand, stored offset
+//!   by 128 (`w + 128` in 0..=254), so the activations stay signed and are broadcast straight
+//!   from memory; `sum (w + 128) x = sum w x + 128 sum x`, so each row's group sum of codes
+//!   (from `quantize_rows`) seeds the accumulator with `-128 sum x`. Both operands keep 8 bits.
+//! - **AVX2** (`Isa::Avx2`, 4 rows × 16 columns): `vpmaddubsw` multiplies unsigned by signed
+//!   bytes but saturates its i16 pair sums, so we use the sign trick `|x| * sign(w, x)`
+//!   (`vpabsb` once per row and step, `vpsignb` per product): both operands stay within 127, a
+//!   pair sum is at most 2 · 127 · 127 = 32 258 and never saturates, and both keep their full
+//!   8 bits, then `vpmaddwd` by ones widens to i32. The alternative (activations offset to u8
+//!   with column sums subtracted) saves the `vpsignb` but needs one operand cut to 7 bits to
+//!   avoid saturation, doubling that operand's rounding error; `vpsignb` runs on a vector ALU
+//!   port while the two multiplies share the multiply ports, so it costs little throughput.
+//! - **Portable**: the same arithmetic in plain Rust, reading either weight format; the tests
+//!   hold every SIMD kernel to it. NEON (`sdot`) is the next step for ARM, left until it can be
+//!   tested on ARM hardware.
 
 use rayon::prelude::*;
 
@@ -29,13 +38,67 @@ use super::threads::num_threads;
 
 /// Output columns per panel.
 pub const NR: usize = 16;
-/// Input rows per microkernel call.
-pub const MR: usize = 4;
-/// Rows per block of work (a multiple of `MR`): the block's activations stay in L1/L2 while
-/// every panel streams past.
+/// Most input rows per microkernel call (the VNNI kernel's tile height).
+pub const MR: usize = 8;
+/// Rows per block of work (a multiple of every kernel's tile height): the block's activations
+/// stay in L1/L2 while every panel streams past.
 const MC: usize = 48;
 /// Largest group: `group` products of at most 127 · 127 must fit an i32 sum.
 const MAX_GROUP: usize = 1 << 16;
+
+/// The instruction set an int8 matrix was packed for (it fixes the weight bytes' format).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// Plain Rust.
+    Portable,
+    /// AVX2 (`vpmaddubsw` with the sign trick).
+    Avx2,
+    /// AVX-512 BW + VNNI (`vpdpbusd`; weights stored offset by 128).
+    Avx512Vnni,
+}
+
+impl Isa {
+    /// The fastest kernel this CPU runs.
+    pub fn detect() -> Self {
+        #[cfg(all(target_arch = "x86_64", ember_avx512))]
+        {
+            if std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512bw")
+                && std::is_x86_feature_detected!("avx512vnni")
+                && has_avx2()
+            {
+                return Isa::Avx512Vnni;
+            }
+        }
+        if has_avx2() {
+            Isa::Avx2
+        } else {
+            Isa::Portable
+        }
+    }
+
+    /// Whether this CPU runs the kernel.
+    pub fn available(self) -> bool {
+        match self {
+            Isa::Portable => true,
+            Isa::Avx2 => has_avx2(),
+            Isa::Avx512Vnni => Isa::detect() == Isa::Avx512Vnni,
+        }
+    }
+
+    /// Rows per microkernel call.
+    fn rows(self) -> usize {
+        match self {
+            Isa::Avx512Vnni => 8,
+            Isa::Avx2 | Isa::Portable => 4,
+        }
+    }
+
+    /// Whether weight bytes are stored offset by 128 (`w + 128` as u8).
+    fn offset(self) -> bool {
+        self == Isa::Avx512Vnni
+    }
+}
 
 /// Whether the integer kernel handles `cols` input features in groups of `group`.
 pub fn supports(cols: usize, group: usize) -> bool {
@@ -54,6 +117,8 @@ pub struct QuantizedRows {
     pub q: Vec<i8>,
     /// `[rows, groups]`.
     pub scales: Vec<f32>,
+    /// `[rows, groups]`: the sum of each group's codes (for offset weights).
+    pub sums: Vec<i32>,
     /// Rows quantized.
     pub rows: usize,
     /// Input features per row (before padding).
@@ -73,32 +138,41 @@ pub fn quantize_rows(x: &[f32], cols: usize, group: usize, out: &mut QuantizedRo
     let groups = x.len() / group;
     out.q.resize(groups * gp, 0);
     out.scales.resize(groups, 0.0);
+    out.sums.resize(groups, 0);
     (out.rows, out.cols, out.group) = (x.len() / cols, cols, group);
     let avx = has_avx2() && group % 32 == 0;
-    let work = |((xg, qg), s): ((&[f32], &mut [i8]), &mut f32)| {
-        let (qv, pad) = qg.split_at_mut(group);
-        pad.fill(0);
-        #[cfg(target_arch = "x86_64")]
-        if avx {
-            // SAFETY: AVX2 and FMA were detected on this CPU; `xg` and `qv` have `group` values,
-            // a multiple of 32.
-            *s = unsafe { avx2::quantize_group(xg, qv) };
-            return;
-        }
-        let _ = avx;
-        *s = quantize_group(xg, qv);
-    };
     if x.len() >= 1 << 15 {
         x.par_chunks_exact(group)
             .zip(out.q.par_chunks_exact_mut(gp))
-            .zip(out.scales.par_iter_mut())
-            .for_each(work);
+            .zip(out.scales.par_iter_mut().zip(out.sums.par_iter_mut()))
+            .for_each(|((xg, qg), (s, sum))| (*s, *sum) = quantize_padded(xg, qg, avx));
     } else {
         x.chunks_exact(group)
             .zip(out.q.chunks_exact_mut(gp))
-            .zip(out.scales.iter_mut())
-            .for_each(work);
+            .zip(out.scales.iter_mut().zip(out.sums.iter_mut()))
+            .for_each(|((xg, qg), (s, sum))| (*s, *sum) = quantize_padded(xg, qg, avx));
     }
+}
+
+/// Quantizes `x` into the front of `q` and zeroes the rest; returns the scale and the codes' sum.
+/// `avx`: AVX2 + FMA are available and `x.len()` is a multiple of 32.
+fn quantize_padded(x: &[f32], q: &mut [i8], avx: bool) -> (f32, i32) {
+    let (qv, pad) = q.split_at_mut(x.len());
+    pad.fill(0);
+    #[cfg(target_arch = "x86_64")]
+    let scale = if avx {
+        // SAFETY: the caller checked AVX2 and FMA; `x` and `qv` have the same length, a
+        // multiple of 32.
+        unsafe { x86::quantize_group(x, qv) }
+    } else {
+        quantize_group(x, qv)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let scale = {
+        let _ = avx;
+        quantize_group(x, qv)
+    };
+    (scale, qv.iter().map(|&v| v as i32).sum())
 }
 
 /// Portable quantization of one group; returns its scale.
@@ -116,10 +190,13 @@ pub fn quantize_group(x: &[f32], q: &mut [i8]) -> f32 {
 }
 
 /// Int8 weights `[n, k]` with one scale per row and group, packed into column panels:
-/// panel `j`, group `g`, step `s` holds `W[16j + c, g * group + 4s + t]` at byte `64s + 4c + t`.
+/// panel `j`, group `g`, step `s` holds `W[16j + c, g * group + 4s + t]` at byte `64s + 4c + t`
+/// (plus 128, as u8, for `Isa::Avx512Vnni`).
 #[derive(Debug, Clone)]
 pub struct PackedInt8 {
     data: Vec<i8>,
+    /// The kernel the bytes are laid out for.
+    pub isa: Isa,
     /// Panel `j`, group `g`: the 16 columns' scales at `(j * groups + g) * 16`, 0 past `n`.
     scales: Vec<f32>,
     /// Output features.
@@ -131,8 +208,14 @@ pub struct PackedInt8 {
 }
 
 impl PackedInt8 {
-    /// Packs `q` (`[n, k]` row-major, values in [-127, 127]) with `scales` (`[n, k / group]`).
+    /// Packs `q` (`[n, k]` row-major, values in [-127, 127]) with `scales` (`[n, k / group]`)
+    /// for the fastest kernel on this CPU.
     pub fn pack(q: &[i8], scales: &[f32], n: usize, k: usize, group: usize) -> Self {
+        Self::pack_for(Isa::detect(), q, scales, n, k, group)
+    }
+
+    /// Packs for kernel `isa` (which must be available to run `gemm` on the result).
+    pub fn pack_for(isa: Isa, q: &[i8], scales: &[f32], n: usize, k: usize, group: usize) -> Self {
         assert!(supports(k, group), "{k} features in groups of {group}");
         assert_eq!(q.len(), n * k, "q is not [n, k]");
         assert_eq!(
@@ -142,7 +225,9 @@ impl PackedInt8 {
         );
         let (groups, gp) = (k / group, padded(group));
         let panels = n.div_ceil(NR);
-        let mut data = vec![0i8; panels * groups * gp * NR];
+        // Offset bytes: `w + 128` as u8 is `w ^ 0x80` as i8, and padding is `0 + 128`.
+        let flip = if isa.offset() { i8::MIN } else { 0 };
+        let mut data = vec![flip; panels * groups * gp * NR];
         let mut sc = vec![0f32; panels * groups * NR];
         for col in 0..n {
             let (j, c) = (col / NR, col % NR);
@@ -151,13 +236,14 @@ impl PackedInt8 {
                 for p in 0..group {
                     // -128 would overflow `vpsignb`'s negation; the quantizers never produce it.
                     let v = q[col * k + g * group + p].max(-127);
-                    data[base + (p / 4) * 4 * NR + 4 * c + p % 4] = v;
+                    data[base + (p / 4) * 4 * NR + 4 * c + p % 4] = v ^ flip;
                 }
                 sc[(j * groups + g) * NR + c] = scales[col * groups + g];
             }
         }
         Self {
             data,
+            isa,
             scales: sc,
             n,
             k,
@@ -171,12 +257,14 @@ impl PackedInt8 {
         let (groups, gp) = (k / group, padded(group));
         let mut q = vec![0i8; n * k];
         let mut scales = vec![0f32; n * groups];
+        let flip = if self.isa.offset() { i8::MIN } else { 0 };
         for col in 0..n {
             let (j, c) = (col / NR, col % NR);
             for g in 0..groups {
                 let base = (j * groups + g) * gp * NR;
                 for p in 0..group {
-                    q[col * k + g * group + p] = self.data[base + (p / 4) * 4 * NR + 4 * c + p % 4];
+                    q[col * k + g * group + p] =
+                        self.data[base + (p / 4) * 4 * NR + 4 * c + p % 4] ^ flip;
                 }
                 scales[col * groups + g] = self.scales[(j * groups + g) * NR + c];
             }
@@ -221,6 +309,8 @@ pub struct Tile<'a> {
     pub xq: &'a [i8],
     /// `rows` rows of `groups` scales.
     pub xs: &'a [f32],
+    /// `rows` rows of `groups` sums of codes.
+    pub xsum: &'a [i32],
     /// Rows in this tile (1..=MR).
     pub rows: usize,
     /// The panel's values, `groups * padded(group) * NR`.
@@ -231,6 +321,8 @@ pub struct Tile<'a> {
     pub groups: usize,
     /// Padded group length (a multiple of 4).
     pub gp: usize,
+    /// Whether the panel's bytes are offset by 128.
+    pub offset: bool,
 }
 
 impl Tile<'_> {
@@ -241,6 +333,7 @@ impl Tile<'_> {
             && self.gp % 4 == 0
             && self.xq.len() >= self.rows * row
             && self.xs.len() >= self.rows * self.groups
+            && self.xsum.len() >= self.rows * self.groups
             && self.panel.len() >= row * NR
             && self.ps.len() >= self.groups * NR
     }
@@ -258,7 +351,8 @@ pub fn gemm(x: &QuantizedRows, w: &PackedInt8, bias: &[f32], out: &mut [f32]) {
     );
     let (m, groups, gp) = (x.rows, k / group, padded(group));
     let row = groups * gp;
-    assert!(x.q.len() >= m * row && x.scales.len() >= m * groups);
+    assert!(x.q.len() >= m * row && x.scales.len() >= m * groups && x.sums.len() >= m * groups);
+    assert!(w.isa.available(), "int8 weights packed for {:?}", w.isa);
     assert_eq!(out.len(), m * n, "out is not [m, n]");
     assert!(bias.is_empty() || bias.len() == n, "bias is not [n]");
     if m == 0 || n == 0 {
@@ -266,7 +360,7 @@ pub fn gemm(x: &QuantizedRows, w: &PackedInt8, bias: &[f32], out: &mut [f32]) {
     }
     let panels = n.div_ceil(NR);
     let blocks = m.div_ceil(MC);
-    let avx = has_avx2();
+    let (isa, mr) = (w.isa, w.isa.rows());
     let ptr = OutPtr(out.as_mut_ptr());
     // One task: row block `b`, panels `p0..p1`.
     let task = |b: usize, p0: usize, p1: usize| {
@@ -276,29 +370,28 @@ pub fn gemm(x: &QuantizedRows, w: &PackedInt8, bias: &[f32], out: &mut [f32]) {
             let (c0, c1) = (j * NR, ((j + 1) * NR).min(n));
             let mut i = r0;
             while i < r1 {
-                let rows = MR.min(r1 - i);
+                let rows = mr.min(r1 - i);
                 let t = Tile {
                     xq: &x.q[i * row..(i + rows) * row],
                     xs: &x.scales[i * groups..(i + rows) * groups],
+                    xsum: &x.sums[i * groups..(i + rows) * groups],
                     rows,
                     panel,
                     ps,
                     groups,
                     gp,
+                    offset: isa.offset(),
                 };
                 let mut acc = [[0f32; NR]; MR];
-                #[cfg(target_arch = "x86_64")]
-                if avx {
-                    // SAFETY: AVX2 and FMA were detected; `t` is a valid tile by construction
-                    // (row and panel slices sized from the asserted shapes).
-                    unsafe { avx2::tile(t, &mut acc) };
-                } else {
-                    tile(t, &mut acc);
-                }
-                #[cfg(not(target_arch = "x86_64"))]
-                {
-                    let _ = avx;
-                    tile(t, &mut acc);
+                match isa {
+                    #[cfg(all(target_arch = "x86_64", ember_avx512))]
+                    // SAFETY: the CPU runs AVX-512 BW + VNNI (asserted `isa.available()`); `t`
+                    // is valid by construction (slices sized from the asserted shapes).
+                    Isa::Avx512Vnni => unsafe { vnni::tile(t, &mut acc) },
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: as above, for AVX2 + FMA.
+                    Isa::Avx2 => unsafe { x86::tile_avx2(t, &mut acc) },
+                    _ => tile(t, &mut acc),
                 }
                 for (r, a) in acc.iter().take(rows).enumerate() {
                     let width = c1 - c0;
@@ -343,15 +436,16 @@ pub fn tile(t: Tile<'_>, acc: &mut [[f32; NR]; MR]) {
     for g in 0..t.groups {
         let mut sums = [[0i32; NR]; MR];
         let pg = &t.panel[g * t.gp * NR..(g + 1) * t.gp * NR];
+        let flip = if t.offset { i8::MIN } else { 0 };
         for (s, w) in pg.chunks_exact(4 * NR).enumerate() {
             for (r, sr) in sums.iter_mut().enumerate().take(t.rows) {
                 let xv = &t.xq[r * row + g * t.gp + 4 * s..][..4];
                 for (o, wc) in sr.iter_mut().zip(w.chunks_exact(4)) {
-                    *o += xv
+                    let dot = xv
                         .iter()
                         .zip(wc)
-                        .map(|(&a, &b)| a as i32 * b as i32)
-                        .sum::<i32>();
+                        .map(|(&a, &b)| a as i32 * (b ^ flip) as i32);
+                    *o += dot.sum::<i32>();
                 }
             }
         }
@@ -365,119 +459,12 @@ pub fn tile(t: Tile<'_>, acc: &mut [[f32; NR]; MR]) {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use std::arch::x86_64::*;
-
-    use super::{Tile, MR, NR};
-    use crate::kernels::elementwise::avx2::hmax;
-
-    /// AVX2 tile; dispatches to a kernel unrolled for the row count.
-    ///
-    /// # Safety
-    /// AVX2 and FMA must be available.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn tile(t: Tile<'_>, acc: &mut [[f32; NR]; MR]) {
-        // The kernel's raw reads rely on it: a cheap check per 4 × 16 × k tile.
-        assert!(t.is_valid(), "malformed int8 tile");
-        // SAFETY: `t` is valid (checked above) and the caller guarantees AVX2 + FMA.
-        unsafe {
-            match t.rows {
-                4 => kernel::<4>(t, acc),
-                3 => kernel::<3>(t, acc),
-                2 => kernel::<2>(t, acc),
-                _ => kernel::<1>(t, acc),
-            }
-        }
-    }
-
-    /// `R` rows × 16 columns. Per step of 4 input channels: two panel loads, and per row one
-    /// broadcast, one `vpabsb`, and per half-panel `vpsignb` + `vpmaddubsw` + `vpmaddwd` +
-    /// `vpaddd`. The i32 sums are scaled into f32 at the end of each group.
-    ///
-    /// # Safety
-    /// AVX2 and FMA must be available; `t` valid with `t.rows >= R`.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn kernel<const R: usize>(t: Tile<'_>, acc: &mut [[f32; NR]; MR]) {
-        let row = t.groups * t.gp;
-        let ones = _mm256_set1_epi16(1);
-        let mut f = [[_mm256_setzero_ps(); 2]; R];
-        for g in 0..t.groups {
-            let mut c = [[_mm256_setzero_si256(); 2]; R];
-            // SAFETY (whole block): `g < groups`, so the group's `gp * NR` panel bytes and each
-            // row's `gp` bytes at `r * row + g * gp` lie inside the slices (`t.is_valid()`,
-            // `r < R <= rows`); steps `s < gp / 4` stay within the group.
-            unsafe {
-                let wp = t.panel.as_ptr().add(g * t.gp * NR);
-                let xp = t.xq.as_ptr().add(g * t.gp);
-                for s in 0..t.gp / 4 {
-                    let w0 = _mm256_loadu_si256(wp.add(s * 4 * NR) as *const __m256i);
-                    let w1 = _mm256_loadu_si256(wp.add(s * 4 * NR + 32) as *const __m256i);
-                    for (r, cr) in c.iter_mut().enumerate() {
-                        let xv = (xp.add(r * row + 4 * s) as *const i32).read_unaligned();
-                        let xb = _mm256_set1_epi32(xv);
-                        let ax = _mm256_abs_epi8(xb);
-                        let p0 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w0, xb));
-                        let p1 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w1, xb));
-                        cr[0] = _mm256_add_epi32(cr[0], _mm256_madd_epi16(p0, ones));
-                        cr[1] = _mm256_add_epi32(cr[1], _mm256_madd_epi16(p1, ones));
-                    }
-                }
-                let s0 = _mm256_loadu_ps(t.ps.as_ptr().add(g * NR));
-                let s1 = _mm256_loadu_ps(t.ps.as_ptr().add(g * NR + 8));
-                for (r, (fr, cr)) in f.iter_mut().zip(&c).enumerate() {
-                    let sx = _mm256_set1_ps(*t.xs.get_unchecked(r * t.groups + g));
-                    let (a, b) = (_mm256_cvtepi32_ps(cr[0]), _mm256_cvtepi32_ps(cr[1]));
-                    fr[0] = _mm256_fmadd_ps(a, _mm256_mul_ps(sx, s0), fr[0]);
-                    fr[1] = _mm256_fmadd_ps(b, _mm256_mul_ps(sx, s1), fr[1]);
-                }
-            }
-        }
-        for (fr, out) in f.iter().zip(acc.iter_mut()) {
-            // SAFETY: each `out` row is 16 f32 wide.
-            unsafe {
-                _mm256_storeu_ps(out.as_mut_ptr(), fr[0]);
-                _mm256_storeu_ps(out.as_mut_ptr().add(8), fr[1]);
-            }
-        }
-    }
-
-    /// Quantizes one group of a multiple of 32 values; returns its scale.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn quantize_group(x: &[f32], q: &mut [i8]) -> f32 {
-        let n = x.len();
-        assert!(n % 32 == 0 && q.len() >= n);
-        let sign = _mm256_set1_ps(-0.0);
-        let mut vmax = _mm256_setzero_ps();
-        for i in (0..n).step_by(8) {
-            // SAFETY: `n` is a multiple of 32, so `i + 8 <= n`.
-            let v = unsafe { _mm256_loadu_ps(x.as_ptr().add(i)) };
-            vmax = _mm256_max_ps(vmax, _mm256_andnot_ps(sign, v));
-        }
-        let max = hmax(vmax);
-        if max == 0.0 {
-            q[..n].fill(0);
-            return 1.0;
-        }
-        let inv = _mm256_set1_ps(127.0 / max);
-        let perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-        for i in (0..n).step_by(32) {
-            // SAFETY: `i + 32 <= n` and `q` has at least `n` values (asserted).
-            unsafe {
-                let cv = |o: usize| {
-                    _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x.as_ptr().add(i + o)), inv))
-                };
-                let ab = _mm256_packs_epi32(cv(0), cv(8));
-                let cd = _mm256_packs_epi32(cv(16), cv(24));
-                let bytes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), perm);
-                // |x| * 127 / max <= 127 up to rounding; clamp the -128 rounding could make
-                // (the kernel's sign trick needs |q| <= 127).
-                let bytes = _mm256_max_epi8(bytes, _mm256_set1_epi8(-127));
-                _mm256_storeu_si256(q.as_mut_ptr().add(i) as *mut __m256i, bytes);
-            }
-        }
-        max / 127.0
-    }
-}
+mod x86;
+// Compiled only by a Rust with the AVX-512 intrinsics (1.89+, `build.rs`), so the MSRV lint,
+// which measures against the workspace's 1.85, does not apply.
+#[cfg(all(target_arch = "x86_64", ember_avx512))]
+#[allow(clippy::incompatible_msrv)]
+mod vnni;
 
 #[cfg(test)]
 mod tests;

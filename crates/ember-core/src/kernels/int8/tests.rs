@@ -1,8 +1,10 @@
-//! Tests of the int8 GEMM: packing, the AVX2 microkernel against the portable one, and `gemm`
-//! against a float64 reference of the dequantized product on odd shapes.
+//! Tests of the int8 GEMM: packing, each SIMD microkernel against the portable one, and `gemm`
+//! with every kernel this CPU runs against a float64 reference of the dequantized product.
 
 use super::*;
 use crate::kernels::test_data;
+
+const ISAS: [Isa; 3] = [Isa::Portable, Isa::Avx2, Isa::Avx512Vnni];
 
 /// Symmetric int8 weights `[n, k]` in groups of `g`, as `models::quant` makes them.
 fn quant_w(w: &[f32], g: usize) -> (Vec<i8>, Vec<f32>) {
@@ -39,10 +41,16 @@ fn reference(xq: &QuantizedRows, wq: &[i8], ws: &[f32], bias: &[f32], n: usize) 
 fn pack_round_trips() {
     for &(n, k, g) in &[(37, 30, 10), (16, 128, 128), (3, 7, 7), (40, 256, 128)] {
         let (q, s) = quant_w(&test_data(n * k, 3, 1.0), g);
-        let p = PackedInt8::pack(&q, &s, n, k, g);
-        assert_eq!(p.unpack(), (q, s), "{n}x{k} in groups of {g}");
-        let (groups, gp) = (k / g, g.next_multiple_of(4));
-        assert_eq!(p.bytes(), n.div_ceil(NR) * NR * groups * (gp + 4));
+        for isa in ISAS {
+            let p = PackedInt8::pack_for(isa, &q, &s, n, k, g);
+            assert_eq!(
+                p.unpack(),
+                (q.clone(), s.clone()),
+                "{isa:?} {n}x{k} in groups of {g}"
+            );
+            let (groups, gp) = (k / g, g.next_multiple_of(4));
+            assert_eq!(p.bytes(), n.div_ceil(NR) * NR * groups * (gp + 4));
+        }
     }
 }
 
@@ -57,6 +65,7 @@ fn quantize_rows_pads_groups_and_keeps_codes_in_range() {
     assert_eq!((xq.q.len(), xq.scales.len()), (3 * 3 * 12, 9));
     for (gi, (codes, &s)) in xq.q.chunks(12).zip(&xq.scales).enumerate() {
         assert_eq!(&codes[10..], &[0, 0], "padding of group {gi}");
+        assert_eq!(xq.sums[gi], codes.iter().map(|&c| c as i32).sum::<i32>());
         assert!(codes.iter().all(|&c| c >= -127));
         let src = &x[gi * g..(gi + 1) * g];
         for (&c, &v) in codes.iter().zip(src) {
@@ -89,18 +98,20 @@ fn gemm_matches_the_reference() {
         let w = test_data(n * k, 2, 0.5);
         let b = test_data(n, 4, 0.5);
         let (wq, ws) = quant_w(&w, g);
-        let packed = PackedInt8::pack(&wq, &ws, n, k, g);
         let mut xq = QuantizedRows::default();
         quantize_rows(&x, k, g, &mut xq);
-        for bias in [&b[..], &[]] {
-            let want = reference(&xq, &wq, &ws, bias, n);
-            let mut got = vec![f32::NAN; m * n];
-            gemm(&xq, &packed, bias, &mut got);
-            for (idx, (&g, &w)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (g as f64 - w).abs() <= 1e-5 * (1.0 + w.abs()),
-                    "{m}x{k}x{n} [{idx}]: {g} vs {w}"
-                );
+        for isa in ISAS.into_iter().filter(|i| i.available()) {
+            let packed = PackedInt8::pack_for(isa, &wq, &ws, n, k, g);
+            for bias in [&b[..], &[]] {
+                let want = reference(&xq, &wq, &ws, bias, n);
+                let mut got = vec![f32::NAN; m * n];
+                gemm(&xq, &packed, bias, &mut got);
+                for (idx, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g as f64 - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                        "{isa:?} {m}x{k}x{n} [{idx}]: {g} vs {w}"
+                    );
+                }
             }
         }
     }
@@ -133,11 +144,11 @@ fn gemm_is_close_to_the_f32_product() {
 
 #[cfg(target_arch = "x86_64")]
 #[test]
-fn avx2_paths_match_the_portable_ones() {
+fn avx2_quantizer_matches_the_portable_one() {
     if !has_avx2() {
         return;
     }
-    // Quantization: identical scales, codes equal up to a rounding tie.
+    // Identical scales, codes equal up to a rounding tie.
     let g = 128;
     let mut x = test_data(3 * g, 5, 1.0);
     x[3] = 9.0;
@@ -145,15 +156,21 @@ fn avx2_paths_match_the_portable_ones() {
         let (mut qa, mut qb) = (vec![0i8; g], vec![0i8; g]);
         let sa = quantize_group(c, &mut qa);
         // SAFETY: AVX2 and FMA detected above; both slices hold `g` values.
-        let sb = unsafe { avx2::quantize_group(c, &mut qb) };
+        let sb = unsafe { x86::quantize_group(c, &mut qb) };
         assert!((sa - sb).abs() <= 1e-7 * sa);
         assert!(qa
             .iter()
             .zip(&qb)
             .all(|(a, b)| (*a as i32 - *b as i32).abs() <= 1));
     }
-    // Microkernel: random codes, then the extremes where `vpmaddubsw` would saturate without
-    // the sign trick (every pair sum at +-2 * 127 * 127), for every row count.
+}
+
+/// Every SIMD microkernel against the portable one on the same tiles, for every row count:
+/// random codes, then the extremes where `vpmaddubsw` would saturate without the sign trick
+/// (every pair sum at +-2 * 127 * 127) and where offset weights reach 0 and 254.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn simd_tiles_match_the_portable_one() {
     let (groups, gp) = (3, 132);
     let row = groups * gp;
     let codes = |n: usize, seed: u32| -> Vec<i8> {
@@ -170,38 +187,59 @@ fn avx2_paths_match_the_portable_ones() {
         (vec![-127; MR * row], vec![-127; row * NR]),
         (vec![127; MR * row], vec![127; row * NR]),
     ];
-    for (xq, panel) in &cases {
-        for rows in 1..=MR {
-            let t = Tile {
-                xq,
-                xs: &xs,
-                rows,
-                panel,
-                ps: &ps,
-                groups,
-                gp,
-            };
-            let (mut a, mut b) = ([[0f32; NR]; MR], [[0f32; NR]; MR]);
-            tile(t, &mut a);
-            // SAFETY: AVX2 and FMA detected above.
-            unsafe { avx2::tile(t, &mut b) };
-            for (ra, rb) in a.iter().zip(&b).take(rows) {
-                for (va, vb) in ra.iter().zip(rb) {
+    for isa in [Isa::Avx2, Isa::Avx512Vnni] {
+        if !isa.available() {
+            eprintln!("note: {isa:?} not on this CPU; its kernel is untested here");
+            continue;
+        }
+        for (xq, w) in &cases {
+            let xsum: Vec<i32> = xq
+                .chunks(gp)
+                .map(|c| c.iter().map(|&v| v as i32).sum())
+                .collect();
+            let flip = if isa.offset() { i8::MIN } else { 0 };
+            let panel: Vec<i8> = w.iter().map(|&v| v ^ flip).collect();
+            for rows in 1..=isa.rows() {
+                let t = Tile {
+                    xq,
+                    xs: &xs,
+                    xsum: &xsum,
+                    rows,
+                    panel: &panel,
+                    ps: &ps,
+                    groups,
+                    gp,
+                    offset: isa.offset(),
+                };
+                let (mut a, mut b) = ([[0f32; NR]; MR], [[0f32; NR]; MR]);
+                tile(t, &mut a);
+                // SAFETY: the CPU runs `isa` (checked above).
+                unsafe {
+                    match isa {
+                        Isa::Avx2 => x86::tile_avx2(t, &mut b),
+                        #[cfg(ember_avx512)]
+                        Isa::Avx512Vnni => vnni::tile(t, &mut b),
+                        _ => unreachable!("{isa:?} is not available"),
+                    }
+                }
+                for (ra, rb) in a.iter().zip(&b).take(rows) {
+                    for (va, vb) in ra.iter().zip(rb) {
+                        assert!(
+                            (va - vb).abs() <= 1e-6 * (1.0 + va.abs()),
+                            "{isa:?} rows {rows}: {va} vs {vb}"
+                        );
+                    }
+                }
+                // The extremes: each output is the exact sum of `gp` products of +-127 * 127.
+                if xq[0] == xq[1] && w[0] == w[1] {
+                    let per = (xq[0] as f32) * (w[0] as f32) * gp as f32;
+                    let want: f32 = (0..groups).map(|gi| per * xs[gi] * ps[gi * NR]).sum();
                     assert!(
-                        (va - vb).abs() <= 1e-6 * (1.0 + va.abs()),
-                        "rows {rows}: {va} vs {vb}"
+                        (a[0][0] - want).abs() <= 1e-5 * want.abs(),
+                        "{} vs {want}",
+                        a[0][0]
                     );
                 }
-            }
-            // The extremes: each output is the exact sum of `k` products of +-127 * 127.
-            if xq[0] == xq[1] && panel[0] == panel[1] {
-                let per = (xq[0] as f32) * (panel[0] as f32) * gp as f32;
-                let want: f32 = (0..groups).map(|gi| per * xs[gi] * ps[gi * NR]).sum();
-                assert!(
-                    (a[0][0] - want).abs() <= 1e-5 * want.abs(),
-                    "{} vs {want}",
-                    a[0][0]
-                );
             }
         }
     }
