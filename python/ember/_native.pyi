@@ -18,6 +18,7 @@ __all__ = [
     "models",
     "register_model",
     "serve",
+    "serve_cli",
     "set_default_model",
 ]
 
@@ -164,3 +165,4 @@ def serve(
     lazy: bool | None = None,
     config: _Path | None = None,
 ) -> None: ...
+def serve_cli(argv: Sequence[str]) -> tuple[int, str]: ...

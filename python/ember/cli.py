@@ -26,30 +26,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Run Ember's HTTP server until Ctrl-C. Options left out take their EMBER_* "
         "environment variable (EMBER_HOST, EMBER_PORT, ...), else the server's default.",
     )
-    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument(
-        "--port", type=int, help="port to listen on; 0 picks a free one (default 8080)"
-    )
-    serve.add_argument(
-        "--model",
-        dest="models",
-        action="append",
-        metavar="MODEL",
-        help="a model to load at start (repeat, or separate with commas)",
-    )
-    serve.add_argument("--default-model", help="the model a request that names none gets")
-    serve.add_argument("--models-file", help="a TOML file adding [[models]] entries")
-    serve.add_argument(
-        "--config",
-        help="a TOML server configuration: models to preload (dtype, keep_alive, pinned, warmup), "
-        "budgets, limits and keys; every other setting also reads its EMBER_* variable",
-    )
-    serve.add_argument(
-        "--lazy",
-        action="store_true",
-        default=None,
-        help="load the default model on first use instead of at start",
-    )
+    # Every server flag (and `--help`) is parsed by the server itself: see `_serve`.
+    serve.add_argument("argv", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
     embed = commands.add_parser(
         "embed",
@@ -229,31 +207,30 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(args: argparse.Namespace) -> int:
-    models = None
-    if args.models:
-        models = [m.strip() for arg in args.models for m in arg.split(",") if m.strip()]
+def _serve(argv: Sequence[str]) -> int:
+    """`ember serve ARGS`: the Rust server parses ARGS exactly as the `ember-server` binary."""
     try:
-        ember.serve(
-            host=args.host,
-            port=args.port,
-            models=models,
-            default_model=args.default_model,
-            models_file=args.models_file,
-            lazy=args.lazy,
-            config=args.config,
-        )
+        code, text = ember._native.serve_cli(list(argv))
     except KeyboardInterrupt:
         # The server already stopped cleanly (in-flight requests finished): a normal exit.
-        pass
-    return 0
+        return 0
+    if text:
+        print(text.rstrip("\n"), file=sys.stderr if code else sys.stdout)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the `ember` command line; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        try:
+            return _serve(argv[1:])
+        except ember.EmberError as e:
+            print(f"ember: error: {e}", file=sys.stderr)
+            return 1
     args = _parser().parse_args(argv)
     commands = {
-        "serve": _serve,
+        "serve": lambda a: _serve(a.argv),
         "embed": _embed,
         "models": _models,
         "download": _download,

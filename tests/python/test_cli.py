@@ -40,7 +40,15 @@ def test_console_script_is_declared() -> None:
     ("args", "expected"),
     [
         ((), ["serve", "embed", "models", "download", "bench"]),
-        (("serve",), ["--host", "--port", "--model", "--default-model", "--models-file"]),
+        # The server's own flags, each with its EMBER_* variable.
+        (
+            ("serve",),
+            [
+                *("--host", "--port", "--model", "--default-model", "--models-file", "--config"),
+                *("--api-key", "--max-batch-tokens", "--model-roots", "--keep-alive"),
+                *("EMBER_PORT", "EMBER_MAX_MEMORY"),
+            ],
+        ),
         (("embed",), ["TEXT", "--model", "--json"]),
         (("models",), ["--loaded", "--url", "--json"]),
         (("download",), ["MODEL", "--quiet", "progress"]),
@@ -52,6 +60,12 @@ def test_help(args: tuple[str, ...], expected: list[str]) -> None:
     assert out.returncode == 0, out.stderr
     for word in expected:
         assert word in out.stdout
+
+
+def test_serve_rejects_a_bad_flag_value_before_starting() -> None:
+    out = run("serve", "--port", "eighty")
+    assert out.returncode == 2
+    assert "--port" in out.stderr and "eighty" in out.stderr, out.stderr
 
 
 def test_version() -> None:

@@ -67,6 +67,24 @@ fn serve(
     detached(py, || ember_server::serve_blocking(args))
 }
 
+/// Runs `ember serve ARGS...`: the arguments are parsed exactly as the `ember-server` binary
+/// parses them (every flag, its `EMBER_*` variable, `--help`), then the server runs in this
+/// process until Ctrl-C or SIGTERM with the GIL released. Returns `(exit status, text)`: when the
+/// arguments ask for help or are wrong, the server does not start and `text` is clap's message
+/// (status 0 for help, 2 for a usage error).
+#[pyfunction]
+fn serve_cli(py: Python<'_>, argv: Vec<String>) -> PyResult<(i32, String)> {
+    let args =
+        match ServeArgs::try_parse_from(std::iter::once("ember serve".to_string()).chain(argv)) {
+            Ok(args) => args,
+            Err(e) => return Ok((if e.use_stderr() { 2 } else { 0 }, e.render().to_string())),
+        };
+    logging::for_server();
+    tracing::info!(config = ?args, "starting");
+    detached(py, || ember_server::serve_blocking(args))?;
+    Ok((0, String::new()))
+}
+
 /// Ember's native extension: text-embedding models in Rust. Use it through `import ember`.
 #[pymodule(gil_used = false)]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -81,5 +99,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(catalog::set_default_model, m)?)?;
     m.add_function(wrap_pyfunction!(catalog::download_model, m)?)?;
     m.add_function(wrap_pyfunction!(serve, m)?)?;
+    m.add_function(wrap_pyfunction!(serve_cli, m)?)?;
     Ok(())
 }
