@@ -194,7 +194,10 @@ fn linear_on<T: Elem>(x: &[f32], data: &[T], n: usize, k: usize, bias: &[f32], o
             let (c0, c1) = (j * NR, ((j + 1) * NR).min(n));
             let mut i = r0;
             while i < r1 {
-                let rows = MR.min(r1 - i);
+                // Even tiles (15 rows: 5 + 5 + 5, not 6 + 6 + 3): a short last tile has too few
+                // accumulators to hide the FMA latency.
+                let left = r1 - i;
+                let rows = left.div_ceil(left.div_ceil(MR));
                 let mut acc = [[0f32; NR]; MR];
                 let xs = &x[i * k..(i + rows) * k];
                 #[cfg(target_arch = "x86_64")]
