@@ -317,6 +317,8 @@ pub struct Tile<'a> {
     pub panel: &'a [i8],
     /// The panel's scales, `groups * NR`.
     pub ps: &'a [f32],
+    /// What each row's outputs start from (the panel's bias), `NR`.
+    pub bias: &'a [f32],
     /// Groups per row.
     pub groups: usize,
     /// Padded group length (a multiple of 4).
@@ -336,6 +338,7 @@ impl Tile<'_> {
             && self.xsum.len() >= self.rows * self.groups
             && self.panel.len() >= row * NR
             && self.ps.len() >= self.groups * NR
+            && self.bias.len() >= NR
     }
 }
 
@@ -365,9 +368,15 @@ pub fn gemm(x: &QuantizedRows, w: &PackedInt8, bias: &[f32], out: &mut [f32]) {
     // One task: row block `b`, panels `p0..p1`.
     let task = |b: usize, p0: usize, p1: usize| {
         let (r0, r1) = (b * MC, ((b + 1) * MC).min(m));
+        // Every kernel writes all of its rows: no zeroing per tile.
+        let mut acc = [[0f32; NR]; MR];
         for j in p0..p1 {
             let (panel, ps) = w.panel(j);
             let (c0, c1) = (j * NR, ((j + 1) * NR).min(n));
+            let mut pb = [0f32; NR];
+            if !bias.is_empty() {
+                pb[..c1 - c0].copy_from_slice(&bias[c0..c1]);
+            }
             let mut i = r0;
             while i < r1 {
                 let rows = mr.min(r1 - i);
@@ -378,11 +387,11 @@ pub fn gemm(x: &QuantizedRows, w: &PackedInt8, bias: &[f32], out: &mut [f32]) {
                     rows,
                     panel,
                     ps,
+                    bias: &pb,
                     groups,
                     gp,
                     offset: isa.offset(),
                 };
-                let mut acc = [[0f32; NR]; MR];
                 match isa {
                     #[cfg(all(target_arch = "x86_64", ember_avx512))]
                     // SAFETY: the CPU runs AVX-512 BW + VNNI (asserted `isa.available()`); `t`
@@ -401,12 +410,10 @@ pub fn gemm(x: &QuantizedRows, w: &PackedInt8, bias: &[f32], out: &mut [f32]) {
                     let dst = unsafe {
                         std::slice::from_raw_parts_mut(ptr.get().add((i + r) * n + c0), width)
                     };
-                    if bias.is_empty() {
-                        dst.copy_from_slice(&a[..width]);
-                    } else {
-                        for ((d, &v), &b) in dst.iter_mut().zip(&a[..width]).zip(&bias[c0..c1]) {
-                            *d = v + b;
-                        }
+                    match <&mut [f32; NR]>::try_from(&mut *dst) {
+                        // A whole panel: a fixed-size copy, no call.
+                        Ok(d) => *d = *a,
+                        Err(_) => dst.copy_from_slice(&a[..width]),
                     }
                 }
                 i += rows;
@@ -429,10 +436,14 @@ pub fn gemm(x: &QuantizedRows, w: &PackedInt8, bias: &[f32], out: &mut [f32]) {
     }
 }
 
-/// Portable microkernel: `acc[r][c] = sum_g xs[r, g] ps[g, c] sum_{p in g} xq[r, p] w[p, c]`.
+/// Portable microkernel:
+/// `acc[r][c] = bias[c] + sum_g xs[r, g] ps[g, c] sum_{p in g} xq[r, p] w[p, c]`.
 pub fn tile(t: Tile<'_>, acc: &mut [[f32; NR]; MR]) {
     assert!(t.is_valid(), "malformed int8 tile");
     let row = t.groups * t.gp;
+    for a in acc.iter_mut().take(t.rows) {
+        a.copy_from_slice(&t.bias[..NR]);
+    }
     for g in 0..t.groups {
         let mut sums = [[0i32; NR]; MR];
         let pg = &t.panel[g * t.gp * NR..(g + 1) * t.gp * NR];

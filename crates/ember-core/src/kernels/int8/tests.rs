@@ -181,6 +181,7 @@ fn simd_tiles_match_the_portable_one() {
     };
     let xs = test_data(MR * groups, 7, 1.0);
     let ps = test_data(groups * NR, 8, 1.0);
+    let bias = test_data(NR, 9, 1.0);
     let cases = [
         (codes(MR * row, 1), codes(row * NR, 2)),
         (vec![127; MR * row], vec![-127; row * NR]),
@@ -207,6 +208,7 @@ fn simd_tiles_match_the_portable_one() {
                     rows,
                     panel: &panel,
                     ps: &ps,
+                    bias: &bias,
                     groups,
                     gp,
                     offset: isa.offset(),
@@ -233,7 +235,10 @@ fn simd_tiles_match_the_portable_one() {
                 // The extremes: each output is the exact sum of `gp` products of +-127 * 127.
                 if xq[0] == xq[1] && w[0] == w[1] {
                     let per = (xq[0] as f32) * (w[0] as f32) * gp as f32;
-                    let want: f32 = (0..groups).map(|gi| per * xs[gi] * ps[gi * NR]).sum();
+                    let want: f32 = bias[0]
+                        + (0..groups)
+                            .map(|gi| per * xs[gi] * ps[gi * NR])
+                            .sum::<f32>();
                     assert!(
                         (a[0][0] - want).abs() <= 1e-5 * want.abs(),
                         "{} vs {want}",

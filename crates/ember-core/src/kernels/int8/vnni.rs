@@ -38,7 +38,8 @@ pub unsafe fn tile(t: Tile<'_>, acc: &mut [[f32; NR]; MR]) {
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
 unsafe fn vnni_kernel<const R: usize>(t: Tile<'_>, acc: &mut [[f32; NR]; MR]) {
     let row = t.groups * t.gp;
-    let mut f = [_mm512_setzero_ps(); R];
+    // SAFETY: `t.bias` holds NR = 16 values (`t.is_valid()`).
+    let mut f = [unsafe { _mm512_loadu_ps(t.bias.as_ptr()) }; R];
     for g in 0..t.groups {
         let mut c = [_mm512_setzero_si512(); R];
         // SAFETY (whole block): `g < groups`, so the group's `gp * NR` panel bytes, its 16

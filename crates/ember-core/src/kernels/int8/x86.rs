@@ -37,7 +37,14 @@ pub unsafe fn tile_avx2(t: Tile<'_>, acc: &mut [[f32; NR]; MR]) {
 unsafe fn avx2_kernel<const R: usize>(t: Tile<'_>, acc: &mut [[f32; NR]; MR]) {
     let row = t.groups * t.gp;
     let ones = _mm256_set1_epi16(1);
-    let mut f = [[_mm256_setzero_ps(); 2]; R];
+    // SAFETY: `t.bias` holds NR = 16 values (`t.is_valid()`).
+    let b = unsafe {
+        [
+            _mm256_loadu_ps(t.bias.as_ptr()),
+            _mm256_loadu_ps(t.bias.as_ptr().add(8)),
+        ]
+    };
+    let mut f = [b; R];
     for g in 0..t.groups {
         let mut c = [[_mm256_setzero_si256(); 2]; R];
         // SAFETY (whole block): `g < groups`, so the group's `gp * NR` panel bytes and each
