@@ -19,7 +19,7 @@ memory the server failed to give back (leaks, allocator fragmentation). A settle
 must not still hold a budget's worth of freed memory.
 
 Exits non-zero on any 5xx, transport error, good request refused (other than 429), bad request
-accepted, wrong vector, settled RSS drift beyond ``--rss-tolerance`` or above the settled limit,
+accepted, wrong vector, settled RSS growth beyond ``--rss-tolerance`` or above the settled limit,
 manager bytes over the budget, requests or queue entries left in flight after traffic stops, or a
 server that does not exit 0 on SIGTERM.
 
@@ -430,8 +430,7 @@ class Soak:
                     f"{label}: loaded {m.get('ember_models_loaded')}, in flight "
                     f"{m.get('ember_inflight_requests')}, queued {depth}",
                 )
-            # The manager gives freed memory back on its next tick (250 ms); idle batch workers
-            # stop after 60 s.
+            # Idle batch workers stop after 60 s; the manager hands freed memory back within 10 s.
             await asyncio.sleep(self.args.settle)
             rss = [rss_kb(self.pid) for _ in range(3)]
             cp = {
@@ -607,9 +606,10 @@ def verdict(s: dict, args: argparse.Namespace, exit_code: int | None) -> list[st
             failed.append(f"{s['problems'][kind]} x {kind}")
     if s["problems"].get("over budget"):
         failed.append(f"the budget was exceeded in {s['problems']['over budget']} samples")
-    if s["rss_settled_drift"] is not None and abs(s["rss_settled_drift"]) > args.rss_tolerance:
+    # Only growth fails: memory given back between the checkpoints is no leak.
+    if s["rss_settled_drift"] is not None and s["rss_settled_drift"] > args.rss_tolerance:
         failed.append(
-            f"settled RSS moved {100 * s['rss_settled_drift']:+.1f} % between the checkpoints "
+            f"settled RSS grew {100 * s['rss_settled_drift']:+.1f} % between the checkpoints "
             f"(tolerance {100 * args.rss_tolerance:.0f} %)"
         )
     limit = args.settled_rss_limit
@@ -636,7 +636,11 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=600.0, help="seconds of traffic")
     ap.add_argument("--settle-at", type=float, default=60.0, help="first RSS checkpoint (s)")
     ap.add_argument(
-        "--settle", type=float, default=65.0, help="seconds idle before reading RSS (workers: 60)"
+        "--settle",
+        type=float,
+        default=75.0,
+        help="seconds idle before reading RSS (idle workers stop after 60 s; freed memory is "
+        "handed back within 10 s more)",
     )
     ap.add_argument(
         "--settled-rss-limit", type=float, help="MB a settled RSS must stay under (default: budget)"

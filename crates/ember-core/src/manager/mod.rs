@@ -634,26 +634,29 @@ impl Drop for ModelManager {
 }
 
 fn keep_alive_loop(inner: Weak<Inner>, tick: Duration) {
+    let mut released = Instant::now();
     loop {
         std::thread::sleep(tick);
         let Some(inner) = inner.upgrade() else { return };
         if inner.stop.load(Ordering::Acquire) {
             return;
         }
-        let (n, freed) = inner
+        let due = released.elapsed() >= release::EVERY;
+        let (n, release) = inner
             .state
             .lock()
             .map(|mut st| {
                 let n = st.expire_idle(Instant::now());
-                (n, st.take_freed())
+                (n, st.take_freed(due))
             })
             .unwrap_or((0, false));
         if n > 0 {
             inner.changed.notify_all();
         }
-        if freed {
+        if release {
             // Outside the lock: requests and loads go on meanwhile.
             release::release_free_memory();
+            released = Instant::now();
         }
     }
 }

@@ -312,14 +312,15 @@ impl State {
         self.freed = true;
     }
 
-    /// Whether memory was freed since the last call; counts the release the caller will make.
-    pub fn take_freed(&mut self) -> bool {
+    /// Whether to hand free memory back now: model memory was freed since the last call, or a
+    /// periodic release is `due`. Counts the release the caller will make.
+    pub fn take_freed(&mut self, due: bool) -> bool {
         self.draining_bytes();
-        let freed = std::mem::take(&mut self.freed);
-        if freed {
+        let release = std::mem::take(&mut self.freed) || due;
+        if release {
             self.stats.memory_releases += 1;
         }
-        freed
+        release
     }
 
     /// Takes a place in the line of loads waiting for room.
