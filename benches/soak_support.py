@@ -1,0 +1,181 @@
+"""Helpers of `benches/soak.py`: a small keep-alive HTTP/1.1 client, `/metrics` and `/proc`
+readers, and starting the real server with the soak's budget while reading its log."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from load import wait_ready
+
+
+class Http:
+    """One keep-alive HTTP/1.1 connection (standard library only: the CPU is for the server)."""
+
+    def __init__(self, host: str, port: int, headers: dict[str, str], timeout: float = 180.0):
+        self.host, self.port, self.headers, self.timeout = host, port, headers, timeout
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        ctype: str = "application/json",
+    ) -> tuple[int, bytes]:
+        return await asyncio.wait_for(self._request(method, path, body, ctype), self.timeout)
+
+    async def _request(
+        self, method: str, path: str, body: bytes | None, ctype: str
+    ) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        extra = "".join(f"{k}: {v}\r\n" for k, v in self.headers.items())
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n{extra}"
+        if body is not None:
+            head += f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+        self.writer.write((head + "\r\n").encode() + (body or b""))
+        await self.writer.drain()
+        assert self.reader is not None
+        status_line = await self.reader.readline()
+        if not status_line:
+            raise ConnectionError("server closed the connection")
+        status = int(status_line.split()[1])
+        length, close, chunked = 0, False, False
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            name, value = name.strip().lower(), value.strip()
+            if name == "content-length":
+                length = int(value)
+            elif name == "connection" and value.lower() == "close":
+                close = True
+            elif name == "transfer-encoding" and "chunked" in value.lower():
+                chunked = True
+        if chunked:
+            data = b""
+            while True:
+                size = int((await self.reader.readline()).strip(), 16)
+                chunk = await self.reader.readexactly(size + 2)
+                if size == 0:
+                    break
+                data += chunk[:-2]
+        else:
+            data = await self.reader.readexactly(length)
+        if close:
+            self.close()
+        return status, data
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """`name{labels} value` lines into {"name{labels}": value}."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            try:
+                out[key] = float(value)
+            except ValueError:
+                pass
+    return out
+
+
+def rss_kb(pid: int | None) -> int | None:
+    if pid is None:
+        return None
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    m = re.search(r"^VmRSS:\s+(\d+)", status, re.M)
+    return int(m.group(1)) if m else None
+
+
+def threads(pid: int | None) -> int | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text() if pid else ""
+    except OSError:
+        return None
+    m = re.search(r"^Threads:\s+(\d+)", status, re.M)
+    return int(m.group(1)) if m else None
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b))
+    na = math.sqrt(sum(x * x for x in a))
+    nb = math.sqrt(sum(y * y for y in b))
+    return dot / (na * nb) if na and nb else 0.0
+
+
+def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
+    """Starts the server on a free loopback port with the soak's budget; returns it and its URL."""
+    binary = Path(args.binary)
+    if binary.is_file():
+        cmd = [str(binary)]
+    else:
+        cmd = [sys.executable, "-m", "ember", "serve"]
+    cmd += ["--host", "127.0.0.1", "--port", "0"]
+    env = dict(
+        os.environ,
+        NO_COLOR="1",
+        HF_HUB_OFFLINE="1",
+        EMBER_LOG=os.environ.get("EMBER_LOG", "info"),
+        EMBER_MAX_MEMORY=args.max_memory,
+        EMBER_MAX_MODELS=str(args.max_models),
+    )
+    for var in ("EMBER_CONFIG", "EMBER_API_KEYS", "EMBER_ADMIN_KEY", "EMBER_KEEP_ALIVE"):
+        env.pop(var, None)
+    print(f"[soak] starting {' '.join(cmd)} (budget {args.max_memory})", flush=True)
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stderr is not None
+    addr, start = None, time.time()
+    tail: list[str] = []
+    while addr is None and time.time() - start < 300:
+        line = proc.stderr.readline()
+        if not line:
+            raise SystemExit(f"server exited early ({proc.poll()}):\n{''.join(tail)}")
+        tail = [*tail[-20:], line]
+        m = re.search(r"ember listening.*addr=([0-9.]+:[0-9]+)", line)
+        if m:
+            addr = m.group(1)
+    if addr is None:
+        proc.kill()
+        raise SystemExit("server never logged its address")
+    log = open(args.server_log, "w") if args.server_log else None
+    threading.Thread(target=read_log, args=(proc.stderr, log), daemon=True).start()
+    url = f"http://{addr}"
+    wait_ready(url, 300)
+    return proc, url
+
+
+LOADED_BYTES: dict[tuple[str, str], float] = {}
+LOADED = re.compile(r'model loaded model="([^"]+)" dtype=(\w+) .*bytes=(\d+)')
+
+
+def read_log(stream, out) -> None:
+    """Keeps the server's log flowing (to `out`, if any) and notes each model's size."""
+    for line in stream:
+        m = LOADED.search(line)
+        if m:
+            LOADED_BYTES[(m.group(1), m.group(2))] = float(m.group(3))
+        if out is not None:
+            out.write(line)
+    if out is not None:
+        out.close()

@@ -1,0 +1,147 @@
+//! What the manager reports about each model: its load state, and every loaded (dtype) instance
+//! with its bytes, use and keep-alive.
+
+use std::time::{Instant, SystemTime};
+
+use serde::Serialize;
+
+use super::state::State;
+use super::{poisoned, KeepAlive, ModelManager};
+use crate::dtype::DType;
+use crate::error::Result;
+use crate::registry::ModelSpec;
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Lifecycle of a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadState {
+    Unloaded,
+    Loading,
+    Loaded,
+    Failed,
+}
+
+/// One loaded (id, dtype) instance.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceStatus {
+    pub dtype: DType,
+    pub state: LoadState,
+    /// Bytes held (weights and tokenizer).
+    pub bytes: usize,
+    /// How long the load took.
+    pub load_ms: f64,
+    /// When it was loaded (ms since the Unix epoch).
+    pub loaded_at_ms: u64,
+    /// Last use (ms since the Unix epoch).
+    pub last_used_ms: u64,
+    pub hits: u64,
+    pub keep_alive: KeepAlive,
+    /// When it will be unloaded for idleness (ms since the Unix epoch), if ever.
+    pub expires_at_ms: Option<u64>,
+    pub pinned: bool,
+    /// Requests (or handles) using it now.
+    pub in_use: usize,
+}
+
+/// A catalog entry with its load state.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelStatus {
+    #[serde(flatten)]
+    pub spec: ModelSpec,
+    /// Loaded if any dtype is loaded, else loading, failed or unloaded.
+    pub state: LoadState,
+    pub loaded: bool,
+    /// Bytes held by all loaded dtypes.
+    pub bytes: usize,
+    /// The dtype a request that names none gets.
+    pub dtype: DType,
+    pub instances: Vec<InstanceStatus>,
+    /// The last load failure, if the last attempt failed.
+    pub error: Option<String>,
+}
+
+impl ModelManager {
+    /// Every catalog entry with its load state (and models loaded from directories).
+    pub fn status(&self) -> Result<Vec<ModelStatus>> {
+        let specs = self
+            .inner
+            .registry
+            .read()
+            .map_err(poisoned)?
+            .models()
+            .to_vec();
+        let st = self.inner.state.lock().map_err(poisoned)?;
+        let mut out: Vec<ModelStatus> = specs.into_iter().map(|s| self.status_of(&st, s)).collect();
+        // Directories used as ids are not in the catalog but may be loaded.
+        for id in st.loaded_ids() {
+            if !out.iter().any(|m| m.spec.id == id) {
+                if let Ok(spec) = self.spec(Some(&id)) {
+                    out.push(self.status_of(&st, spec));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The status of one model.
+    pub fn model_status(&self, id: &str) -> Result<ModelStatus> {
+        let spec = self.spec(Some(id))?;
+        let st = self.inner.state.lock().map_err(poisoned)?;
+        Ok(self.status_of(&st, spec))
+    }
+
+    fn status_of(&self, st: &State, spec: ModelSpec) -> ModelStatus {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let mut instances: Vec<InstanceStatus> = st
+            .entries_of(&spec.id)
+            .map(|(dtype, e)| InstanceStatus {
+                dtype,
+                state: LoadState::Loaded,
+                bytes: e.bytes,
+                load_ms: e.load_time.as_secs_f64() * 1000.0,
+                loaded_at_ms: unix_ms(e.loaded_at),
+                last_used_ms: unix_ms(wall - now.saturating_duration_since(e.last_used)),
+                hits: e.hits,
+                keep_alive: e.keep_alive,
+                expires_at_ms: (!e.pinned)
+                    .then(|| e.keep_alive.duration())
+                    .flatten()
+                    .map(|d| unix_ms(wall + (e.last_used + d).saturating_duration_since(now))),
+                pinned: e.pinned,
+                in_use: e.in_use(),
+            })
+            .collect();
+        instances.sort_by_key(|i| i.dtype);
+        let loading = st.inflight.keys().any(|(id, _)| *id == spec.id);
+        let error = st
+            .failed
+            .iter()
+            .find(|((id, _), _)| *id == spec.id)
+            .map(|(_, e)| e.clone());
+        let state = if !instances.is_empty() {
+            LoadState::Loaded
+        } else if loading {
+            LoadState::Loading
+        } else if error.is_some() {
+            LoadState::Failed
+        } else {
+            LoadState::Unloaded
+        };
+        ModelStatus {
+            state,
+            loaded: !instances.is_empty(),
+            bytes: instances.iter().map(|i| i.bytes).sum(),
+            dtype: self.default_dtype(&spec),
+            instances,
+            error,
+            spec,
+        }
+    }
+}
