@@ -31,8 +31,19 @@ pub fn has_avx2() -> bool {
     }
 }
 
+/// True when the AVX-512 f32 paths may run (AVX-512 F on top of everything `has_avx2` wants).
+#[cfg(all(target_arch = "x86_64", ember_avx512))]
+#[inline]
+pub fn has_avx512() -> bool {
+    std::is_x86_feature_detected!("avx512f") && has_avx2()
+}
+
 /// Instruction set the kernels dispatch to on this machine (for logs and bench labels).
 pub fn isa() -> &'static str {
+    #[cfg(all(target_arch = "x86_64", ember_avx512))]
+    if has_avx512() {
+        return "avx512f";
+    }
     if has_avx2() {
         "avx2+fma"
     } else {

@@ -4,10 +4,12 @@
 //! re-pack it on every call. For an embedding model that is the wrong trade: the weights never
 //! change, and a short query (15 tokens) spends as long packing a 384×1536 matrix as multiplying
 //! by it. Here `W` (`[n, k]`) is stored as panels of `NR = 16` output columns, each `[k, 16]`
-//! row-major, so the microkernel reads one panel front to back while `MR = 6` input rows are
-//! broadcast against it: 12 AVX2 accumulators (6 rows × 2 × 8 lanes), two loads and six
-//! broadcasts per 12 FMAs. Threads split the column panels (small `m`) or the row blocks
-//! (large `m`), each writing disjoint parts of the output.
+//! row-major, so a microkernel reads panels front to back while input rows are broadcast against
+//! them. The AVX2 kernel (`avx2`) takes 6 rows × one panel: 12 accumulators of 8 lanes, two loads
+//! and six broadcasts per 12 FMAs. The AVX-512 kernel (`avx512`) takes 12 rows × two panels: 24
+//! accumulators of 16 lanes, two loads and 12 broadcasts per 24 FMAs. Which one runs is decided
+//! at run time. Threads split the column panels (small `m`) or the row blocks (large `m`), each
+//! writing disjoint parts of the output.
 //!
 //! f16 and bf16 weights are packed the same way and widened to f32 inside the microkernel as they
 //! are loaded (F16C `vcvtph2ps`; bf16 is a 16-bit shift), so half-precision models keep half the
@@ -18,6 +20,12 @@ use rayon::prelude::*;
 
 use super::has_avx2;
 use super::threads::num_threads;
+
+// Built only where `build.rs` found Rust 1.89+ (the AVX-512 intrinsics' release), so the lint's
+// MSRV warning does not apply.
+#[cfg(all(target_arch = "x86_64", ember_avx512))]
+#[allow(clippy::incompatible_msrv)]
+mod avx512;
 
 /// Output columns per panel.
 pub const NR: usize = 16;
@@ -159,16 +167,166 @@ impl OutPtr {
     }
 }
 
-/// `out[m, n] = x[m, k] · W^T + bias[n]` (`bias` may be empty).
-pub fn linear(x: &[f32], w: &PackedF32, bias: &[f32], out: &mut [f32]) {
-    match &w.data {
-        Panels::F32(d) => linear_on(x, d, w.n, w.k, bias, out),
-        Panels::F16(d) => linear_on(x, d, w.n, w.k, bias, out),
-        Panels::Bf16(d) => linear_on(x, d, w.n, w.k, bias, out),
+/// Which microkernel the GEMM runs on this CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Portable,
+    Avx2,
+    #[cfg(all(target_arch = "x86_64", ember_avx512))]
+    Avx512,
+}
+
+impl Path {
+    fn detect() -> Self {
+        #[cfg(all(target_arch = "x86_64", ember_avx512))]
+        if super::has_avx512() {
+            return Path::Avx512;
+        }
+        if has_avx2() {
+            Path::Avx2
+        } else {
+            Path::Portable
+        }
+    }
+
+    /// Every path this CPU runs (for tests).
+    #[cfg(test)]
+    fn available() -> Vec<Self> {
+        let mut paths = vec![Path::Portable];
+        if has_avx2() {
+            paths.push(Path::Avx2);
+        }
+        #[cfg(all(target_arch = "x86_64", ember_avx512))]
+        if super::has_avx512() {
+            paths.push(Path::Avx512);
+        }
+        paths
+    }
+
+    /// Panels one microkernel call covers.
+    fn panels_per_call(self) -> usize {
+        match self {
+            #[cfg(all(target_arch = "x86_64", ember_avx512))]
+            Path::Avx512 => 2,
+            _ => 1,
+        }
     }
 }
 
-fn linear_on<T: Elem>(x: &[f32], data: &[T], n: usize, k: usize, bias: &[f32], out: &mut [f32]) {
+/// One GEMM's operands, shared by the tasks that each fill a (row block, panel range) of `out`.
+struct Job<'a, T> {
+    x: &'a [f32],
+    data: &'a [T],
+    n: usize,
+    k: usize,
+    bias: &'a [f32],
+    out: OutPtr,
+}
+
+/// Splits `left` rows into even tiles of at most `most` (15 rows with 6 at most: 5 + 5 + 5, not
+/// 6 + 6 + 3): a short last tile has too few accumulators to hide the FMA latency.
+fn tile_rows(left: usize, most: usize) -> usize {
+    left.div_ceil(left.div_ceil(most))
+}
+
+impl<T: Elem> Job<'_, T> {
+    /// Writes `acc`'s first `rows` rows, columns `c0..c1`, to `out` at row `i`, adding the bias.
+    fn store<const W: usize>(&self, i: usize, acc: &[[f32; W]], c0: usize, c1: usize) {
+        let width = c1 - c0;
+        for (r, a) in acc.iter().enumerate() {
+            // SAFETY: row `i + r < m`, columns `c0..c1 <= n` of `out` (asserted `[m, n]` by
+            // `linear_on`); this tile belongs to this task alone (tasks partition the rows into
+            // blocks and the columns into panels).
+            let dst = unsafe {
+                std::slice::from_raw_parts_mut(self.out.get().add((i + r) * self.n + c0), width)
+            };
+            if self.bias.is_empty() {
+                dst.copy_from_slice(&a[..width]);
+            } else {
+                for ((d, &v), &b) in dst.iter_mut().zip(&a[..width]).zip(&self.bias[c0..c1]) {
+                    *d = v + b;
+                }
+            }
+        }
+    }
+
+    /// Rows `rows` × panels `p0..p1` on the 16-column kernels (AVX2 or portable).
+    fn narrow(&self, path: Path, rows: std::ops::Range<usize>, p0: usize, p1: usize) {
+        let (k, n) = (self.k, self.n);
+        for j in p0..p1 {
+            let panel = &self.data[j * k * NR..(j + 1) * k * NR];
+            let (c0, c1) = (j * NR, ((j + 1) * NR).min(n));
+            let mut i = rows.start;
+            while i < rows.end {
+                let h = tile_rows(rows.end - i, MR);
+                let mut acc = [[0f32; NR]; MR];
+                let xs = &self.x[i * k..(i + h) * k];
+                #[cfg(target_arch = "x86_64")]
+                if path != Path::Portable {
+                    // SAFETY: AVX2, FMA and F16C were detected (every path but the portable one
+                    // implies them); `xs` holds `h` rows of `k` and `panel` `k * NR` values.
+                    unsafe { avx2::tile(xs, k, h, panel, &mut acc) };
+                } else {
+                    tile(xs, k, h, panel, &mut acc);
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                {
+                    let _ = path;
+                    tile(xs, k, h, panel, &mut acc);
+                }
+                self.store(i, &acc[..h], c0, c1);
+                i += h;
+            }
+        }
+    }
+
+    /// Rows `rows` × panels `p0..p1` on the AVX-512 kernel, two panels per call.
+    ///
+    /// # Safety
+    /// `has_avx512()` must hold.
+    #[cfg(all(target_arch = "x86_64", ember_avx512))]
+    unsafe fn avx512(&self, rows: std::ops::Range<usize>, p0: usize, p1: usize) {
+        use avx512::{MR as MR512, NR as NR512};
+        let (k, n) = (self.k, self.n);
+        let mut j = p0;
+        while j < p1 {
+            let panels = (p1 - j).min(2);
+            let block = &self.data[j * k * NR..(j + panels) * k * NR];
+            let (c0, c1) = (j * NR, ((j + panels) * NR).min(n));
+            let mut i = rows.start;
+            while i < rows.end {
+                let h = tile_rows(rows.end - i, MR512);
+                let mut acc = [[0f32; NR512]; MR512];
+                let xs = &self.x[i * k..(i + h) * k];
+                // SAFETY: the caller's promise of AVX-512; `tile` checks the sizes.
+                unsafe { avx512::tile(xs, k, h, block, panels, &mut acc) };
+                self.store(i, &acc[..h], c0, c1);
+                i += h;
+            }
+            j += panels;
+        }
+    }
+}
+
+/// `out[m, n] = x[m, k] · W^T + bias[n]` (`bias` may be empty).
+pub fn linear(x: &[f32], w: &PackedF32, bias: &[f32], out: &mut [f32]) {
+    match &w.data {
+        Panels::F32(d) => linear_on(Path::detect(), x, d, w.n, w.k, bias, out),
+        Panels::F16(d) => linear_on(Path::detect(), x, d, w.n, w.k, bias, out),
+        Panels::Bf16(d) => linear_on(Path::detect(), x, d, w.n, w.k, bias, out),
+    }
+}
+
+/// `linear` on the kernels of `path` (which the CPU must run).
+fn linear_on<T: Elem>(
+    path: Path,
+    x: &[f32],
+    data: &[T],
+    n: usize,
+    k: usize,
+    bias: &[f32],
+    out: &mut [f32],
+) {
     assert!(k > 0, "k is 0");
     let m = x.len() / k;
     assert_eq!(x.len(), m * k, "x is not [m, k]");
@@ -184,53 +342,23 @@ fn linear_on<T: Elem>(x: &[f32], data: &[T], n: usize, k: usize, bias: &[f32], o
         "panels are not [n / 16, k, 16]"
     );
     let blocks = m.div_ceil(MC);
-    let avx = has_avx2();
     let ptr = OutPtr(out.as_mut_ptr());
     // One task: row block `b`, panels `p0..p1`.
     let task = |b: usize, p0: usize, p1: usize| {
-        let (r0, r1) = (b * MC, ((b + 1) * MC).min(m));
-        for j in p0..p1 {
-            let panel = &data[j * k * NR..(j + 1) * k * NR];
-            let (c0, c1) = (j * NR, ((j + 1) * NR).min(n));
-            let mut i = r0;
-            while i < r1 {
-                // Even tiles (15 rows: 5 + 5 + 5, not 6 + 6 + 3): a short last tile has too few
-                // accumulators to hide the FMA latency.
-                let left = r1 - i;
-                let rows = left.div_ceil(left.div_ceil(MR));
-                let mut acc = [[0f32; NR]; MR];
-                let xs = &x[i * k..(i + rows) * k];
-                #[cfg(target_arch = "x86_64")]
-                if avx {
-                    // SAFETY: AVX2 and FMA were detected; `xs` holds `rows` rows of `k` and
-                    // `panel` holds `k * NR` values, as the kernel reads them.
-                    unsafe { avx2::tile(xs, k, rows, panel, &mut acc) };
-                } else {
-                    tile(xs, k, rows, panel, &mut acc);
-                }
-                #[cfg(not(target_arch = "x86_64"))]
-                {
-                    let _ = avx;
-                    tile(xs, k, rows, panel, &mut acc);
-                }
-                for (r, a) in acc.iter().take(rows).enumerate() {
-                    let width = c1 - c0;
-                    // SAFETY: row `i + r < m`, columns `c0..c1 <= n` of `out` (asserted
-                    // `[m, n]`); this tile belongs to this task alone (tasks partition the
-                    // rows into blocks and the columns into panels).
-                    let dst = unsafe {
-                        std::slice::from_raw_parts_mut(ptr.get().add((i + r) * n + c0), width)
-                    };
-                    if bias.is_empty() {
-                        dst.copy_from_slice(&a[..width]);
-                    } else {
-                        for ((d, &v), &b) in dst.iter_mut().zip(&a[..width]).zip(&bias[c0..c1]) {
-                            *d = v + b;
-                        }
-                    }
-                }
-                i += rows;
-            }
+        let rows = b * MC..((b + 1) * MC).min(m);
+        let job = Job {
+            x,
+            data,
+            n,
+            k,
+            bias,
+            out: ptr,
+        };
+        match path {
+            #[cfg(all(target_arch = "x86_64", ember_avx512))]
+            // SAFETY: AVX-512 F (and AVX2, FMA, F16C) were detected.
+            Path::Avx512 => unsafe { job.avx512(rows, p0, p1) },
+            _ => job.narrow(path, rows, p0, p1),
         }
     };
     let threads = num_threads();
@@ -240,7 +368,10 @@ fn linear_on<T: Elem>(x: &[f32], data: &[T], n: usize, k: usize, bias: &[f32], o
         (0..blocks).into_par_iter().for_each(|b| task(b, 0, panels));
     } else {
         // Few rows (a short query): every thread takes a share of the panels of each block.
-        let share = panels.div_ceil(threads);
+        // Whole pairs of panels per thread when the kernel takes two at a time.
+        let share = panels
+            .div_ceil(threads)
+            .next_multiple_of(path.panels_per_call());
         (0..blocks * threads).into_par_iter().for_each(|t| {
             let (b, s) = (t / threads, t % threads);
             let p0 = (s * share).min(panels);
@@ -264,151 +395,7 @@ pub fn tile<T: Elem>(xs: &[f32], k: usize, rows: usize, panel: &[T], acc: &mut [
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) mod avx2 {
-    use std::any::TypeId;
-    use std::arch::x86_64::*;
-
-    use half::{bf16, f16};
-
-    use super::{Elem, MR, NR};
-
-    /// Eight panel values at `p`, widened to f32.
-    trait Load: Elem {
-        /// # Safety
-        /// AVX2 (and F16C for f16) must be available; `p .. p + 8` must be readable.
-        unsafe fn load8(p: *const Self) -> __m256;
-    }
-
-    impl Load for f32 {
-        #[inline(always)]
-        unsafe fn load8(p: *const Self) -> __m256 {
-            // SAFETY: the caller's promise.
-            unsafe { _mm256_loadu_ps(p) }
-        }
-    }
-
-    impl Load for f16 {
-        #[inline(always)]
-        unsafe fn load8(p: *const Self) -> __m256 {
-            // SAFETY: the caller's promise: 8 × 2 bytes readable, F16C available.
-            unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
-        }
-    }
-
-    impl Load for bf16 {
-        #[inline(always)]
-        unsafe fn load8(p: *const Self) -> __m256 {
-            // SAFETY: the caller's promise: 8 × 2 bytes readable. bf16 is the top half of an
-            // f32: widen to 32 bits and shift into place.
-            unsafe {
-                let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast()));
-                _mm256_castsi256_ps(_mm256_slli_epi32::<16>(h))
-            }
-        }
-    }
-
-    /// AVX2 tile over a panel of `T`; dispatches to a kernel unrolled for the row count.
-    ///
-    /// # Safety
-    /// `has_avx2()` must hold; `xs.len() >= rows * k`, `panel.len() >= k * NR`.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn tile<T: Elem>(
-        xs: &[f32],
-        k: usize,
-        rows: usize,
-        panel: &[T],
-        acc: &mut [[f32; NR]; MR],
-    ) {
-        assert!(rows <= MR && xs.len() >= rows * k && panel.len() >= k * NR);
-        let (a, b) = (xs.as_ptr(), panel.as_ptr());
-        // SAFETY: sizes checked above; the CPU features are the caller's promise. The TypeId
-        // tests pick the one `Load` impl that matches `T` (the casts are then identities).
-        unsafe {
-            if TypeId::of::<T>() == TypeId::of::<f16>() {
-                rows_of::<f16>(a, k, b.cast(), NR, k, rows, acc)
-            } else if TypeId::of::<T>() == TypeId::of::<bf16>() {
-                rows_of::<bf16>(a, k, b.cast(), NR, k, rows, acc)
-            } else {
-                rows_of::<f32>(a, k, b.cast(), NR, k, rows, acc)
-            }
-        }
-    }
-
-    /// `acc[r][0..16] = sum_p a[r * lda + p] * b[p * ldb .. p * ldb + 16]` for `r < rows`:
-    /// the microkernel behind the GEMM and attention's score and context products.
-    ///
-    /// # Safety
-    /// AVX2 and FMA must be available; `a + r * lda + p` and `b + p * ldb + 0..16` must be
-    /// readable for every `r < rows <= MR` and `p < k`.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn block(
-        a: *const f32,
-        lda: usize,
-        b: *const f32,
-        ldb: usize,
-        k: usize,
-        rows: usize,
-        acc: &mut [[f32; NR]; MR],
-    ) {
-        // SAFETY: forwarded from the caller.
-        unsafe { rows_of::<f32>(a, lda, b, ldb, k, rows, acc) }
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn rows_of<T: Load>(
-        a: *const f32,
-        lda: usize,
-        b: *const T,
-        ldb: usize,
-        k: usize,
-        rows: usize,
-        acc: &mut [[f32; NR]; MR],
-    ) {
-        // SAFETY: forwarded from the caller.
-        unsafe {
-            match rows {
-                6 => kernel::<T, 6>(a, lda, b, ldb, k, acc),
-                5 => kernel::<T, 5>(a, lda, b, ldb, k, acc),
-                4 => kernel::<T, 4>(a, lda, b, ldb, k, acc),
-                3 => kernel::<T, 3>(a, lda, b, ldb, k, acc),
-                2 => kernel::<T, 2>(a, lda, b, ldb, k, acc),
-                _ => kernel::<T, 1>(a, lda, b, ldb, k, acc),
-            }
-        }
-    }
-
-    /// `R` rows × 16 columns: per step, two `b` loads, `R` broadcasts, `2R` FMAs.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn kernel<T: Load, const R: usize>(
-        a: *const f32,
-        lda: usize,
-        b: *const T,
-        ldb: usize,
-        k: usize,
-        acc: &mut [[f32; NR]; MR],
-    ) {
-        let mut c = [[_mm256_setzero_ps(); 2]; R];
-        for p in 0..k {
-            // SAFETY: p < k and r < R: inside what the caller promised readable.
-            unsafe {
-                let b0 = T::load8(b.add(p * ldb));
-                let b1 = T::load8(b.add(p * ldb + 8));
-                for (r, cr) in c.iter_mut().enumerate() {
-                    let x = _mm256_broadcast_ss(&*a.add(r * lda + p));
-                    cr[0] = _mm256_fmadd_ps(x, b0, cr[0]);
-                    cr[1] = _mm256_fmadd_ps(x, b1, cr[1]);
-                }
-            }
-        }
-        for (cr, out) in c.iter().zip(acc.iter_mut()) {
-            // SAFETY: each `out` row is 16 f32 wide.
-            unsafe {
-                _mm256_storeu_ps(out.as_mut_ptr(), cr[0]);
-                _mm256_storeu_ps(out.as_mut_ptr().add(8), cr[1]);
-            }
-        }
-    }
-}
+pub(crate) mod avx2;
 
 #[cfg(test)]
 mod tests {
@@ -436,15 +423,18 @@ mod tests {
         assert_eq!(PackedF32::pack(&w, n, k).unpack(), w);
     }
 
-    /// Odd shapes (partial panels, partial row tiles, blocks split across threads) and the
-    /// model's shapes, with and without bias, against a float64 reference.
+    /// Odd shapes (partial panels, odd panel counts, partial row tiles, blocks split across
+    /// threads) and the model's shapes, with and without bias, on every path this CPU runs,
+    /// against a float64 reference.
     #[test]
     fn linear_matches_the_reference() {
         for &(m, k, n) in &[
             (1, 1, 1),
             (5, 7, 3),
             (13, 33, 17),
+            (14, 20, 80),
             (15, 384, 1152),
+            (27, 40, 16 * 7),
             (49, 64, 100),
             (100, 129, 48),
             (200, 384, 384),
@@ -453,15 +443,20 @@ mod tests {
             let w = test_data(n * k, 2, 0.5);
             let b = test_data(n, 4, 0.5);
             let packed = PackedF32::pack(&w, n, k);
+            let Panels::F32(data) = &packed.data else {
+                unreachable!("f32 weights pack as f32")
+            };
             for bias in [&b[..], &[]] {
                 let want = reference(&x, &w, bias, m, k, n);
-                let mut got = vec![f32::NAN; m * n];
-                linear(&x, &packed, bias, &mut got);
-                for (g, w) in got.iter().zip(&want) {
-                    assert!(
-                        (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
-                        "{m}x{k}x{n}: {g} vs {w}"
-                    );
+                for path in Path::available() {
+                    let mut got = vec![f32::NAN; m * n];
+                    linear_on(path, &x, data, n, k, bias, &mut got);
+                    for (g, w) in got.iter().zip(&want) {
+                        assert!(
+                            (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                            "{path:?} {m}x{k}x{n}: {g} vs {w}"
+                        );
+                    }
                 }
             }
         }
@@ -538,5 +533,51 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The AVX-512 kernel (rows 1..=12, one or two panels, f32/f16/bf16 panels) against the
+    /// portable tile on the same inputs.
+    #[cfg(all(target_arch = "x86_64", ember_avx512))]
+    #[test]
+    fn avx512_tile_matches_the_portable_one() {
+        use avx512::{MR as MR512, NR as NR512};
+        if !crate::kernels::has_avx512() {
+            return;
+        }
+        let k = 77;
+        let panels = test_data(2 * k * NR, 5, 1.0);
+        let xs = test_data(MR512 * k, 6, 1.0);
+        let p16: Vec<f16> = panels.iter().map(|&v| f16::from_f32(v)).collect();
+        let pb16: Vec<bf16> = panels.iter().map(|&v| bf16::from_f32(v)).collect();
+        fn check<T: Elem>(xs: &[f32], k: usize, panels: &[T]) {
+            for rows in 1..=MR512 {
+                for count in 1..=2 {
+                    let mut got = [[f32::NAN; NR512]; MR512];
+                    // SAFETY: AVX-512 checked by the caller; the tile checks the sizes.
+                    unsafe { avx512::tile(xs, k, rows, panels, count, &mut got) };
+                    for j in 0..count {
+                        let panel = &panels[j * k * NR..(j + 1) * k * NR];
+                        // The portable tile takes at most MR rows at a time.
+                        for r0 in (0..rows).step_by(MR) {
+                            let h = (rows - r0).min(MR);
+                            let mut want = [[0f32; NR]; MR];
+                            tile(&xs[r0 * k..], k, h, panel, &mut want);
+                            for r in 0..h {
+                                for c in 0..NR {
+                                    let (u, v) = (want[r][c], got[r0 + r][j * NR + c]);
+                                    assert!(
+                                        (u - v).abs() <= 1e-4 * (1.0 + u.abs()),
+                                        "rows {rows} panels {count}: {u} vs {v}"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        check(&xs, k, &panels);
+        check(&xs, k, &p16);
+        check(&xs, k, &pb16);
     }
 }

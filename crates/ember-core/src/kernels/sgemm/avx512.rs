@@ -1,0 +1,158 @@
+//! The AVX-512 f32 microkernel (built by Rust 1.89 or newer, see `build.rs`).
+//!
+//! A panel is 16 columns, one zmm register wide. The kernel takes two neighbouring panels at once
+//! (32 columns) and up to `MR` = 12 rows: 24 accumulators, and per step of `k` two panel loads,
+//! `R` broadcasts and `2R` FMAs, so every broadcast feeds two FMAs and the loads stay well under
+//! the FMA rate. The packed layout is the AVX2 kernel's: a model packed once runs on either.
+
+use std::any::TypeId;
+use std::arch::x86_64::*;
+
+use half::{bf16, f16};
+
+use super::Elem;
+
+/// Output columns per call (two panels).
+pub const NR: usize = 32;
+/// Most input rows per call.
+pub const MR: usize = 12;
+
+/// Sixteen panel values at `p`, widened to f32.
+trait Load: Elem {
+    /// # Safety
+    /// AVX-512 F must be available; `p .. p + 16` must be readable.
+    unsafe fn load16(p: *const Self) -> __m512;
+}
+
+impl Load for f32 {
+    #[inline(always)]
+    unsafe fn load16(p: *const Self) -> __m512 {
+        // SAFETY: the caller's promise.
+        unsafe { _mm512_loadu_ps(p) }
+    }
+}
+
+impl Load for f16 {
+    #[inline(always)]
+    unsafe fn load16(p: *const Self) -> __m512 {
+        // SAFETY: the caller's promise: 16 × 2 bytes readable.
+        unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
+    }
+}
+
+impl Load for bf16 {
+    #[inline(always)]
+    unsafe fn load16(p: *const Self) -> __m512 {
+        // SAFETY: the caller's promise: 16 × 2 bytes readable. bf16 is the top half of an f32.
+        unsafe {
+            let h = _mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast()));
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(h))
+        }
+    }
+}
+
+/// `acc[r][0..16 * panels] = sum_p xs[r * k + p] * panel_j[p, 0..16]` for `r < rows`, over
+/// `panels` (1 or 2) neighbouring `[k, 16]` panels starting at `panel`.
+///
+/// # Safety
+/// `has_avx512()` must hold.
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+pub unsafe fn tile<T: Elem>(
+    xs: &[f32],
+    k: usize,
+    rows: usize,
+    panel: &[T],
+    panels: usize,
+    acc: &mut [[f32; NR]; MR],
+) {
+    // The kernel's raw reads rely on these: a cheap check per tile.
+    assert!(
+        (1..=MR).contains(&rows)
+            && (1..=2).contains(&panels)
+            && xs.len() >= rows * k
+            && panel.len() >= panels * k * 16,
+        "malformed f32 tile"
+    );
+    let (a, b) = (xs.as_ptr(), panel.as_ptr());
+    // SAFETY: sizes checked above; the CPU features are the caller's promise. The TypeId tests
+    // pick the one `Load` impl that matches `T` (the casts are then identities).
+    unsafe {
+        if TypeId::of::<T>() == TypeId::of::<f16>() {
+            dispatch::<f16>(a, k, b.cast(), rows, panels, acc)
+        } else if TypeId::of::<T>() == TypeId::of::<bf16>() {
+            dispatch::<bf16>(a, k, b.cast(), rows, panels, acc)
+        } else {
+            dispatch::<f32>(a, k, b.cast(), rows, panels, acc)
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+unsafe fn dispatch<T: Load>(
+    a: *const f32,
+    k: usize,
+    b: *const T,
+    rows: usize,
+    panels: usize,
+    acc: &mut [[f32; NR]; MR],
+) {
+    macro_rules! by_rows {
+        ($w:literal) => {
+            match rows {
+                12 => kernel::<T, 12, $w>(a, k, b, acc),
+                11 => kernel::<T, 11, $w>(a, k, b, acc),
+                10 => kernel::<T, 10, $w>(a, k, b, acc),
+                9 => kernel::<T, 9, $w>(a, k, b, acc),
+                8 => kernel::<T, 8, $w>(a, k, b, acc),
+                7 => kernel::<T, 7, $w>(a, k, b, acc),
+                6 => kernel::<T, 6, $w>(a, k, b, acc),
+                5 => kernel::<T, 5, $w>(a, k, b, acc),
+                4 => kernel::<T, 4, $w>(a, k, b, acc),
+                3 => kernel::<T, 3, $w>(a, k, b, acc),
+                2 => kernel::<T, 2, $w>(a, k, b, acc),
+                _ => kernel::<T, 1, $w>(a, k, b, acc),
+            }
+        };
+    }
+    // SAFETY: forwarded from `tile`, which checked the sizes.
+    unsafe {
+        if panels == 2 {
+            by_rows!(2)
+        } else {
+            by_rows!(1)
+        }
+    }
+}
+
+/// `R` rows × `16 W` columns.
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+unsafe fn kernel<T: Load, const R: usize, const W: usize>(
+    a: *const f32,
+    k: usize,
+    b: *const T,
+    acc: &mut [[f32; NR]; MR],
+) {
+    let mut c = [[_mm512_setzero_ps(); W]; R];
+    for p in 0..k {
+        // SAFETY: p < k, r < R, w < W: inside what `tile` checked readable (panel `w` starts
+        // `w * k * 16` values after the first).
+        unsafe {
+            let mut bw = [_mm512_setzero_ps(); W];
+            for (w, v) in bw.iter_mut().enumerate() {
+                *v = T::load16(b.add(w * k * 16 + p * 16));
+            }
+            for (r, cr) in c.iter_mut().enumerate() {
+                let x = _mm512_set1_ps(*a.add(r * k + p));
+                for (cv, &bv) in cr.iter_mut().zip(&bw) {
+                    *cv = _mm512_fmadd_ps(x, bv, *cv);
+                }
+            }
+        }
+    }
+    for (cr, out) in c.iter().zip(acc.iter_mut()) {
+        for (w, cv) in cr.iter().enumerate() {
+            // SAFETY: each `out` row is 32 f32 wide and w < 2.
+            unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(16 * w), *cv) };
+        }
+    }
+}
