@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 
 use super::elementwise::softmax;
-use super::has_avx2;
+use super::Simd;
 
 /// Shape of one attention call.
 #[derive(Debug, Clone, Copy)]
@@ -38,7 +38,7 @@ pub fn attention(qkv: &[f32], mask: &[u32], bias: &[f32], s: AttnShape, ctx: &mu
     assert_eq!(mask.len(), batch * seq, "mask is not [batch, seq]");
     assert!(bias.is_empty() || bias.len() == heads * seq * seq);
     let out = SyncPtr(ctx.as_mut_ptr());
-    let avx = has_avx2();
+    let path = Simd::detect();
     // One task per (sequence, head), so a single query still uses every thread.
     (0..batch * heads).into_par_iter().for_each(|task| {
         let (b, head) = (task / heads, task % heads);
@@ -55,18 +55,7 @@ pub fn attention(qkv: &[f32], mask: &[u32], bias: &[f32], s: AttnShape, ctx: &mu
             h,
             d,
         };
-        #[cfg(target_arch = "x86_64")]
-        if avx {
-            // SAFETY: AVX2 and FMA were detected on this CPU.
-            unsafe { head_avx2(&job, &mut rows) };
-        } else {
-            head_attention(&job, &mut rows);
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = avx;
-            head_attention(&job, &mut rows);
-        }
+        run_head(path, &job, &mut rows);
         for (i, r) in rows.chunks_exact(d).enumerate() {
             // SAFETY: row `b * seq + i`, columns `head * d .. head * d + d` lie inside `ctx`
             // (asserted `[batch * seq, h]` above) and belong to this task alone: tasks differ in
@@ -77,6 +66,19 @@ pub fn attention(qkv: &[f32], mask: &[u32], bias: &[f32], s: AttnShape, ctx: &mu
             }
         }
     });
+}
+
+/// One head on the kernels of `path` (which this CPU must run).
+fn run_head(path: Simd, job: &Head<'_>, out: &mut [f32]) {
+    match path {
+        // SAFETY: AVX2, FMA and F16C were detected on this CPU.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 => unsafe { head_avx2(job, out) },
+        // SAFETY: AVX-512 F (with AVX2, FMA, F16C) was detected on this CPU.
+        #[cfg(all(target_arch = "x86_64", ember_avx512))]
+        Simd::Avx512 => unsafe { head_avx512(job, out) },
+        _ => head_attention(job, out),
+    }
 }
 
 /// One (sequence, head) of attention.
@@ -156,21 +158,9 @@ unsafe fn head_avx2(job: &Head<'_>, out: &mut [f32]) {
                 dst.copy_from_slice(a);
             }
         }
-        for r in i..i + rows {
-            let row = &mut probs[r * lenp..r * lenp + len];
-            if bias.is_empty() {
-                row.iter_mut().for_each(|v| *v *= scale);
-            } else {
-                let b = &bias[r * seq..r * seq + len];
-                row.iter_mut()
-                    .zip(b)
-                    .for_each(|(v, &b)| *v = *v * scale + b);
-            }
-            for &j in &holes {
-                row[j] = f32::NEG_INFINITY;
-            }
-            softmax(row);
-        }
+        let rows_probs = &mut probs[i * lenp..(i + rows) * lenp];
+        let b = bias_rows(bias, seq, i);
+        scores_to_probs(rows_probs, (lenp, len, seq), b, scale, &holes);
         // The context product reads `len` columns of each probability row (V has `len` rows).
         for c0 in (0..d).step_by(NR) {
             // SAFETY: rows `i..i + rows` of `probs` ([len, lenp]) and V rows `0..len` (row
@@ -191,6 +181,146 @@ unsafe fn head_avx2(job: &Head<'_>, out: &mut [f32]) {
             }
         }
         i += rows;
+    }
+}
+
+/// Context rows `[seq, d]` for one head on AVX-512: as `head_avx2`, on the 12-row × 32-column
+/// kernel (two 16-column panels per call).
+///
+/// # Safety
+/// `has_avx512()` must hold.
+#[cfg(all(target_arch = "x86_64", ember_avx512))]
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+unsafe fn head_avx512(job: &Head<'_>, out: &mut [f32]) {
+    use super::sgemm::avx512::{block, Operands, MR, NR};
+    const PANEL: usize = NR / 2;
+    let Head {
+        qkv,
+        mask,
+        bias,
+        head,
+        h,
+        d,
+    } = *job;
+    if d % PANEL != 0 {
+        return head_attention(job, out);
+    }
+    let seq = mask.len();
+    let len = mask.iter().rposition(|&v| v != 0).map_or(0, |p| p + 1);
+    out.fill(0.0);
+    if len == 0 {
+        return;
+    }
+    let scale = 1.0 / (d as f32).sqrt();
+    let lenp = len.next_multiple_of(PANEL);
+    let mut kt = vec![0f32; d * lenp];
+    for j in 0..len {
+        let k = &qkv[j * 3 * h + h + head * d..][..d];
+        for (c, &kv) in k.iter().enumerate() {
+            kt[c * lenp + j] = kv;
+        }
+    }
+    let holes: Vec<usize> = (0..len).filter(|&j| mask[j] == 0).collect();
+    let mut probs = vec![0f32; len * lenp];
+    let mut acc = [[0f32; NR]; MR];
+    let mut i = 0;
+    while i < len {
+        let left = len - i;
+        let rows = left.div_ceil(left.div_ceil(MR));
+        let mut j0 = 0;
+        while j0 < lenp {
+            let panels = ((lenp - j0) / PANEL).min(2);
+            let at = Operands {
+                lda: 3 * h,
+                ldb: lenp,
+                next: PANEL,
+                k: d,
+            };
+            // SAFETY: rows `i..i + rows` of Q (row stride 3h, `d` values from `head * d`) lie
+            // in `qkv` ([seq, 3h]); `kt` is [d, lenp] and `j0 + 16 * panels <= lenp`.
+            unsafe {
+                block(
+                    qkv.as_ptr().add(i * 3 * h + head * d),
+                    kt.as_ptr().add(j0),
+                    at,
+                    rows,
+                    panels,
+                    &mut acc,
+                )
+            };
+            let w = panels * PANEL;
+            for (r, a) in acc.iter().take(rows).enumerate() {
+                probs[(i + r) * lenp + j0..][..w].copy_from_slice(&a[..w]);
+            }
+            j0 += w;
+        }
+        let rows_probs = &mut probs[i * lenp..(i + rows) * lenp];
+        let b = bias_rows(bias, seq, i);
+        scores_to_probs(rows_probs, (lenp, len, seq), b, scale, &holes);
+        let mut c0 = 0;
+        while c0 < d {
+            let panels = ((d - c0) / PANEL).min(2);
+            let at = Operands {
+                lda: lenp,
+                ldb: 3 * h,
+                next: PANEL,
+                k: len,
+            };
+            // SAFETY: rows `i..i + rows` of `probs` ([len, lenp], `len` columns read) and V
+            // rows `0..len` (row stride 3h, columns `2h + head * d + c0 .. + 16 * panels`,
+            // inside the row as `c0 + 16 * panels <= d`).
+            unsafe {
+                block(
+                    probs.as_ptr().add(i * lenp),
+                    qkv.as_ptr().add(2 * h + head * d + c0),
+                    at,
+                    rows,
+                    panels,
+                    &mut acc,
+                )
+            };
+            let w = panels * PANEL;
+            for (r, a) in acc.iter().take(rows).enumerate() {
+                out[(i + r) * d + c0..][..w].copy_from_slice(&a[..w]);
+            }
+            c0 += w;
+        }
+        i += rows;
+    }
+}
+
+/// Bias rows `i..` of one head (`[seq, seq]`), or empty.
+fn bias_rows(bias: &[f32], seq: usize, i: usize) -> &[f32] {
+    if bias.is_empty() {
+        bias
+    } else {
+        &bias[i * seq..]
+    }
+}
+
+/// Turns raw score rows (`probs`, rows of `lenp`, the first `len` of each used) into
+/// probabilities: scale, add the bias row (`bias`, rows of `seq`, if any), mask the holes, softmax.
+fn scores_to_probs(
+    probs: &mut [f32],
+    (lenp, len, seq): (usize, usize, usize),
+    bias: &[f32],
+    scale: f32,
+    holes: &[usize],
+) {
+    for (r, row) in probs.chunks_exact_mut(lenp).enumerate() {
+        let row = &mut row[..len];
+        if bias.is_empty() {
+            row.iter_mut().for_each(|v| *v *= scale);
+        } else {
+            let b = &bias[r * seq..][..len];
+            row.iter_mut()
+                .zip(b)
+                .for_each(|(v, &b)| *v = *v * scale + b);
+        }
+        for &j in holes {
+            row[j] = f32::NEG_INFINITY;
+        }
+        softmax(row);
     }
 }
 
@@ -347,18 +477,21 @@ mod tests {
         }
     }
 
+    /// Every SIMD path against the portable one on the same heads: head widths of one, two,
+    /// three and four 16-column panels, rows of one partial and several whole tiles, padding.
     #[test]
-    fn simd_path_matches_portable() {
-        if !has_avx2() {
-            return;
-        }
-        for (seq, len) in [(13, 10), (40, 33), (40, 40)] {
-            simd_matches_portable(seq, len);
+    fn simd_paths_match_portable() {
+        for path in Simd::available() {
+            for d in [16, 32, 48, 64] {
+                for (seq, len) in [(13, 10), (40, 33), (40, 40)] {
+                    simd_matches_portable(path, d, seq, len);
+                }
+            }
         }
     }
 
-    fn simd_matches_portable(seq: usize, len: usize) {
-        let (h, d) = (64, 32);
+    fn simd_matches_portable(path: Simd, d: usize, seq: usize, len: usize) {
+        let h = 2 * d;
         let qkv: Vec<f32> = (0..seq * 3 * h)
             .map(|i| ((i * 7919) % 97) as f32 / 40.0 - 1.2)
             .collect();
@@ -375,15 +508,11 @@ mod tests {
                 d,
             };
             let mut a = vec![0f32; seq * d];
-            let mut b = vec![0f32; seq * d];
+            let mut b = vec![f32::NAN; seq * d];
             head_attention(&job, &mut a);
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: AVX2 and FMA detected above.
-            unsafe {
-                head_avx2(&job, &mut b)
-            };
+            run_head(path, &job, &mut b);
             for (p, q) in a.iter().zip(&b) {
-                assert!((p - q).abs() < 1e-5, "{p} vs {q}");
+                assert!((p - q).abs() < 1e-5, "{path:?} d {d} len {len}: {p} vs {q}");
             }
         }
     }

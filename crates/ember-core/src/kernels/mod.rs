@@ -38,6 +38,44 @@ pub fn has_avx512() -> bool {
     std::is_x86_feature_detected!("avx512f") && has_avx2()
 }
 
+/// The f32 kernels' instruction sets (the GEMM's microkernel and attention's products).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Simd {
+    Portable,
+    Avx2,
+    #[cfg(all(target_arch = "x86_64", ember_avx512))]
+    Avx512,
+}
+
+impl Simd {
+    /// The widest this CPU runs.
+    pub(crate) fn detect() -> Self {
+        #[cfg(all(target_arch = "x86_64", ember_avx512))]
+        if has_avx512() {
+            return Simd::Avx512;
+        }
+        if has_avx2() {
+            Simd::Avx2
+        } else {
+            Simd::Portable
+        }
+    }
+
+    /// Every one this CPU runs, so tests can hold each SIMD path against the portable one.
+    #[cfg(test)]
+    pub(crate) fn available() -> Vec<Self> {
+        let mut all = vec![Simd::Portable];
+        if has_avx2() {
+            all.push(Simd::Avx2);
+        }
+        #[cfg(all(target_arch = "x86_64", ember_avx512))]
+        if has_avx512() {
+            all.push(Simd::Avx512);
+        }
+        all
+    }
+}
+
 /// Instruction set the kernels dispatch to on this machine (for logs and bench labels).
 pub fn isa() -> &'static str {
     #[cfg(all(target_arch = "x86_64", ember_avx512))]

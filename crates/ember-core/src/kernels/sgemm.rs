@@ -18,14 +18,14 @@
 use half::{bf16, f16};
 use rayon::prelude::*;
 
-use super::has_avx2;
 use super::threads::num_threads;
+use super::Simd;
 
 // Built only where `build.rs` found Rust 1.89+ (the AVX-512 intrinsics' release), so the lint's
 // MSRV warning does not apply.
 #[cfg(all(target_arch = "x86_64", ember_avx512))]
 #[allow(clippy::incompatible_msrv)]
-mod avx512;
+pub(crate) mod avx512;
 
 /// Output columns per panel.
 pub const NR: usize = 16;
@@ -167,47 +167,12 @@ impl OutPtr {
     }
 }
 
-/// Which microkernel the GEMM runs on this CPU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Path {
-    Portable,
-    Avx2,
-    #[cfg(all(target_arch = "x86_64", ember_avx512))]
-    Avx512,
-}
-
-impl Path {
-    fn detect() -> Self {
-        #[cfg(all(target_arch = "x86_64", ember_avx512))]
-        if super::has_avx512() {
-            return Path::Avx512;
-        }
-        if has_avx2() {
-            Path::Avx2
-        } else {
-            Path::Portable
-        }
-    }
-
-    /// Every path this CPU runs (for tests).
-    #[cfg(test)]
-    fn available() -> Vec<Self> {
-        let mut paths = vec![Path::Portable];
-        if has_avx2() {
-            paths.push(Path::Avx2);
-        }
-        #[cfg(all(target_arch = "x86_64", ember_avx512))]
-        if super::has_avx512() {
-            paths.push(Path::Avx512);
-        }
-        paths
-    }
-
+impl Simd {
     /// Panels one microkernel call covers.
     fn panels_per_call(self) -> usize {
         match self {
             #[cfg(all(target_arch = "x86_64", ember_avx512))]
-            Path::Avx512 => 2,
+            Simd::Avx512 => 2,
             _ => 1,
         }
     }
@@ -251,7 +216,7 @@ impl<T: Elem> Job<'_, T> {
     }
 
     /// Rows `rows` × panels `p0..p1` on the 16-column kernels (AVX2 or portable).
-    fn narrow(&self, path: Path, rows: std::ops::Range<usize>, p0: usize, p1: usize) {
+    fn narrow(&self, path: Simd, rows: std::ops::Range<usize>, p0: usize, p1: usize) {
         let (k, n) = (self.k, self.n);
         for j in p0..p1 {
             let panel = &self.data[j * k * NR..(j + 1) * k * NR];
@@ -262,7 +227,7 @@ impl<T: Elem> Job<'_, T> {
                 let mut acc = [[0f32; NR]; MR];
                 let xs = &self.x[i * k..(i + h) * k];
                 #[cfg(target_arch = "x86_64")]
-                if path != Path::Portable {
+                if path != Simd::Portable {
                     // SAFETY: AVX2, FMA and F16C were detected (every path but the portable one
                     // implies them); `xs` holds `h` rows of `k` and `panel` `k * NR` values.
                     unsafe { avx2::tile(xs, k, h, panel, &mut acc) };
@@ -311,15 +276,15 @@ impl<T: Elem> Job<'_, T> {
 /// `out[m, n] = x[m, k] · W^T + bias[n]` (`bias` may be empty).
 pub fn linear(x: &[f32], w: &PackedF32, bias: &[f32], out: &mut [f32]) {
     match &w.data {
-        Panels::F32(d) => linear_on(Path::detect(), x, d, w.n, w.k, bias, out),
-        Panels::F16(d) => linear_on(Path::detect(), x, d, w.n, w.k, bias, out),
-        Panels::Bf16(d) => linear_on(Path::detect(), x, d, w.n, w.k, bias, out),
+        Panels::F32(d) => linear_on(Simd::detect(), x, d, w.n, w.k, bias, out),
+        Panels::F16(d) => linear_on(Simd::detect(), x, d, w.n, w.k, bias, out),
+        Panels::Bf16(d) => linear_on(Simd::detect(), x, d, w.n, w.k, bias, out),
     }
 }
 
 /// `linear` on the kernels of `path` (which the CPU must run).
 fn linear_on<T: Elem>(
-    path: Path,
+    path: Simd,
     x: &[f32],
     data: &[T],
     n: usize,
@@ -357,7 +322,7 @@ fn linear_on<T: Elem>(
         match path {
             #[cfg(all(target_arch = "x86_64", ember_avx512))]
             // SAFETY: AVX-512 F (and AVX2, FMA, F16C) were detected.
-            Path::Avx512 => unsafe { job.avx512(rows, p0, p1) },
+            Simd::Avx512 => unsafe { job.avx512(rows, p0, p1) },
             _ => job.narrow(path, rows, p0, p1),
         }
     };
@@ -400,7 +365,7 @@ pub(crate) mod avx2;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::test_data;
+    use crate::kernels::{has_avx2, test_data};
 
     fn reference(x: &[f32], w: &[f32], bias: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
         let mut out = vec![0f32; m * n];
@@ -448,7 +413,7 @@ mod tests {
             };
             for bias in [&b[..], &[]] {
                 let want = reference(&x, &w, bias, m, k, n);
-                for path in Path::available() {
+                for path in Simd::available() {
                     let mut got = vec![f32::NAN; m * n];
                     linear_on(path, &x, data, n, k, bias, &mut got);
                     for (g, w) in got.iter().zip(&want) {

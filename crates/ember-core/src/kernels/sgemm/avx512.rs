@@ -74,24 +74,65 @@ pub unsafe fn tile<T: Elem>(
         "malformed f32 tile"
     );
     let (a, b) = (xs.as_ptr(), panel.as_ptr());
+    let at = Operands {
+        lda: k,
+        ldb: 16,
+        next: k * 16,
+        k,
+    };
     // SAFETY: sizes checked above; the CPU features are the caller's promise. The TypeId tests
     // pick the one `Load` impl that matches `T` (the casts are then identities).
     unsafe {
         if TypeId::of::<T>() == TypeId::of::<f16>() {
-            dispatch::<f16>(a, k, b.cast(), rows, panels, acc)
+            dispatch::<f16>(a, b.cast(), at, rows, panels, acc)
         } else if TypeId::of::<T>() == TypeId::of::<bf16>() {
-            dispatch::<bf16>(a, k, b.cast(), rows, panels, acc)
+            dispatch::<bf16>(a, b.cast(), at, rows, panels, acc)
         } else {
-            dispatch::<f32>(a, k, b.cast(), rows, panels, acc)
+            dispatch::<f32>(a, b.cast(), at, rows, panels, acc)
         }
     }
+}
+
+/// Strides of one product: row `r` of `a` starts at `a + r * lda`; step `p` of panel `w` starts
+/// at `b + w * next + p * ldb`; `k` steps.
+#[derive(Clone, Copy)]
+pub struct Operands {
+    /// Distance between rows of `a`.
+    pub lda: usize,
+    /// Distance between steps of a panel.
+    pub ldb: usize,
+    /// Distance between the two panels.
+    pub next: usize,
+    /// Steps (the inner dimension).
+    pub k: usize,
+}
+
+/// `acc[r][16w .. 16w + 16] = sum_p a[r * lda + p] * b[w * next + p * ldb .. + 16]` for
+/// `r < rows`, `w < panels`: the kernel on strided operands, for attention's score and context
+/// products.
+///
+/// # Safety
+/// `has_avx512()` must hold; every address named above must be readable, for `rows <= MR` and
+/// `panels <= 2`.
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+pub unsafe fn block(
+    a: *const f32,
+    b: *const f32,
+    at: Operands,
+    rows: usize,
+    panels: usize,
+    acc: &mut [[f32; NR]; MR],
+) {
+    assert!((1..=MR).contains(&rows) && (1..=2).contains(&panels));
+    // SAFETY: forwarded from the caller.
+    unsafe { dispatch::<f32>(a, b, at, rows, panels, acc) }
 }
 
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
 unsafe fn dispatch<T: Load>(
     a: *const f32,
-    k: usize,
     b: *const T,
+    at: Operands,
     rows: usize,
     panels: usize,
     acc: &mut [[f32; NR]; MR],
@@ -99,22 +140,22 @@ unsafe fn dispatch<T: Load>(
     macro_rules! by_rows {
         ($w:literal) => {
             match rows {
-                12 => kernel::<T, 12, $w>(a, k, b, acc),
-                11 => kernel::<T, 11, $w>(a, k, b, acc),
-                10 => kernel::<T, 10, $w>(a, k, b, acc),
-                9 => kernel::<T, 9, $w>(a, k, b, acc),
-                8 => kernel::<T, 8, $w>(a, k, b, acc),
-                7 => kernel::<T, 7, $w>(a, k, b, acc),
-                6 => kernel::<T, 6, $w>(a, k, b, acc),
-                5 => kernel::<T, 5, $w>(a, k, b, acc),
-                4 => kernel::<T, 4, $w>(a, k, b, acc),
-                3 => kernel::<T, 3, $w>(a, k, b, acc),
-                2 => kernel::<T, 2, $w>(a, k, b, acc),
-                _ => kernel::<T, 1, $w>(a, k, b, acc),
+                12 => kernel::<T, 12, $w>(a, b, at, acc),
+                11 => kernel::<T, 11, $w>(a, b, at, acc),
+                10 => kernel::<T, 10, $w>(a, b, at, acc),
+                9 => kernel::<T, 9, $w>(a, b, at, acc),
+                8 => kernel::<T, 8, $w>(a, b, at, acc),
+                7 => kernel::<T, 7, $w>(a, b, at, acc),
+                6 => kernel::<T, 6, $w>(a, b, at, acc),
+                5 => kernel::<T, 5, $w>(a, b, at, acc),
+                4 => kernel::<T, 4, $w>(a, b, at, acc),
+                3 => kernel::<T, 3, $w>(a, b, at, acc),
+                2 => kernel::<T, 2, $w>(a, b, at, acc),
+                _ => kernel::<T, 1, $w>(a, b, at, acc),
             }
         };
     }
-    // SAFETY: forwarded from `tile`, which checked the sizes.
+    // SAFETY: forwarded from `tile` or `block`, whose callers vouch for the addresses.
     unsafe {
         if panels == 2 {
             by_rows!(2)
@@ -128,21 +169,21 @@ unsafe fn dispatch<T: Load>(
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
 unsafe fn kernel<T: Load, const R: usize, const W: usize>(
     a: *const f32,
-    k: usize,
     b: *const T,
+    at: Operands,
     acc: &mut [[f32; NR]; MR],
 ) {
     let mut c = [[_mm512_setzero_ps(); W]; R];
-    for p in 0..k {
-        // SAFETY: p < k, r < R, w < W: inside what `tile` checked readable (panel `w` starts
-        // `w * k * 16` values after the first).
+    for p in 0..at.k {
+        // SAFETY: p < k, r < R, w < W: inside what the callers of `tile` / `block` vouched
+        // readable.
         unsafe {
             let mut bw = [_mm512_setzero_ps(); W];
             for (w, v) in bw.iter_mut().enumerate() {
-                *v = T::load16(b.add(w * k * 16 + p * 16));
+                *v = T::load16(b.add(w * at.next + p * at.ldb));
             }
             for (r, cr) in c.iter_mut().enumerate() {
-                let x = _mm512_set1_ps(*a.add(r * k + p));
+                let x = _mm512_set1_ps(*a.add(r * at.lda + p));
                 for (cv, &bv) in cr.iter_mut().zip(&bw) {
                     *cv = _mm512_fmadd_ps(x, bv, *cv);
                 }
