@@ -18,7 +18,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let spec = Registry::builtin().lookup(&model)?;
     let dir = Resolver::from_env().resolve(&spec)?;
     let m = Embedder::load_dtype(&spec.id, &dir, dtype)?;
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../benches/data/corpus.jsonl");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../benches/data/corpus.jsonl"
+    );
     let texts: Vec<String> = std::fs::read_to_string(path)?
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())

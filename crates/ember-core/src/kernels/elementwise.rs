@@ -1,12 +1,18 @@
 //! Row-wise kernels: residual add + layer norm, exact-erf GELU, masked softmax, and the
 //! vectorized `exp`/`erf` they rest on.
 //!
-//! The AVX2 and portable paths evaluate the same polynomials (Cephes `expf`, Eigen's rational
+//! The AVX-512, AVX2 and portable paths evaluate the same polynomials (Cephes `expf`, Eigen's rational
 //! `erf`), so they agree to rounding.
 
 use rayon::prelude::*;
 
-use super::has_avx2;
+use super::Simd;
+
+// Built only where `build.rs` found Rust 1.89+ (the AVX-512 intrinsics' release), so the lint's
+// MSRV warning does not apply.
+#[cfg(all(target_arch = "x86_64", ember_avx512))]
+#[allow(clippy::incompatible_msrv)]
+mod avx512;
 
 /// Rows below this many floats in total run on the calling thread (waking the pool costs more).
 const PAR_MIN: usize = 1 << 15;
@@ -17,26 +23,39 @@ pub fn add_layer_norm(x: &mut [f32], residual: &[f32], gamma: &[f32], beta: &[f3
     let w = gamma.len();
     assert!(w > 0 && x.len() % w == 0 && beta.len() == w);
     assert!(residual.is_empty() || residual.len() == x.len());
-    let avx = has_avx2();
+    let simd = Simd::detect();
     let row = |(r, xr): (usize, &mut [f32])| {
         let res = if residual.is_empty() {
             &[][..]
         } else {
             &residual[r * w..(r + 1) * w]
         };
-        #[cfg(target_arch = "x86_64")]
-        if avx {
-            // SAFETY: `avx` is true only when AVX2 and FMA were detected on this CPU.
-            unsafe { avx2::add_layer_norm_row(xr, res, gamma, beta, eps) };
-            return;
-        }
-        let _ = avx;
-        add_layer_norm_row(xr, res, gamma, beta, eps);
+        layer_norm_row_on(simd, xr, res, gamma, beta, eps);
     };
     if x.len() >= PAR_MIN {
         x.par_chunks_mut(w).enumerate().for_each(row);
     } else {
         x.chunks_mut(w).enumerate().for_each(row);
+    }
+}
+
+/// One row of `add_layer_norm` on the kernels of `simd` (which this CPU must run).
+fn layer_norm_row_on(
+    simd: Simd,
+    x: &mut [f32],
+    res: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+) {
+    match simd {
+        // SAFETY: AVX2 and FMA were detected on this CPU.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 => unsafe { avx2::add_layer_norm_row(x, res, gamma, beta, eps) },
+        // SAFETY: AVX-512 F was detected on this CPU.
+        #[cfg(all(target_arch = "x86_64", ember_avx512))]
+        Simd::Avx512 => unsafe { avx512::add_layer_norm_row(x, res, gamma, beta, eps) },
+        _ => add_layer_norm_row(x, res, gamma, beta, eps),
     }
 }
 
@@ -56,21 +75,25 @@ pub fn add_layer_norm_row(x: &mut [f32], res: &[f32], gamma: &[f32], beta: &[f32
 
 /// Exact GELU, `x * (1 + erf(x / sqrt 2)) / 2`, in place.
 pub fn gelu_erf(x: &mut [f32]) {
-    let avx = has_avx2();
-    let run = |c: &mut [f32]| {
-        #[cfg(target_arch = "x86_64")]
-        if avx {
-            // SAFETY: AVX2 and FMA were detected on this CPU.
-            unsafe { avx2::gelu_erf(c) };
-            return;
-        }
-        let _ = avx;
-        gelu_erf_portable(c);
-    };
+    let simd = Simd::detect();
+    let run = |c: &mut [f32]| gelu_on(simd, c);
     if x.len() >= PAR_MIN {
         x.par_chunks_mut(PAR_MIN / 4).for_each(run);
     } else {
         run(x);
+    }
+}
+
+/// Exact GELU on the kernels of `simd` (which this CPU must run).
+fn gelu_on(simd: Simd, x: &mut [f32]) {
+    match simd {
+        // SAFETY: AVX2 and FMA were detected on this CPU.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 => unsafe { avx2::gelu_erf(x) },
+        // SAFETY: AVX-512 F was detected on this CPU.
+        #[cfg(all(target_arch = "x86_64", ember_avx512))]
+        Simd::Avx512 => unsafe { avx512::gelu_erf(x) },
+        _ => gelu_erf_portable(x),
     }
 }
 
@@ -83,13 +106,20 @@ pub fn gelu_erf_portable(x: &mut [f32]) {
 
 /// Softmax of `x` in place (the caller leaves masked entries out of the slice).
 pub fn softmax(x: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
+    softmax_on(Simd::detect(), x);
+}
+
+/// Softmax on the kernels of `simd` (which this CPU must run).
+fn softmax_on(simd: Simd, x: &mut [f32]) {
+    match simd {
         // SAFETY: AVX2 and FMA were detected on this CPU.
-        unsafe { avx2::softmax(x) };
-        return;
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 => unsafe { avx2::softmax(x) },
+        // SAFETY: AVX-512 F was detected on this CPU.
+        #[cfg(all(target_arch = "x86_64", ember_avx512))]
+        Simd::Avx512 => unsafe { avx512::softmax(x) },
+        _ => softmax_portable(x),
     }
-    softmax_portable(x);
 }
 
 /// Portable softmax.
@@ -383,44 +413,35 @@ mod tests {
         }
     }
 
+    /// Every SIMD path this CPU runs against the portable one, at widths with and without a
+    /// partial vector, with and without a residual.
     #[test]
     fn simd_paths_match_portable() {
-        if !has_avx2() {
-            return;
-        }
-        for n in [1usize, 7, 8, 33, 384, 1000] {
-            let x = data(n, n as u32);
-            let (mut a, mut b) = (x.clone(), x.clone());
-            gelu_erf_portable(&mut a);
-            // SAFETY: AVX2 and FMA detected above.
-            #[cfg(target_arch = "x86_64")]
-            unsafe {
-                avx2::gelu_erf(&mut b)
-            };
-            close(&b, &a, 1e-6);
+        for simd in Simd::available() {
+            for n in [1usize, 7, 8, 15, 16, 17, 33, 384, 1000] {
+                let x = data(n, n as u32);
+                let (mut a, mut b) = (x.clone(), x.clone());
+                gelu_erf_portable(&mut a);
+                gelu_on(simd, &mut b);
+                close(&b, &a, 1e-6);
 
-            let (mut a, mut b) = (x.clone(), x.clone());
-            softmax_portable(&mut a);
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: AVX2 and FMA detected above.
-            unsafe {
-                avx2::softmax(&mut b)
-            };
-            close(&b, &a, 1e-5);
-            assert!((b.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+                let (mut a, mut b) = (x.clone(), x.clone());
+                softmax_portable(&mut a);
+                softmax_on(simd, &mut b);
+                close(&b, &a, 1e-5);
+                assert!((b.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{simd:?} {n}");
 
-            let res = data(n, 7 + n as u32);
-            let g = data(n, 11);
-            let be = data(n, 13);
-            let (mut a, mut b) = (x.clone(), x.clone());
-            add_layer_norm_row(&mut a, &res, &g, &be, 1e-12);
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: AVX2 and FMA detected above.
-            unsafe {
-                avx2::add_layer_norm_row(&mut b, &res, &g, &be, 1e-12)
-            };
-            if n > 1 {
-                close(&b, &a, 1e-4);
+                let res = data(n, 7 + n as u32);
+                let g = data(n, 11);
+                let be = data(n, 13);
+                for res in [&res[..], &[]] {
+                    let (mut a, mut b) = (x.clone(), x.clone());
+                    add_layer_norm_row(&mut a, res, &g, &be, 1e-12);
+                    layer_norm_row_on(simd, &mut b, res, &g, &be, 1e-12);
+                    if n > 1 {
+                        close(&b, &a, 1e-4);
+                    }
+                }
             }
         }
     }
