@@ -7,6 +7,9 @@ use rayon::prelude::*;
 use super::elementwise::softmax;
 use super::Simd;
 
+/// Multiply-adds (`batch · heads · seq² · head_dim`) below which attention stays on one thread.
+const SERIAL_WORK: usize = 1 << 19;
+
 /// Shape of one attention call.
 #[derive(Debug, Clone, Copy)]
 pub struct AttnShape {
@@ -40,7 +43,7 @@ pub fn attention(qkv: &[f32], mask: &[u32], bias: &[f32], s: AttnShape, ctx: &mu
     let out = SyncPtr(ctx.as_mut_ptr());
     let path = Simd::detect();
     // One task per (sequence, head), so a single query still uses every thread.
-    (0..batch * heads).into_par_iter().for_each(|task| {
+    let task = |task: usize| {
         let (b, head) = (task / heads, task % heads);
         let mut rows = vec![0f32; seq * d];
         let job = Head {
@@ -65,7 +68,14 @@ pub fn attention(qkv: &[f32], mask: &[u32], bias: &[f32], s: AttnShape, ctx: &mu
                 std::ptr::copy_nonoverlapping(r.as_ptr(), dst, d);
             }
         }
-    });
+    };
+    // A short query's attention (15 tokens: ~0.1 M multiply-adds) is done before a woken worker
+    // would start: below this much work it runs on the calling thread.
+    if batch * heads * seq * seq * d < SERIAL_WORK {
+        (0..batch * heads).for_each(task);
+    } else {
+        (0..batch * heads).into_par_iter().for_each(task);
+    }
 }
 
 /// One head on the kernels of `path` (which this CPU must run).
