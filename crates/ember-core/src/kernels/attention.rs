@@ -447,10 +447,11 @@ mod tests {
     }
 
     /// Head widths that take the portable path (12) and the microkernel path (32), with rows
-    /// shorter and longer than one 16-column tile.
+    /// shorter and longer than one 16-column tile, on one thread and on the pool.
     #[test]
     fn matches_naive_attention_with_padding_and_bias() {
-        for (seq, head_dim) in [(9, 12), (9, 32), (37, 32)] {
+        // (80, 32) is past `SERIAL_WORK`: the heads run on the pool.
+        for (seq, head_dim) in [(9, 12), (9, 32), (37, 32), (80, 32)] {
             check_against_naive(AttnShape {
                 batch: 3,
                 seq,
