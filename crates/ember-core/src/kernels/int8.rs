@@ -13,9 +13,10 @@
 //! several columns' 4-term dot products. The instruction set is chosen once, when the weights are
 //! packed (`Isa::detect`), because it decides how the weight bytes are stored:
 //!
-//! - **AVX-512 VNNI** (`Isa::Avx512Vnni`, 8 rows × 16 columns): one `vpdpbusd` per row and step
-//!   multiplies 64 unsigned by signed bytes and adds each column's four products to its i32
-//!   lane, with no intermediate saturation. The weights are the unsigned operand, stored offset
+//! - **AVX-512 VNNI** (`Isa::Avx512Vnni`, 6 rows × two neighbouring panels, 32 columns): one
+//!   `vpdpbusd` per row, panel and step multiplies 64 unsigned by signed bytes and adds each
+//!   column's four products to its i32 lane, with no intermediate saturation; each activation
+//!   broadcast feeds both panels' `vpdpbusd`. The weights are the unsigned operand, stored offset
 //!   by 128 (`w + 128` in 0..=254), so the activations stay signed and are broadcast straight
 //!   from memory; `sum (w + 128) x = sum w x + 128 sum x`, so each row's group sum of codes
 //!   (from `quantize_rows`) seeds the accumulator with `-128 sum x`. Both operands keep 8 bits.
@@ -39,7 +40,11 @@ use super::threads::num_threads;
 /// Output columns per panel.
 pub const NR: usize = 16;
 /// Most input rows per microkernel call (the VNNI kernel's tile height).
-pub const MR: usize = 8;
+pub const MR: usize = 6;
+/// Most panels per microkernel call (the VNNI kernel takes two neighbouring ones).
+pub const PANELS: usize = 2;
+/// A microkernel's output: up to `MR` rows of up to `PANELS` panels' columns.
+pub type Acc = [[f32; PANELS * NR]; MR];
 /// Rows per block of work (a multiple of every kernel's tile height): the block's activations
 /// stay in L1/L2 while every panel streams past.
 const MC: usize = 48;
@@ -86,11 +91,19 @@ impl Isa {
         }
     }
 
-    /// Rows per microkernel call.
+    /// Most rows per microkernel call.
     fn rows(self) -> usize {
         match self {
-            Isa::Avx512Vnni => 8,
+            Isa::Avx512Vnni => MR,
             Isa::Avx2 | Isa::Portable => 4,
+        }
+    }
+
+    /// Most neighbouring panels per microkernel call.
+    fn panels(self) -> usize {
+        match self {
+            Isa::Avx512Vnni => PANELS,
+            Isa::Avx2 | Isa::Portable => 1,
         }
     }
 
@@ -277,13 +290,13 @@ impl PackedInt8 {
         self.data.len() + self.scales.len() * 4
     }
 
-    /// Panel `j`'s values and scales.
-    fn panel(&self, j: usize) -> (&[i8], &[f32]) {
+    /// Panels `j..j + count`'s values and scales (neighbouring panels are contiguous).
+    fn panels(&self, j: usize, count: usize) -> (&[i8], &[f32]) {
         let groups = self.k / self.group;
         let len = groups * padded(self.group) * NR;
         (
-            &self.data[j * len..(j + 1) * len],
-            &self.scales[j * groups * NR..(j + 1) * groups * NR],
+            &self.data[j * len..(j + count) * len],
+            &self.scales[j * groups * NR..(j + count) * groups * NR],
         )
     }
 }
@@ -302,7 +315,7 @@ impl OutPtr {
     }
 }
 
-/// One microkernel call's operands: `rows` quantized rows and one panel.
+/// One microkernel call's operands: `rows` quantized rows and `panels` neighbouring panels.
 #[derive(Debug, Clone, Copy)]
 pub struct Tile<'a> {
     /// `rows` rows of `groups * padded(group)` values.
@@ -313,11 +326,13 @@ pub struct Tile<'a> {
     pub xsum: &'a [i32],
     /// Rows in this tile (1..=MR).
     pub rows: usize,
-    /// The panel's values, `groups * padded(group) * NR`.
+    /// Panels in this tile (1..=PANELS).
+    pub panels: usize,
+    /// The panels' values, each `groups * padded(group) * NR`, one after the other.
     pub panel: &'a [i8],
-    /// The panel's scales, `groups * NR`.
+    /// The panels' scales, each `groups * NR`, one after the other.
     pub ps: &'a [f32],
-    /// What each row's outputs start from (the panel's bias), `NR`.
+    /// What each row's outputs start from (the panels' bias), `panels * NR`.
     pub bias: &'a [f32],
     /// Groups per row.
     pub groups: usize,
@@ -332,13 +347,14 @@ impl Tile<'_> {
     fn is_valid(&self) -> bool {
         let row = self.groups * self.gp;
         (1..=MR).contains(&self.rows)
+            && (1..=PANELS).contains(&self.panels)
             && self.gp % 4 == 0
             && self.xq.len() >= self.rows * row
             && self.xs.len() >= self.rows * self.groups
             && self.xsum.len() >= self.rows * self.groups
-            && self.panel.len() >= row * NR
-            && self.ps.len() >= self.groups * NR
-            && self.bias.len() >= NR
+            && self.panel.len() >= self.panels * row * NR
+            && self.ps.len() >= self.panels * self.groups * NR
+            && self.bias.len() >= self.panels * NR
     }
 }
 
@@ -363,28 +379,32 @@ pub fn gemm(x: &QuantizedRows, w: &PackedInt8, bias: &[f32], out: &mut [f32]) {
     }
     let panels = n.div_ceil(NR);
     let blocks = m.div_ceil(MC);
-    let (isa, mr) = (w.isa, w.isa.rows());
+    let (isa, mr, pw) = (w.isa, w.isa.rows(), w.isa.panels());
     let ptr = OutPtr(out.as_mut_ptr());
     // One task: row block `b`, panels `p0..p1`.
     let task = |b: usize, p0: usize, p1: usize| {
         let (r0, r1) = (b * MC, ((b + 1) * MC).min(m));
-        // Every kernel writes all of its rows: no zeroing per tile.
-        let mut acc = [[0f32; NR]; MR];
-        for j in p0..p1 {
-            let (panel, ps) = w.panel(j);
-            let (c0, c1) = (j * NR, ((j + 1) * NR).min(n));
-            let mut pb = [0f32; NR];
+        // Every kernel writes all of its rows and panels: no zeroing per tile.
+        let mut acc: Acc = [[0f32; PANELS * NR]; MR];
+        let mut j = p0;
+        while j < p1 {
+            let count = pw.min(p1 - j);
+            let (panel, ps) = w.panels(j, count);
+            let (c0, c1) = (j * NR, ((j + count) * NR).min(n));
+            let width = c1 - c0;
+            let mut pb = [0f32; PANELS * NR];
             if !bias.is_empty() {
-                pb[..c1 - c0].copy_from_slice(&bias[c0..c1]);
+                pb[..width].copy_from_slice(&bias[c0..c1]);
             }
             let mut i = r0;
             while i < r1 {
-                let rows = mr.min(r1 - i);
+                let rows = tile_rows(r1 - i, mr);
                 let t = Tile {
                     xq: &x.q[i * row..(i + rows) * row],
                     xs: &x.scales[i * groups..(i + rows) * groups],
                     xsum: &x.sums[i * groups..(i + rows) * groups],
                     rows,
+                    panels: count,
                     panel,
                     ps,
                     bias: &pb,
@@ -403,21 +423,24 @@ pub fn gemm(x: &QuantizedRows, w: &PackedInt8, bias: &[f32], out: &mut [f32]) {
                     _ => tile(t, &mut acc),
                 }
                 for (r, a) in acc.iter().take(rows).enumerate() {
-                    let width = c1 - c0;
                     // SAFETY: row `i + r < m`, columns `c0..c1 <= n` of `out` (asserted
                     // `[m, n]`); this tile belongs to this task alone (tasks partition the rows
                     // into blocks and the columns into panels).
                     let dst = unsafe {
                         std::slice::from_raw_parts_mut(ptr.get().add((i + r) * n + c0), width)
                     };
-                    match <&mut [f32; NR]>::try_from(&mut *dst) {
-                        // A whole panel: a fixed-size copy, no call.
-                        Ok(d) => *d = *a,
-                        Err(_) => dst.copy_from_slice(&a[..width]),
+                    // Whole panels: a fixed-size copy, no call.
+                    if let Ok(d) = <&mut [f32; PANELS * NR]>::try_from(&mut *dst) {
+                        *d = *a;
+                    } else if let Ok(d) = <&mut [f32; NR]>::try_from(&mut *dst) {
+                        d.copy_from_slice(&a[..NR]);
+                    } else {
+                        dst.copy_from_slice(&a[..width]);
                     }
                 }
                 i += rows;
             }
+            j += count;
         }
     };
     let threads = num_threads();
@@ -426,8 +449,9 @@ pub fn gemm(x: &QuantizedRows, w: &PackedInt8, bias: &[f32], out: &mut [f32]) {
     } else if blocks >= 2 * threads {
         (0..blocks).into_par_iter().for_each(|b| task(b, 0, panels));
     } else {
-        // Few rows (a short query): every thread takes a share of the panels of each block.
-        let share = panels.div_ceil(threads);
+        // Few rows (a short query): every thread takes a share of the panels of each block,
+        // whole pairs when the kernel takes two panels at a time.
+        let share = panels.div_ceil(threads).next_multiple_of(pw);
         (0..blocks * threads).into_par_iter().for_each(|t| {
             let (b, s) = (t / threads, t % threads);
             let p0 = (s * share).min(panels);
@@ -436,34 +460,46 @@ pub fn gemm(x: &QuantizedRows, w: &PackedInt8, bias: &[f32], out: &mut [f32]) {
     }
 }
 
-/// Portable microkernel:
-/// `acc[r][c] = bias[c] + sum_g xs[r, g] ps[g, c] sum_{p in g} xq[r, p] w[p, c]`.
-pub fn tile(t: Tile<'_>, acc: &mut [[f32; NR]; MR]) {
+/// Splits `left` rows into even tiles of at most `most` (15 rows with 6 at most: 5 + 5 + 5, not
+/// 6 + 6 + 3): a short last tile has too few accumulators to hide the multiply latency.
+fn tile_rows(left: usize, most: usize) -> usize {
+    left.div_ceil(left.div_ceil(most))
+}
+
+/// Portable microkernel, for each panel `w < t.panels` and column `c < NR`:
+/// `acc[r][NR w + c] = bias[NR w + c] + sum_g xs[r, g] ps_w[g, c] sum_{p in g} xq[r, p] w_w[p, c]`.
+pub fn tile(t: Tile<'_>, acc: &mut Acc) {
     assert!(t.is_valid(), "malformed int8 tile");
     let row = t.groups * t.gp;
-    for a in acc.iter_mut().take(t.rows) {
-        a.copy_from_slice(&t.bias[..NR]);
-    }
-    for g in 0..t.groups {
-        let mut sums = [[0i32; NR]; MR];
-        let pg = &t.panel[g * t.gp * NR..(g + 1) * t.gp * NR];
-        let flip = if t.offset { i8::MIN } else { 0 };
-        for (s, w) in pg.chunks_exact(4 * NR).enumerate() {
-            for (r, sr) in sums.iter_mut().enumerate().take(t.rows) {
-                let xv = &t.xq[r * row + g * t.gp + 4 * s..][..4];
-                for (o, wc) in sr.iter_mut().zip(w.chunks_exact(4)) {
-                    let dot = xv
-                        .iter()
-                        .zip(wc)
-                        .map(|(&a, &b)| a as i32 * (b ^ flip) as i32);
-                    *o += dot.sum::<i32>();
+    let flip = if t.offset { i8::MIN } else { 0 };
+    for w in 0..t.panels {
+        let panel = &t.panel[w * row * NR..(w + 1) * row * NR];
+        let ps = &t.ps[w * t.groups * NR..(w + 1) * t.groups * NR];
+        let cols = w * NR..(w + 1) * NR;
+        for a in acc.iter_mut().take(t.rows) {
+            a[cols.clone()].copy_from_slice(&t.bias[cols.clone()]);
+        }
+        for g in 0..t.groups {
+            let mut sums = [[0i32; NR]; MR];
+            let pg = &panel[g * t.gp * NR..(g + 1) * t.gp * NR];
+            for (s, wv) in pg.chunks_exact(4 * NR).enumerate() {
+                for (r, sr) in sums.iter_mut().enumerate().take(t.rows) {
+                    let xv = &t.xq[r * row + g * t.gp + 4 * s..][..4];
+                    for (o, wc) in sr.iter_mut().zip(wv.chunks_exact(4)) {
+                        let dot = xv
+                            .iter()
+                            .zip(wc)
+                            .map(|(&a, &b)| a as i32 * (b ^ flip) as i32);
+                        *o += dot.sum::<i32>();
+                    }
                 }
             }
-        }
-        for (r, (a, sr)) in acc.iter_mut().zip(&sums).enumerate().take(t.rows) {
-            let sx = t.xs[r * t.groups + g];
-            for ((o, &v), &sw) in a.iter_mut().zip(sr).zip(&t.ps[g * NR..(g + 1) * NR]) {
-                *o = (v as f32).mul_add(sx * sw, *o);
+            for (r, (a, sr)) in acc.iter_mut().zip(&sums).enumerate().take(t.rows) {
+                let sx = t.xs[r * t.groups + g];
+                let pgs = &ps[g * NR..(g + 1) * NR];
+                for ((o, &v), &sw) in a[cols.clone()].iter_mut().zip(sr).zip(pgs) {
+                    *o = (v as f32).mul_add(sx * sw, *o);
+                }
             }
         }
     }

@@ -79,8 +79,9 @@ fn quantize_rows_pads_groups_and_keeps_codes_in_range() {
     assert!(xq.scales[4] < 2.0 / 127.0 + 1e-6);
 }
 
-/// Odd shapes (partial panels, partial row tiles, groups not a multiple of 4 or 32, one group
-/// per row, blocks split across threads) and the model's shapes, with and without bias.
+/// Odd shapes (partial panels, odd panel counts, partial and uneven row tiles, groups not a
+/// multiple of 4 or 32, one group per row, blocks and panel pairs split across threads) and the
+/// model's shapes, with and without bias.
 #[test]
 fn gemm_matches_the_reference() {
     for &(m, k, n, g) in &[
@@ -92,6 +93,8 @@ fn gemm_matches_the_reference() {
         (49, 64, 100, 64),
         (100, 129, 48, 129),
         (200, 384, 384, 128),
+        (27, 130, 69, 130),
+        (25, 260, 16 * 7, 130),
     ] {
         let mut x = test_data(m * k, 1, 1.0);
         x[k / 2] = 8.0; // an outlier channel
@@ -165,85 +168,129 @@ fn avx2_quantizer_matches_the_portable_one() {
     }
 }
 
-/// Every SIMD microkernel against the portable one on the same tiles, for every row count:
-/// random codes, then the extremes where `vpmaddubsw` would saturate without the sign trick
-/// (every pair sum at +-2 * 127 * 127) and where offset weights reach 0 and 254.
+/// Every SIMD microkernel against the portable one on the same tiles, for every row count and
+/// panel count (the portable tile run panel by panel): random codes, then the extremes where
+/// `vpmaddubsw` would saturate without the sign trick (every pair sum at +-2 * 127 * 127) and
+/// where offset weights reach 0 and 254; groups of whole steps, of one step, and padded ones.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn simd_tiles_match_the_portable_one() {
-    let (groups, gp) = (3, 132);
-    let row = groups * gp;
-    let codes = |n: usize, seed: u32| -> Vec<i8> {
-        test_data(n, seed, 127.5)
-            .iter()
-            .map(|v| v.round().clamp(-127.0, 127.0) as i8)
-            .collect()
-    };
-    let xs = test_data(MR * groups, 7, 1.0);
-    let ps = test_data(groups * NR, 8, 1.0);
-    let bias = test_data(NR, 9, 1.0);
-    let cases = [
-        (codes(MR * row, 1), codes(row * NR, 2)),
-        (vec![127; MR * row], vec![-127; row * NR]),
-        (vec![-127; MR * row], vec![-127; row * NR]),
-        (vec![127; MR * row], vec![127; row * NR]),
-    ];
-    for isa in [Isa::Avx2, Isa::Avx512Vnni] {
-        if !isa.available() {
-            eprintln!("note: {isa:?} not on this CPU; its kernel is untested here");
-            continue;
-        }
-        for (xq, w) in &cases {
-            let xsum: Vec<i32> = xq
-                .chunks(gp)
-                .map(|c| c.iter().map(|&v| v as i32).sum())
-                .collect();
-            let flip = if isa.offset() { i8::MIN } else { 0 };
-            let panel: Vec<i8> = w.iter().map(|&v| v ^ flip).collect();
-            for rows in 1..=isa.rows() {
-                let t = Tile {
-                    xq,
-                    xs: &xs,
-                    xsum: &xsum,
-                    rows,
-                    panel: &panel,
-                    ps: &ps,
-                    bias: &bias,
-                    groups,
-                    gp,
-                    offset: isa.offset(),
-                };
-                let (mut a, mut b) = ([[0f32; NR]; MR], [[0f32; NR]; MR]);
-                tile(t, &mut a);
-                // SAFETY: the CPU runs `isa` (checked above).
-                unsafe {
-                    match isa {
-                        Isa::Avx2 => x86::tile_avx2(t, &mut b),
-                        #[cfg(ember_avx512)]
-                        Isa::Avx512Vnni => vnni::tile(t, &mut b),
-                        _ => unreachable!("{isa:?} is not available"),
+    for &(groups, group) in &[(3usize, 132usize), (2, 4), (2, 130), (1, 37)] {
+        let gp = group.next_multiple_of(4);
+        let row = groups * gp;
+        let plen = row * NR;
+        let codes = |n: usize, seed: u32| -> Vec<i8> {
+            test_data(n, seed, 127.5)
+                .iter()
+                .map(|v| v.round().clamp(-127.0, 127.0) as i8)
+                .collect()
+        };
+        // Zero padding as `quantize_rows` and `pack_for` leave it: a row's codes past `group` in
+        // each group, and a panel's steps' values past `group` (byte `64 s + 4 c + t` is input
+        // `4 s + t` of its group).
+        let pad_x = |mut v: Vec<i8>| {
+            v.iter_mut()
+                .enumerate()
+                .filter(|(i, _)| i % gp >= group)
+                .for_each(|(_, c)| *c = 0);
+            v
+        };
+        let pad_w = |mut v: Vec<i8>| {
+            v.iter_mut()
+                .enumerate()
+                .filter(|(i, _)| (i % (gp * NR)) / (4 * NR) * 4 + i % 4 >= group)
+                .for_each(|(_, c)| *c = 0);
+            v
+        };
+        let xs = test_data(MR * groups, 7, 1.0);
+        let ps = test_data(PANELS * groups * NR, 8, 1.0);
+        let bias = test_data(PANELS * NR, 9, 1.0);
+        let n = PANELS * plen;
+        let cases = [
+            (codes(MR * row, 1), codes(n, 2)),
+            (vec![127; MR * row], vec![-127; n]),
+            (vec![-127; MR * row], vec![-127; n]),
+            (vec![127; MR * row], vec![127; n]),
+        ]
+        .map(|(x, w)| (pad_x(x), pad_w(w)));
+        for isa in [Isa::Avx2, Isa::Avx512Vnni] {
+            if !isa.available() {
+                eprintln!("note: {isa:?} not on this CPU; its kernel is untested here");
+                continue;
+            }
+            for (xq, w) in &cases {
+                let xsum: Vec<i32> = xq
+                    .chunks(gp)
+                    .map(|c| c.iter().map(|&v| v as i32).sum())
+                    .collect();
+                let flip = if isa.offset() { i8::MIN } else { 0 };
+                let panel: Vec<i8> = w.iter().map(|&v| v ^ flip).collect();
+                for (rows, panels) in
+                    (1..=isa.rows()).flat_map(|r| (1..=isa.panels()).map(move |p| (r, p)))
+                {
+                    let t = Tile {
+                        xq,
+                        xs: &xs,
+                        xsum: &xsum,
+                        rows,
+                        panels,
+                        panel: &panel,
+                        ps: &ps,
+                        bias: &bias,
+                        groups,
+                        gp,
+                        offset: isa.offset(),
+                    };
+                    let mut got = [[f32::NAN; PANELS * NR]; MR];
+                    // SAFETY: the CPU runs `isa` (checked above).
+                    unsafe {
+                        match isa {
+                            Isa::Avx2 => x86::tile_avx2(t, &mut got),
+                            #[cfg(ember_avx512)]
+                            Isa::Avx512Vnni => vnni::tile(t, &mut got),
+                            _ => unreachable!("{isa:?} is not available"),
+                        }
                     }
-                }
-                for (ra, rb) in a.iter().zip(&b).take(rows) {
-                    for (va, vb) in ra.iter().zip(rb) {
+                    // The portable tile over all panels at once, then panel by panel.
+                    let mut whole = [[f32::NAN; PANELS * NR]; MR];
+                    tile(t, &mut whole);
+                    for p in 0..panels {
+                        let mut want = [[f32::NAN; PANELS * NR]; MR];
+                        let one = Tile {
+                            panels: 1,
+                            panel: &panel[p * plen..(p + 1) * plen],
+                            ps: &ps[p * groups * NR..(p + 1) * groups * NR],
+                            bias: &bias[p * NR..(p + 1) * NR],
+                            ..t
+                        };
+                        tile(one, &mut want);
+                        for r in 0..rows {
+                            for c in 0..NR {
+                                let (u, v, h) =
+                                    (want[r][c], got[r][p * NR + c], whole[r][p * NR + c]);
+                                assert!(
+                                    (u - v).abs() <= 1e-6 * (1.0 + u.abs())
+                                        && (u - h).abs() <= 1e-6 * (1.0 + u.abs()),
+                                    "{isa:?} groups {groups}x{group} rows {rows} panels {panels} \
+                                     [{r}, {p}:{c}]: portable {u} (both panels {h}) vs {v}"
+                                );
+                            }
+                        }
+                    }
+                    // The extremes: each output is the exact sum of `group` products of
+                    // +-127 * 127 per group.
+                    if xq[0] == xq[1] && w[0] == w[1] {
+                        let per = (xq[0] as f32) * (w[0] as f32) * group as f32;
+                        let want: f32 = bias[0]
+                            + (0..groups)
+                                .map(|gi| per * xs[gi] * ps[gi * NR])
+                                .sum::<f32>();
                         assert!(
-                            (va - vb).abs() <= 1e-6 * (1.0 + va.abs()),
-                            "{isa:?} rows {rows}: {va} vs {vb}"
+                            (got[0][0] - want).abs() <= 1e-5 * want.abs(),
+                            "{} vs {want}",
+                            got[0][0]
                         );
                     }
-                }
-                // The extremes: each output is the exact sum of `gp` products of +-127 * 127.
-                if xq[0] == xq[1] && w[0] == w[1] {
-                    let per = (xq[0] as f32) * (w[0] as f32) * gp as f32;
-                    let want: f32 = bias[0]
-                        + (0..groups)
-                            .map(|gi| per * xs[gi] * ps[gi * NR])
-                            .sum::<f32>();
-                    assert!(
-                        (a[0][0] - want).abs() <= 1e-5 * want.abs(),
-                        "{} vs {want}",
-                        a[0][0]
-                    );
                 }
             }
         }

@@ -2,18 +2,19 @@
 
 use std::arch::x86_64::*;
 
-use super::{Tile, MR, NR};
+use super::{Acc, Tile, NR};
 use crate::kernels::elementwise::avx2::hmax;
 
-/// AVX2 tile (up to 4 rows, signed weights); dispatches to a kernel unrolled for the row count.
+/// AVX2 tile (up to 4 rows, one panel, signed weights); dispatches to a kernel unrolled for the
+/// row count.
 ///
 /// # Safety
 /// AVX2 and FMA must be available.
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn tile_avx2(t: Tile<'_>, acc: &mut [[f32; NR]; MR]) {
+pub unsafe fn tile_avx2(t: Tile<'_>, acc: &mut Acc) {
     // The kernel's raw reads rely on it: a cheap check per tile.
     assert!(
-        t.is_valid() && t.rows <= 4 && !t.offset,
+        t.is_valid() && t.rows <= 4 && t.panels == 1 && !t.offset,
         "malformed int8 tile"
     );
     // SAFETY: `t` is valid (checked above) and the caller guarantees AVX2 + FMA.
@@ -34,7 +35,7 @@ pub unsafe fn tile_avx2(t: Tile<'_>, acc: &mut [[f32; NR]; MR]) {
 /// # Safety
 /// AVX2 and FMA must be available; `t` valid with `t.rows >= R`.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn avx2_kernel<const R: usize>(t: Tile<'_>, acc: &mut [[f32; NR]; MR]) {
+unsafe fn avx2_kernel<const R: usize>(t: Tile<'_>, acc: &mut Acc) {
     let row = t.groups * t.gp;
     let ones = _mm256_set1_epi16(1);
     // SAFETY: `t.bias` holds NR = 16 values (`t.is_valid()`).
@@ -77,7 +78,7 @@ unsafe fn avx2_kernel<const R: usize>(t: Tile<'_>, acc: &mut [[f32; NR]; MR]) {
         }
     }
     for (fr, out) in f.iter().zip(acc.iter_mut()) {
-        // SAFETY: each `out` row is 16 f32 wide.
+        // SAFETY: each `out` row is at least 16 f32 wide.
         unsafe {
             _mm256_storeu_ps(out.as_mut_ptr(), fr[0]);
             _mm256_storeu_ps(out.as_mut_ptr().add(8), fr[1]);
