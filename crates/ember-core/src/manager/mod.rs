@@ -22,6 +22,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 pub use keep_alive::KeepAlive;
+pub use release::limit_allocator_arenas;
 use state::{Entry, Inflight, State};
 pub use state::{Evictions, ManagerStats};
 pub use status::{InstanceStatus, LoadState, ModelStatus};
