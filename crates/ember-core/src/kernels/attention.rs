@@ -116,34 +116,27 @@ unsafe fn head_avx2(job: &Head<'_>, out: &mut [f32]) {
     use super::sgemm::{avx2::block, MR, NR};
     let Head {
         qkv,
-        mask,
         bias,
         head,
         h,
         d,
+        ..
     } = *job;
     if d % NR != 0 {
         return head_attention(job, out);
     }
-    let seq = mask.len();
-    let len = mask.iter().rposition(|&v| v != 0).map_or(0, |p| p + 1);
-    out.fill(0.0);
-    if len == 0 {
+    let Some(Keys {
+        seq,
+        len,
+        lenp,
+        scale,
+        kt,
+        holes,
+        mut probs,
+    }) = job.keys(out)
+    else {
         return;
-    }
-    let scale = 1.0 / (d as f32).sqrt();
-    let lenp = len.next_multiple_of(NR);
-    // K^T for this head, [d, lenp], zero past `len`.
-    let mut kt = vec![0f32; d * lenp];
-    for j in 0..len {
-        let k = &qkv[j * 3 * h + h + head * d..][..d];
-        for (c, &kv) in k.iter().enumerate() {
-            kt[c * lenp + j] = kv;
-        }
-    }
-    // Padding before the last real token (unusual): masked key by key.
-    let holes: Vec<usize> = (0..len).filter(|&j| mask[j] == 0).collect();
-    let mut probs = vec![0f32; len * lenp];
+    };
     let mut acc = [[0f32; NR]; MR];
     const R: usize = 4;
     let mut i = 0;
@@ -206,32 +199,27 @@ unsafe fn head_avx512(job: &Head<'_>, out: &mut [f32]) {
     const PANEL: usize = NR / 2;
     let Head {
         qkv,
-        mask,
         bias,
         head,
         h,
         d,
+        ..
     } = *job;
     if d % PANEL != 0 {
         return head_attention(job, out);
     }
-    let seq = mask.len();
-    let len = mask.iter().rposition(|&v| v != 0).map_or(0, |p| p + 1);
-    out.fill(0.0);
-    if len == 0 {
+    let Some(Keys {
+        seq,
+        len,
+        lenp,
+        scale,
+        kt,
+        holes,
+        mut probs,
+    }) = job.keys(out)
+    else {
         return;
-    }
-    let scale = 1.0 / (d as f32).sqrt();
-    let lenp = len.next_multiple_of(PANEL);
-    let mut kt = vec![0f32; d * lenp];
-    for j in 0..len {
-        let k = &qkv[j * 3 * h + h + head * d..][..d];
-        for (c, &kv) in k.iter().enumerate() {
-            kt[c * lenp + j] = kv;
-        }
-    }
-    let holes: Vec<usize> = (0..len).filter(|&j| mask[j] == 0).collect();
-    let mut probs = vec![0f32; len * lenp];
+    };
     let mut acc = [[0f32; NR]; MR];
     let mut i = 0;
     while i < len {
@@ -296,6 +284,60 @@ unsafe fn head_avx512(job: &Head<'_>, out: &mut [f32]) {
             c0 += w;
         }
         i += rows;
+    }
+}
+
+/// What both SIMD heads set up before their products.
+struct Keys {
+    /// Padded length (the bias rows' stride).
+    seq: usize,
+    /// Keys up to the last real token.
+    len: usize,
+    /// `len` rounded up to whole 16-column panels.
+    lenp: usize,
+    /// `1 / sqrt(head_dim)`.
+    scale: f32,
+    /// K^T for this head, `[d, lenp]`, zero past `len`.
+    kt: Vec<f32>,
+    /// Padding before the last real token (unusual): masked key by key.
+    holes: Vec<usize>,
+    /// Score / probability rows, `[len, lenp]`.
+    probs: Vec<f32>,
+}
+
+impl Head<'_> {
+    /// Zeroes `out` and sets up the keys; `None` when the sequence has no real token.
+    fn keys(&self, out: &mut [f32]) -> Option<Keys> {
+        let Head {
+            qkv,
+            mask,
+            head,
+            h,
+            d,
+            ..
+        } = *self;
+        let len = mask.iter().rposition(|&v| v != 0).map_or(0, |p| p + 1);
+        out.fill(0.0);
+        if len == 0 {
+            return None;
+        }
+        let lenp = len.next_multiple_of(16);
+        let mut kt = vec![0f32; d * lenp];
+        for j in 0..len {
+            let k = &qkv[j * 3 * h + h + head * d..][..d];
+            for (c, &kv) in k.iter().enumerate() {
+                kt[c * lenp + j] = kv;
+            }
+        }
+        Some(Keys {
+            seq: mask.len(),
+            len,
+            lenp,
+            scale: 1.0 / (d as f32).sqrt(),
+            kt,
+            holes: (0..len).filter(|&j| mask[j] == 0).collect(),
+            probs: vec![0f32; len * lenp],
+        })
     }
 }
 
