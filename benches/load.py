@@ -39,23 +39,33 @@ MINILM = "all-MiniLM-L6-v2"
 MPNET = "all-mpnet-base-v2"
 
 
-class Conn:
-    """One keep-alive HTTP/1.1 connection."""
+class Http:
+    """One keep-alive HTTP/1.1 connection (standard library only: the CPU is for the server)."""
 
-    def __init__(self, host: str, port: int, headers: dict[str, str]):
-        self.host, self.port, self.headers = host, port, headers
+    def __init__(self, host: str, port: int, headers: dict[str, str], timeout: float = 180.0):
+        self.host, self.port, self.headers, self.timeout = host, port, headers, timeout
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        ctype: str = "application/json",
+    ) -> tuple[int, bytes]:
+        return await asyncio.wait_for(self._request(method, path, body, ctype), self.timeout)
+
+    async def _request(
+        self, method: str, path: str, body: bytes | None, ctype: str
+    ) -> tuple[int, bytes]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         extra = "".join(f"{k}: {v}\r\n" for k, v in self.headers.items())
-        head = (
-            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n{extra}\r\n"
-        ).encode()
-        self.writer.write(head + body)
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n{extra}"
+        if body is not None:
+            head += f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+        self.writer.write((head + "\r\n").encode() + (body or b""))
         await self.writer.drain()
         assert self.reader is not None
         status_line = await self.reader.readline()
@@ -88,6 +98,9 @@ class Conn:
         if close:
             self.close()
         return status, data
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        return await self.request("POST", path, body)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -123,7 +136,7 @@ async def scenario(
 
     async def worker(w: int) -> None:
         nonlocal issued
-        conn = Conn(host, port, headers)
+        conn = Http(host, port, headers)
         try:
             while issued < max_requests and time.perf_counter() < deadline:
                 i = issued

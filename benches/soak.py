@@ -46,8 +46,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load import MINILM, MPNET, QUERIES, ROOT, percentile
-from soak_support import LOADED_BYTES, Http, cosine, parse_metrics, rss_kb, start_server, threads
+from load import MINILM, MPNET, QUERIES, ROOT, Http, percentile
+from soak_support import LOADED_BYTES, cosine, parse_metrics, rss_kb, start_server, threads
 
 DIMS = {MINILM: 384, MPNET: 768}
 OLLAMA_NAMES = {MINILM: "all-minilm", MPNET: "all-mpnet"}

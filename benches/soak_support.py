@@ -1,10 +1,9 @@
-"""Helpers of `benches/soak.py`: a small keep-alive HTTP/1.1 client, `/metrics` and `/proc`
-readers, and starting the real server with the soak's budget while reading its log."""
+"""Helpers of `benches/soak.py`: `/metrics` and `/proc` readers, and starting the real server
+with the soak's budget while reading its log (the HTTP client is `load.Http`)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import math
 import os
 import re
@@ -16,72 +15,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from load import wait_ready
-
-
-class Http:
-    """One keep-alive HTTP/1.1 connection (standard library only: the CPU is for the server)."""
-
-    def __init__(self, host: str, port: int, headers: dict[str, str], timeout: float = 180.0):
-        self.host, self.port, self.headers, self.timeout = host, port, headers, timeout
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        body: bytes | None = None,
-        ctype: str = "application/json",
-    ) -> tuple[int, bytes]:
-        return await asyncio.wait_for(self._request(method, path, body, ctype), self.timeout)
-
-    async def _request(
-        self, method: str, path: str, body: bytes | None, ctype: str
-    ) -> tuple[int, bytes]:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        extra = "".join(f"{k}: {v}\r\n" for k, v in self.headers.items())
-        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n{extra}"
-        if body is not None:
-            head += f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-        self.writer.write((head + "\r\n").encode() + (body or b""))
-        await self.writer.drain()
-        assert self.reader is not None
-        status_line = await self.reader.readline()
-        if not status_line:
-            raise ConnectionError("server closed the connection")
-        status = int(status_line.split()[1])
-        length, close, chunked = 0, False, False
-        while True:
-            line = await self.reader.readline()
-            if line in (b"\r\n", b""):
-                break
-            name, _, value = line.decode("latin-1").partition(":")
-            name, value = name.strip().lower(), value.strip()
-            if name == "content-length":
-                length = int(value)
-            elif name == "connection" and value.lower() == "close":
-                close = True
-            elif name == "transfer-encoding" and "chunked" in value.lower():
-                chunked = True
-        if chunked:
-            data = b""
-            while True:
-                size = int((await self.reader.readline()).strip(), 16)
-                chunk = await self.reader.readexactly(size + 2)
-                if size == 0:
-                    break
-                data += chunk[:-2]
-        else:
-            data = await self.reader.readexactly(length)
-        if close:
-            self.close()
-        return status, data
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.reader = self.writer = None
 
 
 def parse_metrics(text: str) -> dict[str, float]:
