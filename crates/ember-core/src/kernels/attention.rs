@@ -80,13 +80,20 @@ pub fn attention(qkv: &[f32], mask: &[u32], bias: &[f32], s: AttnShape, ctx: &mu
 
 /// One head on the kernels of `path` (which this CPU must run).
 fn run_head(path: Simd, job: &Head<'_>, out: &mut [f32]) {
+    // The SIMD heads work on whole 16-column panels of the head width.
+    if path == Simd::Portable || job.d % 16 != 0 {
+        return head_attention(job, out);
+    }
+    let Some(keys) = job.keys(out) else {
+        return;
+    };
     match path {
         // SAFETY: AVX2, FMA and F16C were detected on this CPU.
         #[cfg(target_arch = "x86_64")]
-        Simd::Avx2 => unsafe { head_avx2(job, out) },
+        Simd::Avx2 => unsafe { head_avx2(job, keys, out) },
         // SAFETY: AVX-512 F (with AVX2, FMA, F16C) was detected on this CPU.
         #[cfg(all(target_arch = "x86_64", ember_avx512))]
-        Simd::Avx512 => unsafe { head_avx512(job, out) },
+        Simd::Avx512 => unsafe { head_avx512(job, keys, out) },
         _ => head_attention(job, out),
     }
 }
@@ -106,13 +113,14 @@ struct Head<'a> {
 
 /// Context rows `[seq, d]` for one head on AVX2: both products (`Q K^T` and `P V`) run on the
 /// GEMM's register-blocked microkernel (4 rows × 16 columns at a time), reading Q and V in place
-/// from the QKV rows and K from a transposed copy padded to 16 columns.
+/// from the QKV rows and K from a transposed copy padded to 16 columns (`keys`, from
+/// `Head::keys`). The head width must be a multiple of 16 (asserted).
 ///
 /// # Safety
 /// AVX2 and FMA must be available.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn head_avx2(job: &Head<'_>, out: &mut [f32]) {
+unsafe fn head_avx2(job: &Head<'_>, keys: Keys, out: &mut [f32]) {
     use super::sgemm::{avx2::block, MR, NR};
     let Head {
         qkv,
@@ -122,10 +130,9 @@ unsafe fn head_avx2(job: &Head<'_>, out: &mut [f32]) {
         d,
         ..
     } = *job;
-    if d % NR != 0 {
-        return head_attention(job, out);
-    }
-    let Some(Keys {
+    // The products read whole 16-column panels of Q, K^T and V.
+    assert_eq!(d % 16, 0, "head width {d} is not whole panels");
+    let Keys {
         seq,
         len,
         lenp,
@@ -133,10 +140,7 @@ unsafe fn head_avx2(job: &Head<'_>, out: &mut [f32]) {
         kt,
         holes,
         mut probs,
-    }) = job.keys(out)
-    else {
-        return;
-    };
+    } = keys;
     let mut acc = [[0f32; NR]; MR];
     const R: usize = 4;
     let mut i = 0;
@@ -188,13 +192,13 @@ unsafe fn head_avx2(job: &Head<'_>, out: &mut [f32]) {
 }
 
 /// Context rows `[seq, d]` for one head on AVX-512: as `head_avx2`, on the 12-row × 32-column
-/// kernel (two 16-column panels per call).
+/// kernel (two 16-column panels per call). The head width must be a multiple of 16 (asserted).
 ///
 /// # Safety
 /// `has_avx512()` must hold.
 #[cfg(all(target_arch = "x86_64", ember_avx512))]
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-unsafe fn head_avx512(job: &Head<'_>, out: &mut [f32]) {
+unsafe fn head_avx512(job: &Head<'_>, keys: Keys, out: &mut [f32]) {
     use super::sgemm::avx512::{block, Operands, MR, NR};
     const PANEL: usize = NR / 2;
     let Head {
@@ -205,10 +209,9 @@ unsafe fn head_avx512(job: &Head<'_>, out: &mut [f32]) {
         d,
         ..
     } = *job;
-    if d % PANEL != 0 {
-        return head_attention(job, out);
-    }
-    let Some(Keys {
+    // The products read whole 16-column panels of Q, K^T and V.
+    assert_eq!(d % 16, 0, "head width {d} is not whole panels");
+    let Keys {
         seq,
         len,
         lenp,
@@ -216,10 +219,7 @@ unsafe fn head_avx512(job: &Head<'_>, out: &mut [f32]) {
         kt,
         holes,
         mut probs,
-    }) = job.keys(out)
-    else {
-        return;
-    };
+    } = keys;
     let mut acc = [[0f32; NR]; MR];
     let mut i = 0;
     while i < len {
