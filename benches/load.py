@@ -186,24 +186,29 @@ def start_server(binary: Path, models: list[str]) -> tuple[subprocess.Popen, str
     cmd = [str(binary), "--host", "127.0.0.1", "--port", "0", "--model", ",".join(models)]
     env = dict(os.environ, NO_COLOR="1", EMBER_LOG=os.environ.get("EMBER_LOG", "info"))
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
-    assert proc.stderr is not None
-    addr = None
-    start = time.time()
-    while addr is None and time.time() - start < 300:
-        line = proc.stderr.readline()
-        if not line:
-            raise SystemExit(f"server exited early ({proc.poll()})")
-        m = re.search(r"ember listening.*addr=([0-9.]+:[0-9]+)", line)
-        if m:
-            addr = m.group(1)
-    if addr is None:
-        proc.kill()
-        raise SystemExit("server never logged its address")
-    url = f"http://{addr}"
+    url = f"http://{listening_address(proc)}"
     # Drain the log so the pipe never blocks the server.
     threading.Thread(target=drain, args=(proc.stderr,), daemon=True).start()
     wait_ready(url, 300)
     return proc, url
+
+
+def listening_address(proc: subprocess.Popen, timeout: float = 300) -> str:
+    """Reads the server's log until it says where it listens; exits (killing it) if it never
+    does. The last log lines go into the error when the server dies first."""
+    assert proc.stderr is not None
+    start = time.time()
+    tail: list[str] = []
+    while time.time() - start < timeout:
+        line = proc.stderr.readline()
+        if not line:
+            raise SystemExit(f"server exited early ({proc.poll()}):\n{''.join(tail)}")
+        tail = [*tail[-20:], line]
+        m = re.search(r"ember listening.*addr=([0-9.]+:[0-9]+)", line)
+        if m:
+            return m.group(1)
+    proc.kill()
+    raise SystemExit("server never logged its address")
 
 
 def drain(stream) -> None:

@@ -10,11 +10,10 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load import wait_ready
+from load import listening_address, wait_ready
 
 
 def parse_metrics(text: str) -> dict[str, float]:
@@ -77,20 +76,7 @@ def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
         env.pop(var, None)
     print(f"[soak] starting {' '.join(cmd)} (budget {args.max_memory})", flush=True)
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
-    assert proc.stderr is not None
-    addr, start = None, time.time()
-    tail: list[str] = []
-    while addr is None and time.time() - start < 300:
-        line = proc.stderr.readline()
-        if not line:
-            raise SystemExit(f"server exited early ({proc.poll()}):\n{''.join(tail)}")
-        tail = [*tail[-20:], line]
-        m = re.search(r"ember listening.*addr=([0-9.]+:[0-9]+)", line)
-        if m:
-            addr = m.group(1)
-    if addr is None:
-        proc.kill()
-        raise SystemExit("server never logged its address")
+    addr = listening_address(proc)
     log = open(args.server_log, "w") if args.server_log else None
     threading.Thread(target=read_log, args=(proc.stderr, log), daemon=True).start()
     url = f"http://{addr}"
