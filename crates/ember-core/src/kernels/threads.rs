@@ -27,3 +27,15 @@ pub fn num_threads() -> usize {
         }
     })
 }
+
+/// Runs `f` on a worker of the pool (at once when already on one).
+///
+/// Each parallel loop started from outside the pool is injected into it while the caller sleeps
+/// on a lock until it ends: a forward pass has about ten such loops per layer, and a short
+/// sequence's loops last tens of microseconds, so the wake-ups alone cost a fifth of a batch-1
+/// call. Started from a worker, the loops split by work stealing while the other workers are
+/// still spinning from the previous loop, and the caller wakes once per pass.
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    num_threads();
+    rayon::scope(|_| f())
+}

@@ -211,10 +211,11 @@ impl Encoder {
 
     /// The last hidden state `[batch, seq, hidden]`.
     pub fn forward(&self, batch: &Batch) -> candle_core::Result<Tensor> {
-        match self {
+        // The CPU kernels' parallel loops start cheaper from inside the pool.
+        crate::kernels::threads::on_pool(|| match self {
             Encoder::Bert(m) => m.forward(batch),
             Encoder::MPNet(m) => m.forward(batch),
-        }
+        })
     }
 
     /// The last hidden state computed with candle's own ops only (the benches' baseline).
