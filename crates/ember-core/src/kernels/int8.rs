@@ -173,18 +173,13 @@ fn quantize_padded(x: &[f32], q: &mut [i8], avx: bool) -> (f32, i32) {
     let (qv, pad) = q.split_at_mut(x.len());
     pad.fill(0);
     #[cfg(target_arch = "x86_64")]
-    let scale = if avx {
+    if avx {
         // SAFETY: the caller checked AVX2 and FMA; `x` and `qv` have the same length, a
         // multiple of 32.
-        unsafe { x86::quantize_group(x, qv) }
-    } else {
-        quantize_group(x, qv)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let scale = {
-        let _ = avx;
-        quantize_group(x, qv)
-    };
+        return unsafe { x86::quantize_group(x, qv) };
+    }
+    let _ = avx;
+    let scale = quantize_group(x, qv);
     (scale, qv.iter().map(|&v| v as i32).sum())
 }
 
@@ -301,6 +296,34 @@ impl PackedInt8 {
     }
 }
 
+/// Where a SIMD microkernel writes its tile: row `r` of the tile at `ptr + r * ld`. The GEMM
+/// points it into the output for whole-panel tiles (no copy through a buffer), or at an `Acc`.
+#[derive(Debug, Clone, Copy)]
+pub struct Dst {
+    ptr: *mut f32,
+    ld: usize,
+}
+
+impl Dst {
+    /// Rows of `acc` (valid while `acc` is, for `MR` rows of `PANELS * NR` values).
+    pub fn acc(acc: &mut Acc) -> Self {
+        Self {
+            ptr: acc.as_mut_ptr().cast(),
+            ld: PANELS * NR,
+        }
+    }
+
+    /// Row `r`'s first value.
+    ///
+    /// # Safety
+    /// `r` must be a row the destination holds.
+    #[inline(always)]
+    unsafe fn row(self, r: usize) -> *mut f32 {
+        // SAFETY: the caller keeps `r` inside the destination.
+        unsafe { self.ptr.add(r * self.ld) }
+    }
+}
+
 /// A raw output pointer that tasks writing disjoint parts of the output may share.
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
@@ -412,15 +435,50 @@ pub fn gemm(x: &QuantizedRows, w: &PackedInt8, bias: &[f32], out: &mut [f32]) {
                     gp,
                     offset: isa.offset(),
                 };
-                match isa {
+                // Whole panels go straight to the output: row `i + r < m`, columns `c0..c1`
+                // (`c1 <= n`) of `out` (asserted `[m, n]`), a tile this task alone writes (tasks
+                // partition the rows into blocks and the columns into panels).
+                let direct = Dst {
+                    ptr: ptr.get().wrapping_add(i * n + c0),
+                    ld: n,
+                };
+                let whole = width == count * NR;
+                // Whether the kernel wrote the output itself (else it wrote `acc`).
+                let written = match isa {
                     #[cfg(all(target_arch = "x86_64", ember_avx512))]
                     // SAFETY: the CPU runs AVX-512 BW + VNNI (asserted `isa.available()`); `t`
-                    // is valid by construction (slices sized from the asserted shapes).
-                    Isa::Avx512Vnni => unsafe { vnni::tile(t, &mut acc) },
+                    // is valid by construction (slices sized from the asserted shapes); the
+                    // destination holds `rows` rows of `width` values (above, or `acc`).
+                    Isa::Avx512Vnni if whole => unsafe {
+                        vnni::tile(t, direct);
+                        true
+                    },
+                    #[cfg(all(target_arch = "x86_64", ember_avx512))]
+                    // SAFETY: as above.
+                    Isa::Avx512Vnni => unsafe {
+                        vnni::tile(t, Dst::acc(&mut acc));
+                        false
+                    },
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: as above, for AVX2 + FMA.
-                    Isa::Avx2 => unsafe { x86::tile_avx2(t, &mut acc) },
-                    _ => tile(t, &mut acc),
+                    Isa::Avx2 if whole => unsafe {
+                        x86::tile_avx2(t, direct);
+                        true
+                    },
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: as above.
+                    Isa::Avx2 => unsafe {
+                        x86::tile_avx2(t, Dst::acc(&mut acc));
+                        false
+                    },
+                    _ => {
+                        tile(t, &mut acc);
+                        false
+                    }
+                };
+                if written {
+                    i += rows;
+                    continue;
                 }
                 for (r, a) in acc.iter().take(rows).enumerate() {
                     // SAFETY: row `i + r < m`, columns `c0..c1 <= n` of `out` (asserted

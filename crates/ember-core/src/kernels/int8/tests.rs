@@ -159,12 +159,14 @@ fn avx2_quantizer_matches_the_portable_one() {
         let (mut qa, mut qb) = (vec![0i8; g], vec![0i8; g]);
         let sa = quantize_group(c, &mut qa);
         // SAFETY: AVX2 and FMA detected above; both slices hold `g` values.
-        let sb = unsafe { x86::quantize_group(c, &mut qb) };
+        let (sb, sum) = unsafe { x86::quantize_group(c, &mut qb) };
         assert!((sa - sb).abs() <= 1e-7 * sa);
         assert!(qa
             .iter()
             .zip(&qb)
             .all(|(a, b)| (*a as i32 - *b as i32).abs() <= 1));
+        // The sum the AVX2 quantizer returns is its own codes' sum.
+        assert_eq!(sum, qb.iter().map(|&v| v as i32).sum::<i32>());
     }
 }
 
@@ -245,9 +247,9 @@ fn simd_tiles_match_the_portable_one() {
                     // SAFETY: the CPU runs `isa` (checked above).
                     unsafe {
                         match isa {
-                            Isa::Avx2 => x86::tile_avx2(t, &mut got),
+                            Isa::Avx2 => x86::tile_avx2(t, Dst::acc(&mut got)),
                             #[cfg(ember_avx512)]
-                            Isa::Avx512Vnni => vnni::tile(t, &mut got),
+                            Isa::Avx512Vnni => vnni::tile(t, Dst::acc(&mut got)),
                             _ => unreachable!("{isa:?} is not available"),
                         }
                     }

@@ -14,31 +14,32 @@
 
 use std::arch::x86_64::*;
 
-use super::{Acc, Tile, NR};
+use super::{Dst, Tile, NR};
 
 /// AVX-512 VNNI tile (up to 6 rows, one or two panels, weights offset by 128); dispatches to a
 /// kernel unrolled for the row and panel counts.
 ///
 /// # Safety
-/// AVX-512 F + BW + VNNI, AVX2 and FMA must be available.
+/// AVX-512 F + BW + VNNI, AVX2 and FMA must be available; `dst` must be valid for `t.rows` rows
+/// of `16 * t.panels` values.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
-pub unsafe fn tile(t: Tile<'_>, acc: &mut Acc) {
+pub unsafe fn tile(t: Tile<'_>, dst: Dst) {
     // The kernel's raw reads rely on it: a cheap check per tile.
     assert!(t.is_valid() && t.offset, "malformed int8 tile");
     macro_rules! by_rows {
         ($w:literal) => {
             match t.rows {
-                6 => kernel::<6, $w>(t, acc),
-                5 => kernel::<5, $w>(t, acc),
-                4 => kernel::<4, $w>(t, acc),
-                3 => kernel::<3, $w>(t, acc),
-                2 => kernel::<2, $w>(t, acc),
-                _ => kernel::<1, $w>(t, acc),
+                6 => kernel::<6, $w>(t, dst),
+                5 => kernel::<5, $w>(t, dst),
+                4 => kernel::<4, $w>(t, dst),
+                3 => kernel::<3, $w>(t, dst),
+                2 => kernel::<2, $w>(t, dst),
+                _ => kernel::<1, $w>(t, dst),
             }
         };
     }
     // SAFETY: `t` is valid (checked above: `rows <= MR`, `panels <= 2`, the slices long enough)
-    // and the caller guarantees the instruction sets.
+    // and the caller guarantees the instruction sets and `dst`.
     unsafe {
         if t.panels == 2 {
             by_rows!(2)
@@ -50,12 +51,13 @@ pub unsafe fn tile(t: Tile<'_>, acc: &mut Acc) {
 
 /// `R` rows × `W` panels (16 columns each). Each group's i32 accumulators start at
 /// `-128 · (row's sum of codes)`, cancelling the weights' +128 offset (the same seed for every
-/// panel); at the group's end they are scaled into the f32 sums, which go to `acc` at the end.
+/// panel); at the group's end they are scaled into the f32 sums, which go to `dst` at the end.
 ///
 /// # Safety
-/// As `tile`; `t` valid with `t.rows >= R` and `t.panels >= W`.
+/// As `tile`; `t` valid with `t.rows >= R` and `t.panels >= W`; `dst` valid for `R` rows of
+/// `16 * W` values.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
-unsafe fn kernel<const R: usize, const W: usize>(t: Tile<'_>, acc: &mut Acc) {
+unsafe fn kernel<const R: usize, const W: usize>(t: Tile<'_>, dst: Dst) {
     let row = t.groups * t.gp;
     // Distances between neighbouring panels' values and scales.
     let (next, next_s) = (row * NR, t.groups * NR);
@@ -104,10 +106,10 @@ unsafe fn kernel<const R: usize, const W: usize>(t: Tile<'_>, acc: &mut Acc) {
             }
         }
     }
-    for (fr, a) in f.iter().zip(acc.iter_mut()) {
+    for (r, fr) in f.iter().enumerate() {
         for (w, fv) in fr.iter().enumerate() {
-            // SAFETY: each `acc` row is 32 f32 wide and `w < W <= 2`.
-            unsafe { _mm512_storeu_ps(a.as_mut_ptr().add(w * NR), *fv) };
+            // SAFETY: `dst` holds `R` rows of `16 * W` values (the caller).
+            unsafe { _mm512_storeu_ps(dst.row(r).add(w * NR), *fv) };
         }
     }
 }

@@ -2,28 +2,28 @@
 
 use std::arch::x86_64::*;
 
-use super::{Acc, Tile, NR};
+use super::{Dst, Tile, NR};
 use crate::kernels::elementwise::avx2::hmax;
 
 /// AVX2 tile (up to 4 rows, one panel, signed weights); dispatches to a kernel unrolled for the
 /// row count.
 ///
 /// # Safety
-/// AVX2 and FMA must be available.
+/// AVX2 and FMA must be available; `dst` must be valid for `t.rows` rows of 16 values.
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn tile_avx2(t: Tile<'_>, acc: &mut Acc) {
+pub unsafe fn tile_avx2(t: Tile<'_>, dst: Dst) {
     // The kernel's raw reads rely on it: a cheap check per tile.
     assert!(
         t.is_valid() && t.rows <= 4 && t.panels == 1 && !t.offset,
         "malformed int8 tile"
     );
-    // SAFETY: `t` is valid (checked above) and the caller guarantees AVX2 + FMA.
+    // SAFETY: `t` is valid (checked above) and the caller guarantees AVX2 + FMA and `dst`.
     unsafe {
         match t.rows {
-            4 => avx2_kernel::<4>(t, acc),
-            3 => avx2_kernel::<3>(t, acc),
-            2 => avx2_kernel::<2>(t, acc),
-            _ => avx2_kernel::<1>(t, acc),
+            4 => avx2_kernel::<4>(t, dst),
+            3 => avx2_kernel::<3>(t, dst),
+            2 => avx2_kernel::<2>(t, dst),
+            _ => avx2_kernel::<1>(t, dst),
         }
     }
 }
@@ -33,9 +33,9 @@ pub unsafe fn tile_avx2(t: Tile<'_>, acc: &mut Acc) {
 /// `vpaddd`. The i32 sums are scaled into f32 at the end of each group.
 ///
 /// # Safety
-/// AVX2 and FMA must be available; `t` valid with `t.rows >= R`.
+/// AVX2 and FMA must be available; `t` valid with `t.rows >= R`; `dst` valid for `R` rows of 16.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn avx2_kernel<const R: usize>(t: Tile<'_>, acc: &mut Acc) {
+unsafe fn avx2_kernel<const R: usize>(t: Tile<'_>, dst: Dst) {
     let row = t.groups * t.gp;
     let ones = _mm256_set1_epi16(1);
     // SAFETY: `t.bias` holds NR = 16 values (`t.is_valid()`).
@@ -77,18 +77,19 @@ unsafe fn avx2_kernel<const R: usize>(t: Tile<'_>, acc: &mut Acc) {
             }
         }
     }
-    for (fr, out) in f.iter().zip(acc.iter_mut()) {
-        // SAFETY: each `out` row is at least 16 f32 wide.
+    for (r, fr) in f.iter().enumerate() {
+        // SAFETY: `dst` holds `R` rows of 16 values (the caller).
         unsafe {
-            _mm256_storeu_ps(out.as_mut_ptr(), fr[0]);
-            _mm256_storeu_ps(out.as_mut_ptr().add(8), fr[1]);
+            let out = dst.row(r);
+            _mm256_storeu_ps(out, fr[0]);
+            _mm256_storeu_ps(out.add(8), fr[1]);
         }
     }
 }
 
-/// Quantizes one group of a multiple of 32 values; returns its scale.
+/// Quantizes one group of a multiple of 32 values; returns its scale and the codes' sum.
 #[target_feature(enable = "avx2,fma")]
-pub(super) fn quantize_group(x: &[f32], q: &mut [i8]) -> f32 {
+pub(super) fn quantize_group(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     let n = x.len();
     assert!(n % 32 == 0 && q.len() >= n);
     let sign = _mm256_set1_ps(-0.0);
@@ -101,10 +102,12 @@ pub(super) fn quantize_group(x: &[f32], q: &mut [i8]) -> f32 {
     let max = hmax(vmax);
     if max == 0.0 {
         q[..n].fill(0);
-        return 1.0;
+        return (1.0, 0);
     }
     let inv = _mm256_set1_ps(127.0 / max);
     let perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    let (ones8, ones16) = (_mm256_set1_epi8(1), _mm256_set1_epi16(1));
+    let mut sum = _mm256_setzero_si256();
     for i in (0..n).step_by(32) {
         // SAFETY: `i + 32 <= n` and `q` has at least `n` values (asserted).
         unsafe {
@@ -118,7 +121,13 @@ pub(super) fn quantize_group(x: &[f32], q: &mut [i8]) -> f32 {
             // (the kernel's sign trick needs |q| <= 127).
             let bytes = _mm256_max_epi8(bytes, _mm256_set1_epi8(-127));
             _mm256_storeu_si256(q.as_mut_ptr().add(i) as *mut __m256i, bytes);
+            // The codes' sum (for offset weights): byte pairs to i16, then to i32 lanes.
+            let pairs = _mm256_maddubs_epi16(ones8, bytes);
+            sum = _mm256_add_epi32(sum, _mm256_madd_epi16(pairs, ones16));
         }
     }
-    max / 127.0
+    let mut lanes = [0i32; 8];
+    // SAFETY: `lanes` is 32 bytes.
+    unsafe { _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, sum) };
+    (max / 127.0, lanes.iter().sum())
 }
