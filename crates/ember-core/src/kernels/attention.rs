@@ -199,7 +199,7 @@ unsafe fn head_avx2(job: &Head<'_>, keys: Keys, out: &mut [f32]) {
 #[cfg(all(target_arch = "x86_64", ember_avx512))]
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
 unsafe fn head_avx512(job: &Head<'_>, keys: Keys, out: &mut [f32]) {
-    use super::sgemm::avx512::{block, Operands, MR, NR};
+    use super::sgemm::avx512::{block, Operands, Out, MR, NR};
     const PANEL: usize = NR / 2;
     let Head {
         qkv,
@@ -220,7 +220,6 @@ unsafe fn head_avx512(job: &Head<'_>, keys: Keys, out: &mut [f32]) {
         holes,
         mut probs,
     } = keys;
-    let mut acc = [[0f32; NR]; MR];
     let mut i = 0;
     while i < len {
         let left = len - i;
@@ -234,8 +233,14 @@ unsafe fn head_avx512(job: &Head<'_>, keys: Keys, out: &mut [f32]) {
                 next: PANEL,
                 k: d,
             };
+            let scores = Out {
+                ptr: probs[i * lenp + j0..].as_mut_ptr(),
+                ld: lenp,
+                bias: std::ptr::null(),
+            };
             // SAFETY: rows `i..i + rows` of Q (row stride 3h, `d` values from `head * d`) lie
-            // in `qkv` ([seq, 3h]); `kt` is [d, lenp] and `j0 + 16 * panels <= lenp`.
+            // in `qkv` ([seq, 3h]); `kt` is [d, lenp] and `j0 + 16 * panels <= lenp`; score
+            // rows `i..i + rows < len` of `probs` ([len, lenp]), columns `j0..` as `kt`'s.
             unsafe {
                 block(
                     qkv.as_ptr().add(i * 3 * h + head * d),
@@ -243,14 +248,10 @@ unsafe fn head_avx512(job: &Head<'_>, keys: Keys, out: &mut [f32]) {
                     at,
                     rows,
                     panels,
-                    &mut acc,
+                    scores,
                 )
             };
-            let w = panels * PANEL;
-            for (r, a) in acc.iter().take(rows).enumerate() {
-                probs[(i + r) * lenp + j0..][..w].copy_from_slice(&a[..w]);
-            }
-            j0 += w;
+            j0 += panels * PANEL;
         }
         let rows_probs = &mut probs[i * lenp..(i + rows) * lenp];
         let b = bias_rows(bias, seq, i);
@@ -264,9 +265,15 @@ unsafe fn head_avx512(job: &Head<'_>, keys: Keys, out: &mut [f32]) {
                 next: PANEL,
                 k: len,
             };
+            let context = Out {
+                ptr: out[i * d + c0..].as_mut_ptr(),
+                ld: d,
+                bias: std::ptr::null(),
+            };
             // SAFETY: rows `i..i + rows` of `probs` ([len, lenp], `len` columns read) and V
             // rows `0..len` (row stride 3h, columns `2h + head * d + c0 .. + 16 * panels`,
-            // inside the row as `c0 + 16 * panels <= d`).
+            // inside the row as `c0 + 16 * panels <= d`); context rows `i..i + rows < len` of
+            // `out` ([seq, d]), columns `c0..c0 + 16 * panels <= d`.
             unsafe {
                 block(
                     probs.as_ptr().add(i * lenp),
@@ -274,14 +281,10 @@ unsafe fn head_avx512(job: &Head<'_>, keys: Keys, out: &mut [f32]) {
                     at,
                     rows,
                     panels,
-                    &mut acc,
+                    context,
                 )
             };
-            let w = panels * PANEL;
-            for (r, a) in acc.iter().take(rows).enumerate() {
-                out[(i + r) * d + c0..][..w].copy_from_slice(&a[..w]);
-            }
-            c0 += w;
+            c0 += panels * PANEL;
         }
         i += rows;
     }

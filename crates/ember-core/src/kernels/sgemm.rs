@@ -258,14 +258,32 @@ impl<T: Elem> Job<'_, T> {
             let panels = (p1 - j).min(2);
             let block = &self.data[j * k * NR..(j + panels) * k * NR];
             let (c0, c1) = (j * NR, ((j + panels) * NR).min(n));
+            let whole = c1 - c0 == panels * NR;
             let mut i = rows.start;
             while i < rows.end {
                 let h = tile_rows(rows.end - i, MR512);
-                let mut acc = [[0f32; NR512]; MR512];
                 let xs = &self.x[i * k..(i + h) * k];
-                // SAFETY: the caller's promise of AVX-512; `tile` checks the sizes.
-                unsafe { avx512::tile(xs, k, h, block, panels, &mut acc) };
-                self.store(i, &acc[..h], c0, c1);
+                if whole {
+                    // Whole panels: straight into the output, starting from the bias.
+                    let out = avx512::Out {
+                        ptr: self.out.get().wrapping_add(i * n + c0),
+                        ld: n,
+                        bias: match self.bias.is_empty() {
+                            true => std::ptr::null(),
+                            false => self.bias[c0..c1].as_ptr(),
+                        },
+                    };
+                    // SAFETY: the caller's promise of AVX-512; `tile_to` checks the sizes; rows
+                    // `i..i + h < m`, columns `c0..c1 <= n` of `out` (asserted `[m, n]` by
+                    // `linear_on`) are this task's alone (tasks partition the rows into blocks
+                    // and the columns into panels); the bias holds `c1 - c0` values.
+                    unsafe { avx512::tile_to(xs, k, h, block, panels, out) };
+                } else {
+                    let mut acc = [[0f32; NR512]; MR512];
+                    // SAFETY: the caller's promise of AVX-512; `tile` checks the sizes.
+                    unsafe { avx512::tile(xs, k, h, block, panels, &mut acc) };
+                    self.store(i, &acc[..h], c0, c1);
+                }
                 i += h;
             }
             j += panels;

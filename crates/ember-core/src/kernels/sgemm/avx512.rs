@@ -65,6 +65,26 @@ pub unsafe fn tile<T: Elem>(
     panels: usize,
     acc: &mut [[f32; NR]; MR],
 ) {
+    // SAFETY: `tile_to` checks the sizes; `acc` holds `MR` rows of `NR`; the CPU features are
+    // the caller's promise.
+    unsafe { tile_to(xs, k, rows, panel, panels, Out::acc(acc)) }
+}
+
+/// As `tile`, written to `out` (`rows` rows of `16 * panels` values, starting from `out.bias`
+/// when it is set) instead of a buffer.
+///
+/// # Safety
+/// `has_avx512()` must hold; `out` must be valid for `rows` rows of `16 * panels` values (and
+/// its bias, if set, for `16 * panels` values).
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+pub unsafe fn tile_to<T: Elem>(
+    xs: &[f32],
+    k: usize,
+    rows: usize,
+    panel: &[T],
+    panels: usize,
+    out: Out,
+) {
     // The kernel's raw reads rely on these: a cheap check per tile.
     assert!(
         (1..=MR).contains(&rows)
@@ -80,15 +100,38 @@ pub unsafe fn tile<T: Elem>(
         next: k * 16,
         k,
     };
-    // SAFETY: sizes checked above; the CPU features are the caller's promise. The TypeId tests
-    // pick the one `Load` impl that matches `T` (the casts are then identities).
+    // SAFETY: sizes checked above; `out` and the CPU features are the caller's promise. The
+    // TypeId tests pick the one `Load` impl that matches `T` (the casts are then identities).
     unsafe {
         if TypeId::of::<T>() == TypeId::of::<f16>() {
-            dispatch::<f16>(a, b.cast(), at, rows, panels, acc)
+            dispatch::<f16>(a, b.cast(), at, rows, panels, out)
         } else if TypeId::of::<T>() == TypeId::of::<bf16>() {
-            dispatch::<bf16>(a, b.cast(), at, rows, panels, acc)
+            dispatch::<bf16>(a, b.cast(), at, rows, panels, out)
         } else {
-            dispatch::<f32>(a, b.cast(), at, rows, panels, acc)
+            dispatch::<f32>(a, b.cast(), at, rows, panels, out)
+        }
+    }
+}
+
+/// Where the kernel writes: row `r` at `ptr + r * ld`; each row starts from the `16 * panels`
+/// values at `bias` (zero when `bias` is null).
+#[derive(Clone, Copy)]
+pub struct Out {
+    /// First value of the first row.
+    pub ptr: *mut f32,
+    /// Distance between rows.
+    pub ld: usize,
+    /// What every row starts from, or null for zero.
+    pub bias: *const f32,
+}
+
+impl Out {
+    /// The rows of `acc`, starting from zero.
+    pub fn acc(acc: &mut [[f32; NR]; MR]) -> Self {
+        Self {
+            ptr: acc.as_mut_ptr().cast(),
+            ld: NR,
+            bias: std::ptr::null(),
         }
     }
 }
@@ -107,13 +150,13 @@ pub struct Operands {
     pub k: usize,
 }
 
-/// `acc[r][16w .. 16w + 16] = sum_p a[r * lda + p] * b[w * next + p * ldb .. + 16]` for
+/// `out row r [16w .. 16w + 16] = sum_p a[r * lda + p] * b[w * next + p * ldb .. + 16]` for
 /// `r < rows`, `w < panels`: the kernel on strided operands, for attention's score and context
 /// products.
 ///
 /// # Safety
-/// `has_avx512()` must hold; every address named above must be readable, for `rows <= MR` and
-/// `panels <= 2`.
+/// `has_avx512()` must hold; every address named above must be readable and `out` writable for
+/// `rows` rows of `16 * panels` values, with `rows <= MR` and `panels <= 2`.
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
 pub unsafe fn block(
     a: *const f32,
@@ -121,11 +164,11 @@ pub unsafe fn block(
     at: Operands,
     rows: usize,
     panels: usize,
-    acc: &mut [[f32; NR]; MR],
+    out: Out,
 ) {
     assert!((1..=MR).contains(&rows) && (1..=2).contains(&panels));
     // SAFETY: forwarded from the caller.
-    unsafe { dispatch::<f32>(a, b, at, rows, panels, acc) }
+    unsafe { dispatch::<f32>(a, b, at, rows, panels, out) }
 }
 
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
@@ -135,23 +178,23 @@ unsafe fn dispatch<T: Load>(
     at: Operands,
     rows: usize,
     panels: usize,
-    acc: &mut [[f32; NR]; MR],
+    out: Out,
 ) {
     macro_rules! by_rows {
         ($w:literal) => {
             match rows {
-                12 => kernel::<T, 12, $w>(a, b, at, acc),
-                11 => kernel::<T, 11, $w>(a, b, at, acc),
-                10 => kernel::<T, 10, $w>(a, b, at, acc),
-                9 => kernel::<T, 9, $w>(a, b, at, acc),
-                8 => kernel::<T, 8, $w>(a, b, at, acc),
-                7 => kernel::<T, 7, $w>(a, b, at, acc),
-                6 => kernel::<T, 6, $w>(a, b, at, acc),
-                5 => kernel::<T, 5, $w>(a, b, at, acc),
-                4 => kernel::<T, 4, $w>(a, b, at, acc),
-                3 => kernel::<T, 3, $w>(a, b, at, acc),
-                2 => kernel::<T, 2, $w>(a, b, at, acc),
-                _ => kernel::<T, 1, $w>(a, b, at, acc),
+                12 => kernel::<T, 12, $w>(a, b, at, out),
+                11 => kernel::<T, 11, $w>(a, b, at, out),
+                10 => kernel::<T, 10, $w>(a, b, at, out),
+                9 => kernel::<T, 9, $w>(a, b, at, out),
+                8 => kernel::<T, 8, $w>(a, b, at, out),
+                7 => kernel::<T, 7, $w>(a, b, at, out),
+                6 => kernel::<T, 6, $w>(a, b, at, out),
+                5 => kernel::<T, 5, $w>(a, b, at, out),
+                4 => kernel::<T, 4, $w>(a, b, at, out),
+                3 => kernel::<T, 3, $w>(a, b, at, out),
+                2 => kernel::<T, 2, $w>(a, b, at, out),
+                _ => kernel::<T, 1, $w>(a, b, at, out),
             }
         };
     }
@@ -171,9 +214,16 @@ unsafe fn kernel<T: Load, const R: usize, const W: usize>(
     a: *const f32,
     b: *const T,
     at: Operands,
-    acc: &mut [[f32; NR]; MR],
+    out: Out,
 ) {
-    let mut c = [[_mm512_setzero_ps(); W]; R];
+    let mut start = [_mm512_setzero_ps(); W];
+    if !out.bias.is_null() {
+        for (w, v) in start.iter_mut().enumerate() {
+            // SAFETY: a set bias holds `16 * W` values (the callers' promise).
+            *v = unsafe { _mm512_loadu_ps(out.bias.add(16 * w)) };
+        }
+    }
+    let mut c = [start; R];
     for p in 0..at.k {
         // SAFETY: p < k, r < R, w < W: inside what the callers of `tile` / `block` vouched
         // readable.
@@ -190,10 +240,10 @@ unsafe fn kernel<T: Load, const R: usize, const W: usize>(
             }
         }
     }
-    for (cr, out) in c.iter().zip(acc.iter_mut()) {
+    for (r, cr) in c.iter().enumerate() {
         for (w, cv) in cr.iter().enumerate() {
-            // SAFETY: each `out` row is 32 f32 wide and w < 2.
-            unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(16 * w), *cv) };
+            // SAFETY: `out` holds `R` rows of `16 * W` values (the callers' promise).
+            unsafe { _mm512_storeu_ps(out.ptr.add(r * out.ld + 16 * w), *cv) };
         }
     }
 }
