@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::elementwise::softmax;
+use super::elementwise::{softmax, softmax_unnormalized};
 use super::Simd;
 
 /// Multiply-adds (`batch · heads · seq² · head_dim`) below which attention stays on one thread.
@@ -167,7 +167,8 @@ unsafe fn head_avx2(job: &Head<'_>, keys: Keys, out: &mut [f32]) {
         }
         let rows_probs = &mut probs[i * lenp..(i + rows) * lenp];
         let b = bias_rows(bias, seq, i);
-        scores_to_probs(rows_probs, (lenp, len, seq), b, scale, &holes);
+        let mut inv = [0f32; R];
+        scores_to_probs(rows_probs, (lenp, len, seq), b, scale, &holes, &mut inv);
         // The context product reads `len` columns of each probability row (V has `len` rows).
         for c0 in (0..d).step_by(NR) {
             // SAFETY: rows `i..i + rows` of `probs` ([len, lenp]) and V rows `0..len` (row
@@ -187,6 +188,7 @@ unsafe fn head_avx2(job: &Head<'_>, keys: Keys, out: &mut [f32]) {
                 out[(i + r) * d + c0..][..NR].copy_from_slice(a);
             }
         }
+        normalize_rows(&mut out[i * d..(i + rows) * d], d, &inv);
         i += rows;
     }
 }
@@ -255,7 +257,8 @@ unsafe fn head_avx512(job: &Head<'_>, keys: Keys, out: &mut [f32]) {
         }
         let rows_probs = &mut probs[i * lenp..(i + rows) * lenp];
         let b = bias_rows(bias, seq, i);
-        scores_to_probs(rows_probs, (lenp, len, seq), b, scale, &holes);
+        let mut inv = [0f32; MR];
+        scores_to_probs(rows_probs, (lenp, len, seq), b, scale, &holes, &mut inv);
         let mut c0 = 0;
         while c0 < d {
             let panels = ((d - c0) / PANEL).min(2);
@@ -286,6 +289,7 @@ unsafe fn head_avx512(job: &Head<'_>, keys: Keys, out: &mut [f32]) {
             };
             c0 += panels * PANEL;
         }
+        normalize_rows(&mut out[i * d..(i + rows) * d], d, &inv);
         i += rows;
     }
 }
@@ -354,28 +358,39 @@ fn bias_rows(bias: &[f32], seq: usize, i: usize) -> &[f32] {
 }
 
 /// Turns raw score rows (`probs`, rows of `lenp`, the first `len` of each used) into
-/// probabilities: scale, add the bias row (`bias`, rows of `seq`, if any), mask the holes, softmax.
+/// unnormalized probabilities: scale, add the bias row (`bias`, rows of `seq`, if any), mask the
+/// holes, exponentiate; `inv[r]` gets one over row `r`'s sum, for the context row.
 fn scores_to_probs(
     probs: &mut [f32],
     (lenp, len, seq): (usize, usize, usize),
     bias: &[f32],
     scale: f32,
     holes: &[usize],
+    inv: &mut [f32],
 ) {
-    for (r, row) in probs.chunks_exact_mut(lenp).enumerate() {
+    for ((r, row), inv) in probs.chunks_exact_mut(lenp).enumerate().zip(inv) {
         let row = &mut row[..len];
-        if bias.is_empty() {
-            row.iter_mut().for_each(|v| *v *= scale);
+        let scale = if bias.is_empty() {
+            scale
         } else {
             let b = &bias[r * seq..][..len];
             row.iter_mut()
                 .zip(b)
                 .for_each(|(v, &b)| *v = *v * scale + b);
-        }
+            1.0
+        };
         for &j in holes {
             row[j] = f32::NEG_INFINITY;
         }
-        softmax(row);
+        *inv = 1.0 / softmax_unnormalized(row, scale);
+    }
+}
+
+/// Divides context rows (`rows` of `d`) by their probability sums (`inv`: one over each).
+#[inline]
+fn normalize_rows(rows: &mut [f32], d: usize, inv: &[f32]) {
+    for (row, &inv) in rows.chunks_exact_mut(d).zip(inv) {
+        row.iter_mut().for_each(|v| *v *= inv);
     }
 }
 

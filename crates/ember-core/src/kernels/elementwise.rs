@@ -106,32 +106,40 @@ pub fn gelu_erf_portable(x: &mut [f32]) {
 
 /// Softmax of `x` in place (the caller leaves masked entries out of the slice).
 pub fn softmax(x: &mut [f32]) {
-    softmax_on(Simd::detect(), x);
+    let inv = 1.0 / softmax_unnormalized(x, 1.0);
+    x.iter_mut().for_each(|v| *v *= inv);
 }
 
-/// Softmax on the kernels of `simd` (which this CPU must run).
-fn softmax_on(simd: Simd, x: &mut [f32]) {
+/// `x_i = e^(scale (x_i - max x))` in place, for `scale > 0` (the caller leaves masked entries
+/// out of the slice, or sets them to -inf); returns the sum. Attention divides its context rows
+/// (`head_dim` values) by the sum instead of the probabilities (a row of keys).
+pub fn softmax_unnormalized(x: &mut [f32], scale: f32) -> f32 {
+    softmax_on(Simd::detect(), x, scale)
+}
+
+/// `softmax_unnormalized` on the kernels of `simd` (which this CPU must run).
+fn softmax_on(simd: Simd, x: &mut [f32], scale: f32) -> f32 {
+    debug_assert!(scale > 0.0, "softmax scale {scale}");
     match simd {
         // SAFETY: AVX2 and FMA were detected on this CPU.
         #[cfg(target_arch = "x86_64")]
-        Simd::Avx2 => unsafe { avx2::softmax(x) },
+        Simd::Avx2 => unsafe { avx2::softmax_unnormalized(x, scale) },
         // SAFETY: AVX-512 F was detected on this CPU.
         #[cfg(all(target_arch = "x86_64", ember_avx512))]
-        Simd::Avx512 => unsafe { avx512::softmax(x) },
-        _ => softmax_portable(x),
+        Simd::Avx512 => unsafe { avx512::softmax_unnormalized(x, scale) },
+        _ => softmax_portable(x, scale),
     }
 }
 
-/// Portable softmax.
-pub fn softmax_portable(x: &mut [f32]) {
+/// Portable `softmax_unnormalized`.
+pub fn softmax_portable(x: &mut [f32], scale: f32) -> f32 {
     let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
     let mut sum = 0.0;
     for v in x.iter_mut() {
-        *v = exp(*v - max);
+        *v = exp((*v - max) * scale);
         sum += *v;
     }
-    let inv = 1.0 / sum;
-    x.iter_mut().for_each(|v| *v *= inv);
+    sum
 }
 
 // Cephes expf.
@@ -284,7 +292,7 @@ pub(crate) mod avx2 {
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub(crate) fn softmax(x: &mut [f32]) {
+    pub(crate) fn softmax_unnormalized(x: &mut [f32], scale: f32) -> f32 {
         let n8 = x.len() / 8 * 8;
         let mut vmax = _mm256_set1_ps(f32::NEG_INFINITY);
         for c in x[..n8].chunks_exact(8) {
@@ -292,33 +300,23 @@ pub(crate) mod avx2 {
             vmax = _mm256_max_ps(vmax, unsafe { _mm256_loadu_ps(c.as_ptr()) });
         }
         let max = x[n8..].iter().fold(hmax(vmax), |m, &v| m.max(v));
-        let vm = _mm256_set1_ps(max);
+        // scale (x - max) as one fused multiply-subtract.
+        let (vs, vm) = (_mm256_set1_ps(scale), _mm256_set1_ps(max * scale));
         let mut vsum = _mm256_setzero_ps();
         for c in x[..n8].chunks_exact_mut(8) {
             // SAFETY: `c` holds exactly 8 f32.
             unsafe {
-                let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(c.as_ptr()), vm));
+                let e = exp8(_mm256_fmsub_ps(_mm256_loadu_ps(c.as_ptr()), vs, vm));
                 vsum = _mm256_add_ps(vsum, e);
                 _mm256_storeu_ps(c.as_mut_ptr(), e);
             }
         }
         let mut sum = hsum(vsum);
         for v in &mut x[n8..] {
-            *v = super::exp(*v - max);
+            *v = super::exp((*v - max) * scale);
             sum += *v;
         }
-        let inv = 1.0 / sum;
-        let vi = _mm256_set1_ps(inv);
-        for c in x[..n8].chunks_exact_mut(8) {
-            // SAFETY: `c` holds exactly 8 f32.
-            unsafe {
-                _mm256_storeu_ps(
-                    c.as_mut_ptr(),
-                    _mm256_mul_ps(_mm256_loadu_ps(c.as_ptr()), vi),
-                )
-            };
-        }
-        x[n8..].iter_mut().for_each(|v| *v *= inv);
+        sum
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -425,11 +423,20 @@ mod tests {
                 gelu_on(simd, &mut b);
                 close(&b, &a, 1e-6);
 
-                let (mut a, mut b) = (x.clone(), x.clone());
-                softmax_portable(&mut a);
-                softmax_on(simd, &mut b);
-                close(&b, &a, 1e-5);
-                assert!((b.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{simd:?} {n}");
+                for scale in [1.0, 0.125] {
+                    let (mut a, mut b) = (x.clone(), x.clone());
+                    let sa = softmax_portable(&mut a, scale);
+                    let sb = softmax_on(simd, &mut b, scale);
+                    close(&b, &a, 1e-5);
+                    assert!((sa - sb).abs() <= 1e-5 * sa, "{simd:?} {n}: {sa} {sb}");
+                    // The largest entry maps to e^0 and the sum is the row's.
+                    let top = b.iter().fold(0f32, |m, &v| m.max(v));
+                    assert!((top - 1.0).abs() < 1e-6, "{simd:?} {n}: max {top}");
+                    assert!(
+                        (b.iter().sum::<f32>() - sb).abs() <= 1e-5 * sb,
+                        "{simd:?} {n}"
+                    );
+                }
 
                 let res = data(n, 7 + n as u32);
                 let g = data(n, 11);

@@ -117,23 +117,26 @@ pub(crate) fn gelu_erf(x: &mut [f32]) {
     }
 }
 
-/// Softmax in place.
+/// `x_i = e^(scale (x_i - max x))` in place (`scale > 0`); returns the sum, so the caller can
+/// normalize whatever the row is multiplied into instead of the row.
 #[target_feature(enable = "avx512f")]
-pub(crate) fn softmax(x: &mut [f32]) {
+pub(crate) fn softmax_unnormalized(x: &mut [f32], scale: f32) -> f32 {
     let n = x.len();
-    let (ninf, zero) = (_mm512_set1_ps(f32::NEG_INFINITY), _mm512_setzero_ps());
+    let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
     let mut vmax = ninf;
     for i in (0..n).step_by(16) {
         // SAFETY: `i < n`, and `x` holds `n` values; a tail's other lanes read as -inf.
         vmax = _mm512_max_ps(vmax, unsafe { load(x.as_ptr(), i, n, ninf) });
     }
-    let vm = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
-    let mut vsum = zero;
+    let vs = _mm512_set1_ps(scale);
+    // scale (x - max) as one fused multiply-subtract.
+    let vm = _mm512_set1_ps(_mm512_reduce_max_ps(vmax) * scale);
+    let mut vsum = _mm512_setzero_ps();
     for i in (0..n).step_by(16) {
         // SAFETY: as above; a tail's other lanes read as -inf, whose exp is 0 (the clamp makes
         // it e^-88, below f32's normal range once scaled: it is never stored).
         unsafe {
-            let e = exp16(_mm512_sub_ps(load(x.as_ptr(), i, n, ninf), vm));
+            let e = exp16(_mm512_fmsub_ps(load(x.as_ptr(), i, n, ninf), vs, vm));
             let e = if i + 16 <= n {
                 e
             } else {
@@ -143,14 +146,7 @@ pub(crate) fn softmax(x: &mut [f32]) {
             store(x.as_mut_ptr(), i, n, e);
         }
     }
-    let vi = _mm512_set1_ps(1.0 / _mm512_reduce_add_ps(vsum));
-    for i in (0..n).step_by(16) {
-        // SAFETY: as above.
-        unsafe {
-            let v = load(x.as_ptr(), i, n, zero);
-            store(x.as_mut_ptr(), i, n, _mm512_mul_ps(v, vi));
-        }
-    }
+    _mm512_reduce_add_ps(vsum)
 }
 
 /// Residual add (when `res` is not empty) and layer norm of one row.
