@@ -31,6 +31,11 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 step "cargo test"
 cargo test --release --workspace
 
+step "real-model parity on the narrower kernels (EMBER_ISA caps what this CPU would run)"
+EMBER_ISA=avx2 cargo test --release -p ember-core --test real_parity --test dtype_quality -- \
+  --skip mpnet_dtypes
+EMBER_ISA=portable cargo test --release -p ember-core --test real_parity -- all_minilm
+
 step "ruff"
 $PY -m ruff check python tests benches
 $PY -m ruff format --check python tests benches

@@ -67,10 +67,9 @@ impl Isa {
     pub fn detect() -> Self {
         #[cfg(all(target_arch = "x86_64", ember_avx512))]
         {
-            if std::is_x86_feature_detected!("avx512f")
+            if super::has_avx512()
                 && std::is_x86_feature_detected!("avx512bw")
                 && std::is_x86_feature_detected!("avx512vnni")
-                && has_avx2()
             {
                 return Isa::Avx512Vnni;
             }

@@ -15,13 +15,49 @@ pub mod int8;
 pub mod sgemm;
 pub mod threads;
 
+/// The widest instruction-set level the kernels may use, whatever the CPU has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum IsaCap {
+    /// Plain Rust only.
+    Portable,
+    /// Up to AVX2 + FMA (and the AVX2 int8 kernel).
+    Avx2,
+    /// Everything the CPU has (AVX-512, VNNI).
+    Native,
+}
+
+impl IsaCap {
+    /// Reads `EMBER_ISA`: `portable`, `avx2`, or unset / `native` / anything else for no cap.
+    /// Like oneDNN's `ONEDNN_MAX_CPU_ISA`, it lets one machine measure the narrower kernels (the
+    /// benchmarks of an AVX2-only CPU) and sidestep a wide path.
+    fn from_env() -> Self {
+        Self::parse(&std::env::var("EMBER_ISA").unwrap_or_default())
+    }
+
+    /// `EMBER_ISA`'s value to a cap (unknown values cap nothing, as unset).
+    pub fn parse(v: &str) -> Self {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "portable" => IsaCap::Portable,
+            "avx2" => IsaCap::Avx2,
+            _ => IsaCap::Native,
+        }
+    }
+}
+
+/// The cap `EMBER_ISA` sets, read once.
+pub fn isa_cap() -> IsaCap {
+    static CAP: std::sync::OnceLock<IsaCap> = std::sync::OnceLock::new();
+    *CAP.get_or_init(IsaCap::from_env)
+}
+
 /// True when the AVX2 + FMA paths may run on this CPU (F16C too, which every AVX2 CPU has: the
-/// f16 GEMM reads half floats with it).
+/// f16 GEMM reads half floats with it) and `EMBER_ISA` allows them.
 #[inline]
 pub fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::is_x86_feature_detected!("avx2")
+        isa_cap() >= IsaCap::Avx2
+            && std::is_x86_feature_detected!("avx2")
             && std::is_x86_feature_detected!("fma")
             && std::is_x86_feature_detected!("f16c")
     }
@@ -31,11 +67,12 @@ pub fn has_avx2() -> bool {
     }
 }
 
-/// True when the AVX-512 f32 paths may run (AVX-512 F on top of everything `has_avx2` wants).
+/// True when the AVX-512 f32 paths may run (AVX-512 F on top of everything `has_avx2` wants) and
+/// `EMBER_ISA` sets no cap.
 #[cfg(all(target_arch = "x86_64", ember_avx512))]
 #[inline]
 pub fn has_avx512() -> bool {
-    std::is_x86_feature_detected!("avx512f") && has_avx2()
+    isa_cap() == IsaCap::Native && std::is_x86_feature_detected!("avx512f") && has_avx2()
 }
 
 /// The f32 kernels' instruction sets (the GEMM's microkernel and attention's products).
@@ -86,6 +123,21 @@ pub fn isa() -> &'static str {
         "avx2+fma"
     } else {
         "portable"
+    }
+}
+
+#[cfg(test)]
+mod cap_tests {
+    use super::IsaCap;
+
+    #[test]
+    fn isa_cap_parses_its_levels() {
+        assert_eq!(IsaCap::parse("portable"), IsaCap::Portable);
+        assert_eq!(IsaCap::parse(" AVX2\n"), IsaCap::Avx2);
+        for v in ["", "native", "avx512", "sse9"] {
+            assert_eq!(IsaCap::parse(v), IsaCap::Native, "{v:?}");
+        }
+        assert!(IsaCap::Portable < IsaCap::Avx2 && IsaCap::Avx2 < IsaCap::Native);
     }
 }
 
