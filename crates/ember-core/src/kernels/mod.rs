@@ -126,21 +126,6 @@ pub fn isa() -> &'static str {
     }
 }
 
-#[cfg(test)]
-mod cap_tests {
-    use super::IsaCap;
-
-    #[test]
-    fn isa_cap_parses_its_levels() {
-        assert_eq!(IsaCap::parse("portable"), IsaCap::Portable);
-        assert_eq!(IsaCap::parse(" AVX2\n"), IsaCap::Avx2);
-        for v in ["", "native", "avx512", "sse9"] {
-            assert_eq!(IsaCap::parse(v), IsaCap::Native, "{v:?}");
-        }
-        assert!(IsaCap::Portable < IsaCap::Avx2 && IsaCap::Avx2 < IsaCap::Native);
-    }
-}
-
 /// Deterministic pseudo-random values in `[-scale, scale)` for the kernels' tests (xorshift, so
 /// every SIMD path and its portable twin see the same inputs).
 #[cfg(test)]
@@ -154,4 +139,19 @@ pub(crate) fn test_data(n: usize, seed: u32, scale: f32) -> Vec<f32> {
             (s % 20_000) as f32 / 10_000.0 * scale - scale
         })
         .collect()
+}
+
+#[cfg(test)]
+mod cap_tests {
+    use super::IsaCap;
+
+    #[test]
+    fn isa_cap_parses_its_levels() {
+        assert_eq!(IsaCap::parse("portable"), IsaCap::Portable);
+        assert_eq!(IsaCap::parse(" AVX2\n"), IsaCap::Avx2);
+        for v in ["", "native", "avx512", "sse9"] {
+            assert_eq!(IsaCap::parse(v), IsaCap::Native, "{v:?}");
+        }
+        assert!(IsaCap::Portable < IsaCap::Avx2 && IsaCap::Avx2 < IsaCap::Native);
+    }
 }
