@@ -2,6 +2,8 @@
 //! `[tokens, h]` context: no split, transpose or contiguous copies, keys past a row's last real
 //! token are never touched, and each (sequence, head) pair is one task on the thread pool.
 
+use std::cell::RefCell;
+
 use rayon::prelude::*;
 
 use super::elementwise::{softmax, softmax_unnormalized};
@@ -44,30 +46,33 @@ pub fn attention(qkv: &[f32], mask: &[u32], bias: &[f32], s: AttnShape, ctx: &mu
     let path = Simd::detect();
     // One task per (sequence, head), so a single query still uses every thread.
     let task = |task: usize| {
-        let (b, head) = (task / heads, task % heads);
-        let mut rows = vec![0f32; seq * d];
-        let job = Head {
-            qkv: &qkv[b * seq * 3 * h..(b + 1) * seq * 3 * h],
-            mask: &mask[b * seq..(b + 1) * seq],
-            bias: if bias.is_empty() {
-                &[]
-            } else {
-                &bias[head * seq * seq..(head + 1) * seq * seq]
-            },
-            head,
-            h,
-            d,
-        };
-        run_head(path, &job, &mut rows);
-        for (i, r) in rows.chunks_exact(d).enumerate() {
-            // SAFETY: row `b * seq + i`, columns `head * d .. head * d + d` lie inside `ctx`
-            // (asserted `[batch * seq, h]` above) and belong to this task alone: tasks differ in
-            // `b` (rows) or `head` (columns). `ctx` outlives the parallel loop.
-            unsafe {
-                let dst = out.get().add((b * seq + i) * h + head * d);
-                std::ptr::copy_nonoverlapping(r.as_ptr(), dst, d);
+        with_buffers(|bufs| {
+            let (b, head) = (task / heads, task % heads);
+            bufs.rows.resize(seq * d, 0.0);
+            let rows = &mut bufs.rows[..seq * d];
+            let job = Head {
+                qkv: &qkv[b * seq * 3 * h..(b + 1) * seq * 3 * h],
+                mask: &mask[b * seq..(b + 1) * seq],
+                bias: if bias.is_empty() {
+                    &[]
+                } else {
+                    &bias[head * seq * seq..(head + 1) * seq * seq]
+                },
+                head,
+                h,
+                d,
+            };
+            run_head(path, &job, rows, (&mut bufs.kt, &mut bufs.probs));
+            for (i, r) in rows.chunks_exact(d).enumerate() {
+                // SAFETY: row `b * seq + i`, columns `head * d .. head * d + d` lie inside `ctx`
+                // (asserted `[batch * seq, h]` above) and belong to this task alone: tasks differ in
+                // `b` (rows) or `head` (columns). `ctx` outlives the parallel loop.
+                unsafe {
+                    let dst = out.get().add((b * seq + i) * h + head * d);
+                    std::ptr::copy_nonoverlapping(r.as_ptr(), dst, d);
+                }
             }
-        }
+        })
     };
     // A short query's attention (15 tokens: ~0.1 M multiply-adds) is done before a woken worker
     // would start: below this much work it runs on the calling thread.
@@ -78,13 +83,44 @@ pub fn attention(qkv: &[f32], mask: &[u32], bias: &[f32], s: AttnShape, ctx: &mu
     }
 }
 
-/// One head on the kernels of `path` (which this CPU must run).
-fn run_head(path: Simd, job: &Head<'_>, out: &mut [f32]) {
+/// Buffers of one thread's attention tasks, reused across heads, layers and calls.
+#[derive(Default)]
+struct Buffers {
+    /// One head's context rows, `[seq, d]`.
+    rows: Vec<f32>,
+    /// K^T (`Keys::kt`).
+    kt: Vec<f32>,
+    /// Scores and probabilities (`Keys::probs`).
+    probs: Vec<f32>,
+}
+
+thread_local! {
+    static BUFFERS: RefCell<Buffers> = RefCell::new(Buffers::default());
+}
+
+/// Runs `f` with this thread's buffers (fresh ones if a caller up the stack holds them: a task
+/// waiting on the pool may run another attention's task).
+fn with_buffers<R>(f: impl FnOnce(&mut Buffers) -> R) -> R {
+    let mut b = BUFFERS
+        .with(|c| c.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)))
+        .unwrap_or_default();
+    let r = f(&mut b);
+    BUFFERS.with(|c| {
+        if let Ok(mut slot) = c.try_borrow_mut() {
+            *slot = b;
+        }
+    });
+    r
+}
+
+/// One head on the kernels of `path` (which this CPU must run), with the SIMD heads' K^T and
+/// score buffers.
+fn run_head(path: Simd, job: &Head<'_>, out: &mut [f32], bufs: (&mut Vec<f32>, &mut Vec<f32>)) {
     // The SIMD heads work on whole 16-column panels of the head width.
     if path == Simd::Portable || job.d % 16 != 0 {
         return head_attention(job, out);
     }
-    let Some(keys) = job.keys(out) else {
+    let Some(keys) = job.keys(out, bufs) else {
         return;
     };
     match path {
@@ -120,7 +156,7 @@ struct Head<'a> {
 /// AVX2 and FMA must be available.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn head_avx2(job: &Head<'_>, keys: Keys, out: &mut [f32]) {
+unsafe fn head_avx2(job: &Head<'_>, keys: Keys<'_>, out: &mut [f32]) {
     use super::sgemm::{avx2::block, MR, NR};
     let Head {
         qkv,
@@ -139,7 +175,7 @@ unsafe fn head_avx2(job: &Head<'_>, keys: Keys, out: &mut [f32]) {
         scale,
         kt,
         holes,
-        mut probs,
+        probs,
     } = keys;
     let mut acc = [[0f32; NR]; MR];
     const R: usize = 4;
@@ -200,7 +236,7 @@ unsafe fn head_avx2(job: &Head<'_>, keys: Keys, out: &mut [f32]) {
 /// `has_avx512()` must hold.
 #[cfg(all(target_arch = "x86_64", ember_avx512))]
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-unsafe fn head_avx512(job: &Head<'_>, keys: Keys, out: &mut [f32]) {
+unsafe fn head_avx512(job: &Head<'_>, keys: Keys<'_>, out: &mut [f32]) {
     use super::sgemm::avx512::{block, Operands, Out, MR, NR};
     const PANEL: usize = NR / 2;
     let Head {
@@ -220,7 +256,7 @@ unsafe fn head_avx512(job: &Head<'_>, keys: Keys, out: &mut [f32]) {
         scale,
         kt,
         holes,
-        mut probs,
+        probs,
     } = keys;
     let mut i = 0;
     while i < len {
@@ -295,7 +331,7 @@ unsafe fn head_avx512(job: &Head<'_>, keys: Keys, out: &mut [f32]) {
 }
 
 /// What both SIMD heads set up before their products.
-struct Keys {
+struct Keys<'a> {
     /// Padded length (the bias rows' stride).
     seq: usize,
     /// Keys up to the last real token.
@@ -305,16 +341,21 @@ struct Keys {
     /// `1 / sqrt(head_dim)`.
     scale: f32,
     /// K^T for this head, `[d, lenp]`, zero past `len`.
-    kt: Vec<f32>,
+    kt: &'a [f32],
     /// Padding before the last real token (unusual): masked key by key.
     holes: Vec<usize>,
-    /// Score / probability rows, `[len, lenp]`.
-    probs: Vec<f32>,
+    /// Score / probability rows, `[len, lenp]` (every column written before it is read).
+    probs: &'a mut [f32],
 }
 
 impl Head<'_> {
-    /// Zeroes `out` and sets up the keys; `None` when the sequence has no real token.
-    fn keys(&self, out: &mut [f32]) -> Option<Keys> {
+    /// Zeroes `out`'s rows past the last real token (the heads write the others) and sets up
+    /// the keys in `bufs` (K^T, scores); `None` when the sequence has no real token.
+    fn keys<'b>(
+        &self,
+        out: &mut [f32],
+        (kt, probs): (&'b mut Vec<f32>, &'b mut Vec<f32>),
+    ) -> Option<Keys<'b>> {
         let Head {
             qkv,
             mask,
@@ -324,18 +365,25 @@ impl Head<'_> {
             ..
         } = *self;
         let len = mask.iter().rposition(|&v| v != 0).map_or(0, |p| p + 1);
-        out.fill(0.0);
+        out[len * d..].fill(0.0);
         if len == 0 {
             return None;
         }
         let lenp = len.next_multiple_of(16);
-        let mut kt = vec![0f32; d * lenp];
+        kt.resize(d * lenp, 0.0);
+        let kt = &mut kt[..d * lenp];
         for j in 0..len {
             let k = &qkv[j * 3 * h + h + head * d..][..d];
             for (c, &kv) in k.iter().enumerate() {
                 kt[c * lenp + j] = kv;
             }
         }
+        // Columns past `len` only make score columns nothing reads; zero them anyway, so stale
+        // values (or NaN, or slow subnormals) never enter the products.
+        for row in kt.chunks_exact_mut(lenp) {
+            row[len..].fill(0.0);
+        }
+        probs.resize(len * lenp, 0.0);
         Some(Keys {
             seq: mask.len(),
             len,
@@ -343,7 +391,7 @@ impl Head<'_> {
             scale: 1.0 / (d as f32).sqrt(),
             kt,
             holes: (0..len).filter(|&j| mask[j] == 0).collect(),
-            probs: vec![0f32; len * lenp],
+            probs: &mut probs[..len * lenp],
         })
     }
 }
@@ -581,7 +629,9 @@ mod tests {
             let mut a = vec![0f32; seq * d];
             let mut b = vec![f32::NAN; seq * d];
             head_attention(&job, &mut a);
-            run_head(path, &job, &mut b);
+            // Reused buffers hold stale values (NaN here, larger than needed): none may leak.
+            let (mut kt, mut probs) = (vec![f32::NAN; 8192], vec![f32::NAN; 8192]);
+            run_head(path, &job, &mut b, (&mut kt, &mut probs));
             for (p, q) in a.iter().zip(&b) {
                 assert!((p - q).abs() < 1e-5, "{path:?} d {d} len {len}: {p} vs {q}");
             }
