@@ -98,19 +98,9 @@ thread_local! {
     static BUFFERS: RefCell<Buffers> = RefCell::new(Buffers::default());
 }
 
-/// Runs `f` with this thread's buffers (fresh ones if a caller up the stack holds them: a task
-/// waiting on the pool may run another attention's task).
+/// Runs `f` with this thread's buffers (`threads::with_local`).
 fn with_buffers<R>(f: impl FnOnce(&mut Buffers) -> R) -> R {
-    let mut b = BUFFERS
-        .with(|c| c.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)))
-        .unwrap_or_default();
-    let r = f(&mut b);
-    BUFFERS.with(|c| {
-        if let Ok(mut slot) = c.try_borrow_mut() {
-            *slot = b;
-        }
-    });
-    r
+    super::threads::with_local(&BUFFERS, f)
 }
 
 /// One head on the kernels of `path` (which this CPU must run), with the SIMD heads' K^T and

@@ -2,7 +2,9 @@
 //! sizes rayon's global pool, which the GEMMs, the attention kernel and the tokenizer's batch
 //! encoding all run on, so they never oversubscribe the machine.
 
+use std::cell::RefCell;
 use std::sync::OnceLock;
+use std::thread::LocalKey;
 
 static THREADS: OnceLock<usize> = OnceLock::new();
 
@@ -38,4 +40,23 @@ pub fn num_threads() -> usize {
 pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     num_threads();
     rayon::scope(|_| f())
+}
+
+/// Runs `f` with this thread's value in `slot` (buffers kept across calls), or a fresh default
+/// one when a caller up the stack holds it: a pool worker waiting on its loop may run another
+/// task that wants the same buffers.
+pub(crate) fn with_local<T: Default, R>(
+    slot: &'static LocalKey<RefCell<T>>,
+    f: impl FnOnce(&mut T) -> R,
+) -> R {
+    let mut v = slot
+        .with(|c| c.try_borrow_mut().map(|mut v| std::mem::take(&mut *v)))
+        .unwrap_or_default();
+    let r = f(&mut v);
+    slot.with(|c| {
+        if let Ok(mut kept) = c.try_borrow_mut() {
+            *kept = v;
+        }
+    });
+    r
 }

@@ -42,18 +42,9 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
-/// Runs `f` with this thread's scratch buffers (fresh ones if a caller up the stack holds them).
+/// Runs `f` with this thread's scratch buffers (`kernels::threads::with_local`).
 pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
-    let mut s = SCRATCH
-        .with(|c| c.try_borrow_mut().map(|mut s| std::mem::take(&mut *s)))
-        .unwrap_or_default();
-    let r = f(&mut s);
-    SCRATCH.with(|c| {
-        if let Ok(mut slot) = c.try_borrow_mut() {
-            *slot = s;
-        }
-    });
-    r
+    kernels::threads::with_local(&SCRATCH, f)
 }
 
 fn sized(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
