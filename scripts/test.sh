@@ -36,6 +36,9 @@ EMBER_ISA=avx2 cargo test --release -p ember-core --test real_parity --test dtyp
   --skip mpnet_dtypes
 EMBER_ISA=portable cargo test --release -p ember-core --test real_parity -- all_minilm
 
+step "kernel tests on AArch64 (NEON), cross-built and run under qemu-user"
+bash scripts/test_aarch64.sh
+
 step "ruff"
 $PY -m ruff check python tests benches
 $PY -m ruff format --check python tests benches

@@ -28,9 +28,12 @@
 //!   with column sums subtracted) saves the `vpsignb` but needs one operand cut to 7 bits to
 //!   avoid saturation, doubling that operand's rounding error; `vpsignb` runs on a vector ALU
 //!   port while the two multiplies share the multiply ports, so it costs little throughput.
+//! - **NEON `dotprod`** (`Isa::NeonDot`, AArch64, 3 rows × 16 columns): one `sdot` per row,
+//!   quarter panel and step multiplies 4 columns' 4 signed weights by the row's 4 signed
+//!   activations and adds them to each column's i32 lane: the AVX2 layout, full 8 bits, no
+//!   saturation (`int8/neon.rs`). AArch64 CPUs without `dotprod` run the portable kernel.
 //! - **Portable**: the same arithmetic in plain Rust, reading either weight format; the tests
-//!   hold every SIMD kernel to it. NEON (`sdot`) is the next step for ARM, left until it can be
-//!   tested on ARM hardware.
+//!   hold every SIMD kernel to it.
 
 use rayon::prelude::*;
 
@@ -60,6 +63,8 @@ pub enum Isa {
     Avx2,
     /// AVX-512 BW + VNNI (`vpdpbusd`; weights stored offset by 128).
     Avx512Vnni,
+    /// AArch64 NEON with the dot-product extension (`sdot`).
+    NeonDot,
 }
 
 impl Isa {
@@ -74,6 +79,11 @@ impl Isa {
                 return Isa::Avx512Vnni;
             }
         }
+        // On AArch64 any `EMBER_ISA` cap but `portable` allows NEON.
+        #[cfg(target_arch = "aarch64")]
+        if super::isa_cap() > super::IsaCap::Portable && neon::detected() {
+            return Isa::NeonDot;
+        }
         if has_avx2() {
             Isa::Avx2
         } else {
@@ -86,7 +96,7 @@ impl Isa {
         match self {
             Isa::Portable => true,
             Isa::Avx2 => has_avx2(),
-            Isa::Avx512Vnni => Isa::detect() == Isa::Avx512Vnni,
+            Isa::Avx512Vnni | Isa::NeonDot => Isa::detect() == self,
         }
     }
 
@@ -94,6 +104,7 @@ impl Isa {
     fn rows(self) -> usize {
         match self {
             Isa::Avx512Vnni => MR,
+            Isa::NeonDot => 3,
             Isa::Avx2 | Isa::Portable => 4,
         }
     }
@@ -102,7 +113,7 @@ impl Isa {
     fn panels(self) -> usize {
         match self {
             Isa::Avx512Vnni => PANELS,
-            Isa::Avx2 | Isa::Portable => 1,
+            Isa::Avx2 | Isa::NeonDot | Isa::Portable => 1,
         }
     }
 
@@ -470,6 +481,18 @@ pub fn gemm(x: &QuantizedRows, w: &PackedInt8, bias: &[f32], out: &mut [f32]) {
                         x86::tile_avx2(t, Dst::acc(&mut acc));
                         false
                     },
+                    #[cfg(target_arch = "aarch64")]
+                    // SAFETY: as above, for NEON with `dotprod`.
+                    Isa::NeonDot if whole => unsafe {
+                        neon::tile(t, direct);
+                        true
+                    },
+                    #[cfg(target_arch = "aarch64")]
+                    // SAFETY: as above.
+                    Isa::NeonDot => unsafe {
+                        neon::tile(t, Dst::acc(&mut acc));
+                        false
+                    },
                     _ => {
                         tile(t, &mut acc);
                         false
@@ -562,6 +585,8 @@ pub fn tile(t: Tile<'_>, acc: &mut Acc) {
     }
 }
 
+#[cfg(target_arch = "aarch64")]
+mod neon;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 // Compiled only by a Rust with the AVX-512 intrinsics (1.89+, `build.rs`), so the MSRV lint,

@@ -20,7 +20,7 @@ pub mod threads;
 pub enum IsaCap {
     /// Plain Rust only.
     Portable,
-    /// Up to AVX2 + FMA (and the AVX2 int8 kernel).
+    /// Up to AVX2 + FMA (and the AVX2 int8 kernel); on AArch64, NEON.
     Avx2,
     /// Everything the CPU has (AVX-512, VNNI).
     Native,

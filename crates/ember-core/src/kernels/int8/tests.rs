@@ -4,7 +4,7 @@
 use super::*;
 use crate::kernels::test_data;
 
-const ISAS: [Isa; 3] = [Isa::Portable, Isa::Avx2, Isa::Avx512Vnni];
+const ISAS: [Isa; 4] = [Isa::Portable, Isa::Avx2, Isa::Avx512Vnni, Isa::NeonDot];
 
 /// Symmetric int8 weights `[n, k]` in groups of `g`, as `models::quant` makes them.
 fn quant_w(w: &[f32], g: usize) -> (Vec<i8>, Vec<f32>) {
@@ -174,7 +174,6 @@ fn avx2_quantizer_matches_the_portable_one() {
 /// panel count (the portable tile run panel by panel): random codes, then the extremes where
 /// `vpmaddubsw` would saturate without the sign trick (every pair sum at +-2 * 127 * 127) and
 /// where offset weights reach 0 and 254; groups of whole steps, of one step, and padded ones.
-#[cfg(target_arch = "x86_64")]
 #[test]
 fn simd_tiles_match_the_portable_one() {
     for &(groups, group) in &[(3usize, 132usize), (2, 4), (2, 130), (1, 37)] {
@@ -215,7 +214,7 @@ fn simd_tiles_match_the_portable_one() {
             (vec![127; MR * row], vec![127; n]),
         ]
         .map(|(x, w)| (pad_x(x), pad_w(w)));
-        for isa in [Isa::Avx2, Isa::Avx512Vnni] {
+        for isa in [Isa::Avx2, Isa::Avx512Vnni, Isa::NeonDot] {
             if !isa.available() {
                 eprintln!("note: {isa:?} not on this CPU; its kernel is untested here");
                 continue;
@@ -247,9 +246,12 @@ fn simd_tiles_match_the_portable_one() {
                     // SAFETY: the CPU runs `isa` (checked above).
                     unsafe {
                         match isa {
+                            #[cfg(target_arch = "x86_64")]
                             Isa::Avx2 => x86::tile_avx2(t, Dst::acc(&mut got)),
-                            #[cfg(ember_avx512)]
+                            #[cfg(all(target_arch = "x86_64", ember_avx512))]
                             Isa::Avx512Vnni => vnni::tile(t, Dst::acc(&mut got)),
+                            #[cfg(target_arch = "aarch64")]
+                            Isa::NeonDot => neon::tile(t, Dst::acc(&mut got)),
                             _ => unreachable!("{isa:?} is not available"),
                         }
                     }
