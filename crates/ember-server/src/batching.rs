@@ -292,11 +292,13 @@ impl Worker {
         let model = match manager.acquire(Some(&self.key.0), Some(self.key.1)) {
             Ok(m) => m,
             Err(e) => {
-                // Everything queued for this model would fail the same way; a failed load is
-                // not cached, so answering them now avoids one load attempt per request.
+                // Everything queued during the failed load would fail the same way; answering
+                // them now avoids one load attempt per request. A failed load is not cached, so
+                // the queue is emptied before anyone is answered: a request sent after a caller
+                // saw this error must try the load again, not get the stale error.
                 let e = ApiError::from(e);
-                let _ = first.reply.send(Err(copy(&e)));
-                while let Some(p) = self.next_queued() {
+                let queued: Vec<Pending> = std::iter::from_fn(|| self.next_queued()).collect();
+                for p in std::iter::once(first).chain(queued) {
                     let _ = p.reply.send(Err(copy(&e)));
                 }
                 return None;

@@ -143,8 +143,16 @@ async fn a_model_file_corrupted_after_load_fails_cleanly_once_evicted_and_others
     let (_, status) = send(&router, get("/api/v1/models/flaky")).await;
     assert_eq!(status["loaded"], false, "evicted by tiny-mpnet: {status}");
 
-    // Reloading reads the broken file: a 503 naming the model, in every dialect.
+    // Reloading reads the broken file: a 503 naming the model, in every dialect. A failure is
+    // not cached: each request, sent after the previous one was answered, tries the load again.
+    let failures = state.manager.stats().unwrap().load_failures;
     expect_unavailable(&router, "flaky", "corrupt").await;
+    for _ in 0..16 {
+        let (status, v) = send(&router, post_json("/api/v1/embed", body)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    }
+    let tried = state.manager.stats().unwrap().load_failures - failures;
+    assert_eq!(tried, 4 + 16, "one load attempt per request");
     let (_, status) = send(&router, get("/api/v1/models/flaky")).await;
     assert_eq!(status["state"], "failed", "{status}");
     assert!(status["error"].as_str().unwrap().contains("corrupt"));
