@@ -211,8 +211,10 @@ impl Encoder {
 
     /// The last hidden state `[batch, seq, hidden]`.
     pub fn forward(&self, batch: &Batch) -> candle_core::Result<Tensor> {
-        // The CPU kernels' parallel loops start cheaper from inside the pool.
-        crate::kernels::threads::on_pool(|| match self {
+        // The CPU kernels' parallel loops start cheaper from inside the pool. A pass's work is
+        // about its padded tokens times the weights each one goes through.
+        let cost = (batch.batch * batch.seq) as u64 * self.bytes() as u64;
+        crate::kernels::threads::on_pool(cost, || match self {
             Encoder::Bert(m) => m.forward(batch),
             Encoder::MPNet(m) => m.forward(batch),
         })
