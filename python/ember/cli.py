@@ -17,7 +17,10 @@ def _parser() -> argparse.ArgumentParser:
         prog="ember",
         description="Ember: text embeddings from Rust, with sentence-transformers' vectors.",
     )
-    parser.add_argument("--version", action="version", version=f"ember {ember.__version__}")
+    k = ember.kernels()
+    kernels = f"f32 {k['f32']}, int8 {k['int8']}; {k['threads']} threads"
+    version = f"ember {ember.__version__} (kernels: {kernels})"
+    parser.add_argument("--version", action="version", version=version)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     serve = commands.add_parser(

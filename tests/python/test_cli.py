@@ -70,7 +70,12 @@ def test_serve_rejects_a_bad_flag_value_before_starting() -> None:
 
 def test_version() -> None:
     out = run("--version")
-    assert out.returncode == 0 and out.stdout.strip() == f"ember {ember.__version__}"
+    assert out.returncode == 0, out.stderr
+    k = ember.kernels()
+    assert out.stdout.strip() == (
+        f"ember {ember.__version__} (kernels: f32 {k['f32']}, int8 {k['int8']}; "
+        f"{k['threads']} threads)"
+    )
 
 
 def test_embed_prints_one_vector_per_line() -> None:

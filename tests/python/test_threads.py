@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -130,3 +131,29 @@ def test_two_threads_are_faster_than_one() -> None:
         if two < 0.9 * one:
             return
     pytest.fail(f"2 threads / 1 thread wall time ratios {ratios}; expected < 0.9")
+
+
+@pytest.mark.parametrize(
+    ("isa", "threads"),
+    [("portable", "1"), ("avx2", "3"), ("", "")],
+    ids=["portable", "avx2", "default"],
+)
+def test_kernels_report_the_isa_cap_and_thread_budget(isa: str, threads: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("EMBER_ISA", "EMBER_NUM_THREADS")}
+    if isa:
+        env.update(EMBER_ISA=isa, EMBER_NUM_THREADS=threads)
+    code = "import json, ember; print(json.dumps(ember.kernels()))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    k = json.loads(out.stdout)
+    assert set(k) == {"f32", "int8", "threads"}
+    if isa == "portable":
+        assert k == {"f32": "portable", "int8": "portable", "threads": 1}
+    elif isa == "avx2":
+        assert k["f32"] in ("avx2+fma", "portable") and k["int8"] in ("avx2", "portable")
+        assert k["threads"] == 3
+    else:
+        assert 1 <= k["threads"] <= (os.cpu_count() or 1)
+        assert k["f32"] in ("avx512f", "avx2+fma", "portable")

@@ -11,11 +11,14 @@ fn check(id: &str) {
     let Some(dir) = real_model(id) else { return };
     // `scripts/test.sh` runs this file again under `EMBER_ISA` caps, so the narrower kernels
     // meet the reference end to end on a wider CPU: the cap must really hold.
-    let isa = ember_core::kernels::isa();
-    eprintln!("{id}: kernels {isa}");
+    let k = ember_core::kernels::info();
+    eprintln!("{id}: kernels {k:?}");
     match std::env::var("EMBER_ISA").as_deref() {
-        Ok("portable") => assert_eq!(isa, "portable"),
-        Ok("avx2") => assert_ne!(isa, "avx512f"),
+        Ok("portable") => assert_eq!((k.f32, k.int8), ("portable", "portable")),
+        Ok("avx2") => {
+            assert_ne!(k.f32, "avx512f");
+            assert_ne!(k.int8, "avx512-vnni");
+        }
         _ => {}
     }
     let reference = json(fixtures().join(format!("reference/{id}.json")));

@@ -17,6 +17,20 @@ mod options;
 
 use errors::{detached, invalid_input};
 
+/// The kernels this process computes with, as `{"f32": ..., "int8": ..., "threads": n}`: the
+/// instruction sets picked at run time for this CPU (after any `EMBER_ISA` cap; f32 `avx512f`,
+/// `avx2+fma` or `portable`, INT8 `avx512-vnni`, `avx2`, `neon-dotprod` or `portable`) and the
+/// thread budget (`EMBER_NUM_THREADS`, default: the number of cores).
+#[pyfunction]
+fn kernels(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
+    let k = ember_core::kernels::info();
+    let d = pyo3::types::PyDict::new(py);
+    d.set_item("f32", k.f32)?;
+    d.set_item("int8", k.int8)?;
+    d.set_item("threads", k.threads)?;
+    Ok(d)
+}
+
 /// Runs Ember's HTTP server in this process until Ctrl-C or SIGTERM; the GIL is released while
 /// it runs. Arguments left as None take their `EMBER_*` environment variable, else the server's
 /// default (host 127.0.0.1, port 8080).
@@ -98,6 +112,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(catalog::load_models_file, m)?)?;
     m.add_function(wrap_pyfunction!(catalog::set_default_model, m)?)?;
     m.add_function(wrap_pyfunction!(catalog::download_model, m)?)?;
+    m.add_function(wrap_pyfunction!(kernels, m)?)?;
     m.add_function(wrap_pyfunction!(serve, m)?)?;
     m.add_function(wrap_pyfunction!(serve_cli, m)?)?;
     Ok(())

@@ -303,7 +303,14 @@ pub async fn serve_settings(
     let startup_state = state.clone();
     tokio::task::spawn_blocking(move || warmup::run(&startup_state, &plan));
 
-    tracing::info!(addr = %listener.local_addr()?, "ember listening");
+    let k = ember_core::kernels::info();
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        f32_kernels = k.f32,
+        int8_kernels = k.int8,
+        threads = k.threads,
+        "ember listening"
+    );
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
     let ready = state.ready.clone();
     let signal = async move {

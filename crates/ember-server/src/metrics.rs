@@ -221,6 +221,15 @@ impl Metrics {
                 }
             }
         }
+        let k = ember_core::kernels::info();
+        let threads = k.threads.to_string();
+        let build = labels(&[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("f32_kernels", k.f32),
+            ("int8_kernels", k.int8),
+            ("threads", &threads),
+        ]);
+        gauge(&mut out, "ember_build_info", &[(build.as_str(), 1.0)]);
         gauge(
             &mut out,
             "ember_inflight_requests",
@@ -345,6 +354,9 @@ fn help(name: &str) -> &'static str {
         "ember_queue_time_seconds" => "Time a request waited in its model's queue.",
         "ember_rejected_requests_total" => "Requests refused before reaching a model, by reason.",
         "ember_inflight_requests" => "HTTP requests being served.",
+        "ember_build_info" => {
+            "Version, the instruction sets the kernels picked at run time, and the thread budget."
+        }
         "ember_ready" => "1 once start-up loading and warm-up have finished.",
         "ember_queue_depth" => "Requests waiting in each model's batch queue.",
         "ember_model_cache_hits_total" => "Model lookups served from the cache.",

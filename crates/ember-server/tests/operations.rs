@@ -144,6 +144,21 @@ async fn metrics_are_prometheus_text_with_requests_batches_and_models() {
     ] {
         assert!(text.contains(line), "missing `{line}` in\n{text}");
     }
+    // The kernels this process dispatched to, so a deployment can see the fast path is on.
+    let k = ember_core::kernels::info();
+    let build = format!(
+        r#"ember_build_info{{version="{}",f32_kernels="{}",int8_kernels="{}",threads="{}"}} 1"#,
+        env!("CARGO_PKG_VERSION"),
+        k.f32,
+        k.int8,
+        k.threads
+    );
+    assert!(text.contains(&build), "missing `{build}` in\n{text}");
+    assert!(
+        ["avx512f", "avx2+fma", "portable"].contains(&k.f32),
+        "{k:?}"
+    );
+    assert!(k.threads >= 1);
     assert!(text.contains(r#"ember_model_bytes{model="tiny-bert",dtype="fp32"} "#));
     assert!(text.contains(r#"ember_tokens_total{model="tiny-bert"} "#));
     // Every sample line is `name{labels} value` or `name value`.

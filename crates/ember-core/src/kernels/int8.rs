@@ -91,6 +91,16 @@ impl Isa {
         }
     }
 
+    /// The kernel's name, for logs, metrics and bench labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512Vnni => "avx512-vnni",
+            Isa::NeonDot => "neon-dotprod",
+        }
+    }
+
     /// Whether this CPU runs the kernel.
     pub fn available(self) -> bool {
         match self {

@@ -126,6 +126,28 @@ pub fn isa() -> &'static str {
     }
 }
 
+/// What this process computes with: the instruction sets the kernels picked at run time (after
+/// any `EMBER_ISA` cap) and the thread budget. Logged by the server at start, exported in its
+/// metrics and returned by the Python module, so a deployment can see that the fast path is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelInfo {
+    /// The f32 kernels (GEMM, attention, element-wise): `avx512f`, `avx2+fma` or `portable`.
+    pub f32: &'static str,
+    /// The INT8 GEMM: `avx512-vnni`, `avx2`, `neon-dotprod` or `portable`.
+    pub int8: &'static str,
+    /// Threads of the pool every kernel runs on (`EMBER_NUM_THREADS`).
+    pub threads: usize,
+}
+
+/// The kernels this machine runs (see [`KernelInfo`]).
+pub fn info() -> KernelInfo {
+    KernelInfo {
+        f32: isa(),
+        int8: int8::Isa::detect().name(),
+        threads: threads::num_threads(),
+    }
+}
+
 /// Deterministic pseudo-random values in `[-scale, scale)` for the kernels' tests (xorshift, so
 /// every SIMD path and its portable twin see the same inputs).
 #[cfg(test)]
