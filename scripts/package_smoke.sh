@@ -50,7 +50,9 @@ assert ember.ModelManager().embed("x", tiny).shape == (32,)
 assert len(corpus()) == 200
 script = Path(sys.prefix) / "bin" / "ember"
 out = subprocess.run([script, "--version"], capture_output=True, text=True, check=True)
-assert out.stdout.strip() == f"ember {ember.__version__}", out.stdout
+k = ember.kernels()
+want = f"ember {ember.__version__} (kernels: f32 {k['f32']}, int8 {k['int8']}; {k['threads']} threads)"
+assert out.stdout.strip() == want, (out.stdout, want)
 print(f"ok: ember {ember.__version__} from {Path(ember.__file__).parent}")
 EOF
   )
