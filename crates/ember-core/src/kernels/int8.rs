@@ -37,8 +37,8 @@
 
 use rayon::prelude::*;
 
-use super::has_avx2;
 use super::threads::num_threads;
+use super::{has_avx2, Prefetch};
 
 /// Output columns per panel.
 pub const NR: usize = 16;
@@ -383,6 +383,8 @@ pub struct Tile<'a> {
     pub gp: usize,
     /// Whether the panel's bytes are offset by 128.
     pub offset: bool,
+    /// What to prefetch along the way (a share of the next panels; see [`Prefetch`]).
+    pub pf: Prefetch,
 }
 
 impl Tile<'_> {
@@ -427,12 +429,18 @@ pub fn gemm(x: &QuantizedRows, w: &PackedInt8, bias: &[f32], out: &mut [f32]) {
     // One task: row block `b`, panels `p0..p1`.
     let task = |b: usize, p0: usize, p1: usize| {
         let (r0, r1) = (b * MC, ((b + 1) * MC).min(m));
+        let tiles = (r1 - r0).div_ceil(mr);
         // Every kernel writes all of its rows and panels: no zeroing per tile.
         let mut acc: Acc = [[0f32; PANELS * NR]; MR];
         let mut j = p0;
         while j < p1 {
             let count = pw.min(p1 - j);
             let (panel, ps) = w.panels(j, count);
+            // The panels after these, which the tiles over these prefetch in shares.
+            let next = w
+                .panels(j + count, count.min(panels - (j + count).min(panels)))
+                .0;
+            let mut t_no = 0;
             let (c0, c1) = (j * NR, ((j + count) * NR).min(n));
             let width = c1 - c0;
             let mut pb = [0f32; PANELS * NR];
@@ -454,7 +462,9 @@ pub fn gemm(x: &QuantizedRows, w: &PackedInt8, bias: &[f32], out: &mut [f32]) {
                     groups,
                     gp,
                     offset: isa.offset(),
+                    pf: Prefetch::share(next, t_no, tiles),
                 };
+                t_no += 1;
                 // Whole panels go straight to the output: row `i + r < m`, columns `c0..c1`
                 // (`c1 <= n`) of `out` (asserted `[m, n]`), a tile this task alone writes (tasks
                 // partition the rows into blocks and the columns into panels).

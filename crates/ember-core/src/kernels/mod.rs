@@ -75,6 +75,67 @@ pub fn has_avx512() -> bool {
     isa_cap() == IsaCap::Native && std::is_x86_feature_detected!("avx512f") && has_avx2()
 }
 
+/// Bytes a tile asks the cache for while it runs, so the next panel is on its way from memory
+/// before the next tile reads it: `len` bytes from `start`, spread evenly over the `k` steps.
+///
+/// A short input (a query: 15 rows, three tiles per panel) reads each panel three times, the
+/// first time from memory (a model's weights are larger than the L3 cache), and the first tile
+/// then waits on memory while the other two compute from L1. Each tile prefetching a share of the
+/// next panel keeps memory busy during all three.
+#[derive(Debug, Clone, Copy)]
+pub struct Prefetch {
+    /// The first byte (only hinted at, never read).
+    pub start: *const u8,
+    /// Bytes to cover.
+    pub len: usize,
+}
+
+impl Prefetch {
+    /// Nothing to prefetch.
+    pub const NONE: Prefetch = Prefetch {
+        start: std::ptr::null(),
+        len: 0,
+    };
+
+    /// Tile `t` of `tiles`' share of `next` (what the call after this tile's series reads).
+    pub fn share<T>(next: &[T], t: usize, tiles: usize) -> Self {
+        let bytes = std::mem::size_of_val(next);
+        if bytes == 0 || tiles == 0 {
+            return Self::NONE;
+        }
+        Self {
+            start: next.as_ptr().cast::<u8>().wrapping_add(t * bytes / tiles),
+            len: bytes.div_ceil(tiles),
+        }
+    }
+
+    /// Bytes to cover per step of a `k`-step loop: one or two cache lines (two panels at once).
+    #[inline(always)]
+    pub fn step(self, k: usize) -> usize {
+        self.len.div_ceil(k.max(1))
+    }
+
+    /// The hints of step `p` (`step` from [`Prefetch::step`]).
+    #[inline(always)]
+    pub fn at(self, p: usize, step: usize) {
+        // A hint, never a read: any address is allowed (`wrapping_add` keeps the pointer
+        // arithmetic defined).
+        let at = self.start.wrapping_add(p * step);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch never faults; SSE is part of x86-64.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(at.cast());
+            if step > 64 {
+                _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(64).cast());
+            }
+        }
+        // Elsewhere (the NEON kernel) there is no stable prefetch intrinsic: no hint.
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = at;
+    }
+}
+
 /// The f32 kernels' instruction sets (the GEMM's microkernel and attention's products).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Simd {

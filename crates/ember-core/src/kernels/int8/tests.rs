@@ -241,6 +241,8 @@ fn simd_tiles_match_the_portable_one() {
                         groups,
                         gp,
                         offset: isa.offset(),
+                        // Hints at the panel itself: results must not depend on them.
+                        pf: Prefetch::share(&panel, 0, 1),
                     };
                     let mut got = [[f32::NAN; PANELS * NR]; MR];
                     // SAFETY: the CPU runs `isa` (checked above).

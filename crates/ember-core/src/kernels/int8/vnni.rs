@@ -68,6 +68,8 @@ unsafe fn kernel<const R: usize, const W: usize>(t: Tile<'_>, dst: Dst) {
             *v = unsafe { _mm512_loadu_ps(t.bias.as_ptr().add(w * NR)) };
         }
     }
+    let steps = t.gp / 4;
+    let pf_step = t.pf.step(t.groups * steps);
     for g in 0..t.groups {
         let mut c = [[_mm512_setzero_si512(); W]; R];
         // SAFETY (whole block): `g < groups`, so each panel `w < W`'s group bytes at
@@ -81,7 +83,10 @@ unsafe fn kernel<const R: usize, const W: usize>(t: Tile<'_>, dst: Dst) {
             }
             let wp = t.panel.as_ptr().add(g * t.gp * NR);
             let xp = t.xq.as_ptr().add(g * t.gp);
-            for s in 0..t.gp / 4 {
+            for s in 0..steps {
+                if t.pf.len != 0 {
+                    t.pf.at(g * steps + s, pf_step);
+                }
                 let mut wv = [_mm512_setzero_si512(); W];
                 for (w, v) in wv.iter_mut().enumerate() {
                     *v = _mm512_loadu_si512(wp.add(w * next + s * 4 * NR) as *const __m512i);

@@ -46,6 +46,8 @@ unsafe fn avx2_kernel<const R: usize>(t: Tile<'_>, dst: Dst) {
         ]
     };
     let mut f = [b; R];
+    let steps = t.gp / 4;
+    let pf_step = t.pf.step(t.groups * steps);
     for g in 0..t.groups {
         let mut c = [[_mm256_setzero_si256(); 2]; R];
         // SAFETY (whole block): `g < groups`, so the group's `gp * NR` panel bytes and each
@@ -54,7 +56,10 @@ unsafe fn avx2_kernel<const R: usize>(t: Tile<'_>, dst: Dst) {
         unsafe {
             let wp = t.panel.as_ptr().add(g * t.gp * NR);
             let xp = t.xq.as_ptr().add(g * t.gp);
-            for s in 0..t.gp / 4 {
+            for s in 0..steps {
+                if t.pf.len != 0 {
+                    t.pf.at(g * steps + s, pf_step);
+                }
                 let w0 = _mm256_loadu_si256(wp.add(s * 4 * NR) as *const __m256i);
                 let w1 = _mm256_loadu_si256(wp.add(s * 4 * NR + 32) as *const __m256i);
                 for (r, cr) in c.iter_mut().enumerate() {

@@ -7,7 +7,7 @@ use std::arch::x86_64::*;
 
 use half::{bf16, f16};
 
-use super::{Elem, MR, NR};
+use super::{Elem, Prefetch, MR, NR};
 
 /// Eight panel values at `p`, widened to f32.
 trait Load: Elem {
@@ -54,6 +54,7 @@ pub unsafe fn tile<T: Elem>(
     k: usize,
     rows: usize,
     panel: &[T],
+    pf: Prefetch,
     acc: &mut [[f32; NR]; MR],
 ) {
     assert!(rows <= MR && xs.len() >= rows * k && panel.len() >= k * NR);
@@ -62,11 +63,11 @@ pub unsafe fn tile<T: Elem>(
     // tests pick the one `Load` impl that matches `T` (the casts are then identities).
     unsafe {
         if TypeId::of::<T>() == TypeId::of::<f16>() {
-            rows_of::<f16>(a, k, b.cast(), NR, k, rows, acc)
+            rows_of::<f16>(a, k, b.cast(), NR, k, rows, pf, acc)
         } else if TypeId::of::<T>() == TypeId::of::<bf16>() {
-            rows_of::<bf16>(a, k, b.cast(), NR, k, rows, acc)
+            rows_of::<bf16>(a, k, b.cast(), NR, k, rows, pf, acc)
         } else {
-            rows_of::<f32>(a, k, b.cast(), NR, k, rows, acc)
+            rows_of::<f32>(a, k, b.cast(), NR, k, rows, pf, acc)
         }
     }
 }
@@ -88,9 +89,10 @@ pub unsafe fn block(
     acc: &mut [[f32; NR]; MR],
 ) {
     // SAFETY: forwarded from the caller.
-    unsafe { rows_of::<f32>(a, lda, b, ldb, k, rows, acc) }
+    unsafe { rows_of::<f32>(a, lda, b, ldb, k, rows, Prefetch::NONE, acc) }
 }
 
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn rows_of<T: Load>(
     a: *const f32,
@@ -99,33 +101,51 @@ unsafe fn rows_of<T: Load>(
     ldb: usize,
     k: usize,
     rows: usize,
+    pf: Prefetch,
     acc: &mut [[f32; NR]; MR],
 ) {
     // SAFETY: forwarded from the caller.
     unsafe {
+        if pf.len == 0 {
+            return match rows {
+                6 => kernel::<T, 6, false>(a, lda, b, ldb, k, pf, acc),
+                5 => kernel::<T, 5, false>(a, lda, b, ldb, k, pf, acc),
+                4 => kernel::<T, 4, false>(a, lda, b, ldb, k, pf, acc),
+                3 => kernel::<T, 3, false>(a, lda, b, ldb, k, pf, acc),
+                2 => kernel::<T, 2, false>(a, lda, b, ldb, k, pf, acc),
+                _ => kernel::<T, 1, false>(a, lda, b, ldb, k, pf, acc),
+            };
+        }
         match rows {
-            6 => kernel::<T, 6>(a, lda, b, ldb, k, acc),
-            5 => kernel::<T, 5>(a, lda, b, ldb, k, acc),
-            4 => kernel::<T, 4>(a, lda, b, ldb, k, acc),
-            3 => kernel::<T, 3>(a, lda, b, ldb, k, acc),
-            2 => kernel::<T, 2>(a, lda, b, ldb, k, acc),
-            _ => kernel::<T, 1>(a, lda, b, ldb, k, acc),
+            6 => kernel::<T, 6, true>(a, lda, b, ldb, k, pf, acc),
+            5 => kernel::<T, 5, true>(a, lda, b, ldb, k, pf, acc),
+            4 => kernel::<T, 4, true>(a, lda, b, ldb, k, pf, acc),
+            3 => kernel::<T, 3, true>(a, lda, b, ldb, k, pf, acc),
+            2 => kernel::<T, 2, true>(a, lda, b, ldb, k, pf, acc),
+            _ => kernel::<T, 1, true>(a, lda, b, ldb, k, pf, acc),
         }
     }
 }
 
-/// `R` rows × 16 columns: per step, two `b` loads, `R` broadcasts, `2R` FMAs.
+/// `R` rows × 16 columns: per step, two `b` loads, `R` broadcasts, `2R` FMAs (and with `PF`, one
+/// prefetch hint into `pf`).
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn kernel<T: Load, const R: usize>(
+unsafe fn kernel<T: Load, const R: usize, const PF: bool>(
     a: *const f32,
     lda: usize,
     b: *const T,
     ldb: usize,
     k: usize,
+    pf: Prefetch,
     acc: &mut [[f32; NR]; MR],
 ) {
     let mut c = [[_mm256_setzero_ps(); 2]; R];
+    let step = if PF { pf.step(k) } else { 0 };
     for p in 0..k {
+        if PF {
+            pf.at(p, step);
+        }
         // SAFETY: p < k and r < R: inside what the caller promised readable.
         unsafe {
             let b0 = T::load8(b.add(p * ldb));

@@ -10,7 +10,7 @@ use std::arch::x86_64::*;
 
 use half::{bf16, f16};
 
-use super::Elem;
+use super::{Elem, Prefetch};
 
 /// Output columns per call (two panels).
 pub const NR: usize = 32;
@@ -67,11 +67,11 @@ pub unsafe fn tile<T: Elem>(
 ) {
     // SAFETY: `tile_to` checks the sizes; `acc` holds `MR` rows of `NR`; the CPU features are
     // the caller's promise.
-    unsafe { tile_to(xs, k, rows, panel, panels, Out::acc(acc)) }
+    unsafe { tile_to(xs, k, rows, panel, panels, Prefetch::NONE, Out::acc(acc)) }
 }
 
 /// As `tile`, written to `out` (`rows` rows of `16 * panels` values, starting from `out.bias`
-/// when it is set) instead of a buffer.
+/// when it is set) instead of a buffer, with hints for `pf` along the way.
 ///
 /// # Safety
 /// `has_avx512()` must hold; `out` must be valid for `rows` rows of `16 * panels` values (and
@@ -83,6 +83,7 @@ pub unsafe fn tile_to<T: Elem>(
     rows: usize,
     panel: &[T],
     panels: usize,
+    pf: Prefetch,
     out: Out,
 ) {
     // The kernel's raw reads rely on these: a cheap check per tile.
@@ -104,11 +105,11 @@ pub unsafe fn tile_to<T: Elem>(
     // TypeId tests pick the one `Load` impl that matches `T` (the casts are then identities).
     unsafe {
         if TypeId::of::<T>() == TypeId::of::<f16>() {
-            dispatch::<f16>(a, b.cast(), at, rows, panels, out)
+            dispatch::<f16>(a, b.cast(), at, rows, panels, pf, out)
         } else if TypeId::of::<T>() == TypeId::of::<bf16>() {
-            dispatch::<bf16>(a, b.cast(), at, rows, panels, out)
+            dispatch::<bf16>(a, b.cast(), at, rows, panels, pf, out)
         } else {
-            dispatch::<f32>(a, b.cast(), at, rows, panels, out)
+            dispatch::<f32>(a, b.cast(), at, rows, panels, pf, out)
         }
     }
 }
@@ -168,7 +169,7 @@ pub unsafe fn block(
 ) {
     assert!((1..=MR).contains(&rows) && (1..=2).contains(&panels));
     // SAFETY: forwarded from the caller.
-    unsafe { dispatch::<f32>(a, b, at, rows, panels, out) }
+    unsafe { dispatch::<f32>(a, b, at, rows, panels, Prefetch::NONE, out) }
 }
 
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
@@ -178,23 +179,24 @@ unsafe fn dispatch<T: Load>(
     at: Operands,
     rows: usize,
     panels: usize,
+    pf: Prefetch,
     out: Out,
 ) {
     macro_rules! by_rows {
         ($w:literal) => {
             match rows {
-                12 => kernel::<T, 12, $w>(a, b, at, out),
-                11 => kernel::<T, 11, $w>(a, b, at, out),
-                10 => kernel::<T, 10, $w>(a, b, at, out),
-                9 => kernel::<T, 9, $w>(a, b, at, out),
-                8 => kernel::<T, 8, $w>(a, b, at, out),
-                7 => kernel::<T, 7, $w>(a, b, at, out),
-                6 => kernel::<T, 6, $w>(a, b, at, out),
-                5 => kernel::<T, 5, $w>(a, b, at, out),
-                4 => kernel::<T, 4, $w>(a, b, at, out),
-                3 => kernel::<T, 3, $w>(a, b, at, out),
-                2 => kernel::<T, 2, $w>(a, b, at, out),
-                _ => kernel::<T, 1, $w>(a, b, at, out),
+                12 => kernel::<T, 12, $w>(a, b, at, pf, out),
+                11 => kernel::<T, 11, $w>(a, b, at, pf, out),
+                10 => kernel::<T, 10, $w>(a, b, at, pf, out),
+                9 => kernel::<T, 9, $w>(a, b, at, pf, out),
+                8 => kernel::<T, 8, $w>(a, b, at, pf, out),
+                7 => kernel::<T, 7, $w>(a, b, at, pf, out),
+                6 => kernel::<T, 6, $w>(a, b, at, pf, out),
+                5 => kernel::<T, 5, $w>(a, b, at, pf, out),
+                4 => kernel::<T, 4, $w>(a, b, at, pf, out),
+                3 => kernel::<T, 3, $w>(a, b, at, pf, out),
+                2 => kernel::<T, 2, $w>(a, b, at, pf, out),
+                _ => kernel::<T, 1, $w>(a, b, at, pf, out),
             }
         };
     }
@@ -208,12 +210,13 @@ unsafe fn dispatch<T: Load>(
     }
 }
 
-/// `R` rows × `16 W` columns.
+/// `R` rows × `16 W` columns, hinting `pf` along the way (when set).
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
 unsafe fn kernel<T: Load, const R: usize, const W: usize>(
     a: *const f32,
     b: *const T,
     at: Operands,
+    pf: Prefetch,
     out: Out,
 ) {
     let mut start = [_mm512_setzero_ps(); W];
@@ -224,7 +227,11 @@ unsafe fn kernel<T: Load, const R: usize, const W: usize>(
         }
     }
     let mut c = [start; R];
+    let step = pf.step(at.k);
     for p in 0..at.k {
+        if pf.len != 0 {
+            pf.at(p, step);
+        }
         // SAFETY: p < k, r < R, w < W: inside what the callers of `tile` / `block` vouched
         // readable.
         unsafe {
