@@ -438,7 +438,7 @@ pub fn gemm(x: &QuantizedRows, w: &PackedInt8, bias: &[f32], out: &mut [f32]) {
             let (panel, ps) = w.panels(j, count);
             // The panels after these, which the tiles over these prefetch in shares.
             let next = w
-                .panels(j + count, count.min(panels - (j + count).min(panels)))
+                .panels(j + count, count.min(panels.saturating_sub(j + count)))
                 .0;
             let mut t_no = 0;
             let (c0, c1) = (j * NR, ((j + count) * NR).min(n));

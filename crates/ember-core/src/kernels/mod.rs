@@ -238,3 +238,42 @@ mod cap_tests {
         assert!(IsaCap::Portable < IsaCap::Avx2 && IsaCap::Avx2 < IsaCap::Native);
     }
 }
+
+#[cfg(test)]
+mod prefetch_tests {
+    use super::Prefetch;
+
+    /// The tiles' shares cover the next panel, every byte of it, and each tile's steps reach the
+    /// end of its share.
+    #[test]
+    fn shares_cover_the_next_panel() {
+        for &(len, tiles, k) in &[
+            (384 * 16, 3, 384),
+            (1536 * 16, 8, 1536),
+            (77, 5, 7),
+            (64, 1, 1),
+        ] {
+            let next = vec![0f32; len];
+            let base = next.as_ptr() as usize;
+            let bytes = len * 4;
+            let mut covered = vec![false; bytes];
+            for t in 0..tiles {
+                let pf = Prefetch::share(&next, t, tiles);
+                let start = pf.start as usize - base;
+                assert!(
+                    pf.step(k) * k >= pf.len,
+                    "tile {t}: steps fall short of the share"
+                );
+                for c in covered.iter_mut().skip(start).take(pf.len) {
+                    *c = true;
+                }
+            }
+            assert!(
+                covered.iter().all(|&c| c),
+                "{len} values in {tiles} tiles: a gap"
+            );
+        }
+        let none = Prefetch::share::<f32>(&[], 0, 3);
+        assert_eq!((none.start, none.len), (std::ptr::null(), 0));
+    }
+}

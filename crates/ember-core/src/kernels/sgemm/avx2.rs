@@ -104,25 +104,24 @@ unsafe fn rows_of<T: Load>(
     pf: Prefetch,
     acc: &mut [[f32; NR]; MR],
 ) {
+    macro_rules! by_rows {
+        ($pf:literal) => {
+            match rows {
+                6 => kernel::<T, 6, $pf>(a, lda, b, ldb, k, pf, acc),
+                5 => kernel::<T, 5, $pf>(a, lda, b, ldb, k, pf, acc),
+                4 => kernel::<T, 4, $pf>(a, lda, b, ldb, k, pf, acc),
+                3 => kernel::<T, 3, $pf>(a, lda, b, ldb, k, pf, acc),
+                2 => kernel::<T, 2, $pf>(a, lda, b, ldb, k, pf, acc),
+                _ => kernel::<T, 1, $pf>(a, lda, b, ldb, k, pf, acc),
+            }
+        };
+    }
     // SAFETY: forwarded from the caller.
     unsafe {
         if pf.len == 0 {
-            return match rows {
-                6 => kernel::<T, 6, false>(a, lda, b, ldb, k, pf, acc),
-                5 => kernel::<T, 5, false>(a, lda, b, ldb, k, pf, acc),
-                4 => kernel::<T, 4, false>(a, lda, b, ldb, k, pf, acc),
-                3 => kernel::<T, 3, false>(a, lda, b, ldb, k, pf, acc),
-                2 => kernel::<T, 2, false>(a, lda, b, ldb, k, pf, acc),
-                _ => kernel::<T, 1, false>(a, lda, b, ldb, k, pf, acc),
-            };
-        }
-        match rows {
-            6 => kernel::<T, 6, true>(a, lda, b, ldb, k, pf, acc),
-            5 => kernel::<T, 5, true>(a, lda, b, ldb, k, pf, acc),
-            4 => kernel::<T, 4, true>(a, lda, b, ldb, k, pf, acc),
-            3 => kernel::<T, 3, true>(a, lda, b, ldb, k, pf, acc),
-            2 => kernel::<T, 2, true>(a, lda, b, ldb, k, pf, acc),
-            _ => kernel::<T, 1, true>(a, lda, b, ldb, k, pf, acc),
+            by_rows!(false)
+        } else {
+            by_rows!(true)
         }
     }
 }
