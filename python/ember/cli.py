@@ -12,15 +12,35 @@ from importlib import resources
 import ember
 
 
+class _Version(argparse.Action):
+    """`--version`: the version and the kernels this CPU runs, then exit.
+
+    Asked for only when the flag is given: `ember.kernels()` sizes the process's thread pool,
+    which must wait for `--threads` when a command has it.
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(
+            option_strings,
+            dest=argparse.SUPPRESS,
+            default=argparse.SUPPRESS,
+            nargs=0,
+            help="show the version and the kernels this CPU runs, then exit",
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        k = ember.kernels()
+        kernels = f"f32 {k['f32']}, int8 {k['int8']}; {k['threads']} threads"
+        print(f"ember {ember.__version__} (kernels: {kernels})")
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ember",
         description="Ember: text embeddings from Rust, with sentence-transformers' vectors.",
     )
-    k = ember.kernels()
-    kernels = f"f32 {k['f32']}, int8 {k['int8']}; {k['threads']} threads"
-    version = f"ember {ember.__version__} (kernels: {kernels})"
-    parser.add_argument("--version", action="version", version=version)
+    parser.add_argument("--version", action=_Version)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     serve = commands.add_parser(
@@ -194,7 +214,13 @@ def _bench(args: argparse.Namespace) -> int:
             }
         )
     if args.json:
-        out = {"model": model.model_id, "dtype": model.dtype, "load_s": load_s, "runs": results}
+        out = {
+            "model": model.model_id,
+            "dtype": model.dtype,
+            "threads": ember.kernels()["threads"],
+            "load_s": load_s,
+            "runs": results,
+        }
         print(json.dumps(out))
         return 0
     print(

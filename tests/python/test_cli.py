@@ -172,6 +172,7 @@ def test_bench_prints_tokens_per_second() -> None:
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert doc["model"] == TINY and doc["dtype"] == "fp32"
+    assert doc["threads"] == ember.kernels()["threads"]
     assert [r["batch_size"] for r in doc["runs"]] == [1, 4]
     assert all(r["texts"] == 20 and r["tokens"] > 20 and r["tokens_per_s"] > 0 for r in doc["runs"])
     table = run("bench", "--model", TINY, "--batch-sizes", "2", "--texts", "5", "--dtype", "int8")
@@ -179,6 +180,15 @@ def test_bench_prints_tokens_per_second() -> None:
     assert "(int8)" in table.stdout and "tokens/s" in table.stdout
     bad = run("bench", "--model", TINY, "--batch-sizes", "0")
     assert bad.returncode == 1 and "--batch-sizes" in bad.stderr
+
+
+def test_bench_threads_size_the_pool() -> None:
+    # Building the parser must not size the thread pool before `--threads` is read.
+    args = ("--batch-sizes", "2", "--texts", "5", "--threads", "1", "--json")
+    out = run("bench", "--model", TINY, *args)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["threads"] == 1
+    assert "ignored" not in out.stderr, out.stderr
 
 
 def test_bench_corpus_ships_in_the_package() -> None:
