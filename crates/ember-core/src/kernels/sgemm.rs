@@ -14,8 +14,9 @@
 //! A model's weights do not fit the L3 cache, so a short input streams them from memory on every
 //! call. The tiles over a panel each prefetch a share of the next panel (`Prefetch`), which keeps
 //! memory busy while they compute instead of leaving the first tile to wait for it: a 15-token
-//! query's p50 went from 1.6–1.9 ms to 0.9–1.1 ms on AVX-512 and from 2.7–2.8 ms to 1.75–1.95 ms
-//! on AVX2 (`examples/embed_queries`, old and new binaries in turn), with batch 32 unchanged.
+//! query's p50 went from 1.62–1.88 ms to 0.87–1.46 ms on AVX-512 and from 2.66–2.79 ms to
+//! 1.63–1.95 ms on AVX2 (`examples/embed_queries`, old and new binaries in turn, 2026-11-24),
+//! with batch 32 unchanged.
 //!
 //! f16 and bf16 weights are packed the same way and widened to f32 inside the microkernel as they
 //! are loaded (F16C `vcvtph2ps`; bf16 is a 16-bit shift), so half-precision models keep half the
