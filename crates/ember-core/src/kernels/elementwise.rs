@@ -114,32 +114,39 @@ pub fn softmax(x: &mut [f32]) {
 /// out of the slice, or sets them to -inf); returns the sum. Attention divides its context rows
 /// (`head_dim` values) by the sum instead of the probabilities (a row of keys).
 pub fn softmax_unnormalized(x: &mut [f32], scale: f32) -> f32 {
-    softmax_on(Simd::detect(), x, scale)
+    softmax_on(Simd::detect(), x, scale, f32::NEG_INFINITY).1
 }
 
-/// `softmax_unnormalized` on the kernels of `simd` (which this CPU must run).
-fn softmax_on(simd: Simd, x: &mut [f32], scale: f32) -> f32 {
+/// One step of an online softmax: `x_i = e^(scale (x_i - m))` in place with
+/// `m = max(floor, max x)` (`floor` is the running maximum of the row's earlier blocks, or -inf);
+/// returns `(m, sum)`. `x` must hold at least one finite value or `floor` must be finite.
+pub fn softmax_from(x: &mut [f32], scale: f32, floor: f32) -> (f32, f32) {
+    softmax_on(Simd::detect(), x, scale, floor)
+}
+
+/// `softmax_from` on the kernels of `simd` (which this CPU must run).
+pub(crate) fn softmax_on(simd: Simd, x: &mut [f32], scale: f32, floor: f32) -> (f32, f32) {
     debug_assert!(scale > 0.0, "softmax scale {scale}");
     match simd {
         // SAFETY: AVX2 and FMA were detected on this CPU.
         #[cfg(target_arch = "x86_64")]
-        Simd::Avx2 => unsafe { avx2::softmax_unnormalized(x, scale) },
+        Simd::Avx2 => unsafe { avx2::softmax_from(x, scale, floor) },
         // SAFETY: AVX-512 F was detected on this CPU.
         #[cfg(all(target_arch = "x86_64", ember_avx512))]
-        Simd::Avx512 => unsafe { avx512::softmax_unnormalized(x, scale) },
-        _ => softmax_portable(x, scale),
+        Simd::Avx512 => unsafe { avx512::softmax_from(x, scale, floor) },
+        _ => softmax_portable(x, scale, floor),
     }
 }
 
-/// Portable `softmax_unnormalized`.
-pub fn softmax_portable(x: &mut [f32], scale: f32) -> f32 {
-    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+/// Portable `softmax_from`.
+pub fn softmax_portable(x: &mut [f32], scale: f32, floor: f32) -> (f32, f32) {
+    let max = x.iter().fold(floor, |m, &v| m.max(v));
     let mut sum = 0.0;
     for v in x.iter_mut() {
         *v = exp((*v - max) * scale);
         sum += *v;
     }
-    sum
+    (max, sum)
 }
 
 // Cephes expf.
@@ -292,9 +299,9 @@ pub(crate) mod avx2 {
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub(crate) fn softmax_unnormalized(x: &mut [f32], scale: f32) -> f32 {
+    pub(crate) fn softmax_from(x: &mut [f32], scale: f32, floor: f32) -> (f32, f32) {
         let n8 = x.len() / 8 * 8;
-        let mut vmax = _mm256_set1_ps(f32::NEG_INFINITY);
+        let mut vmax = _mm256_set1_ps(floor);
         for c in x[..n8].chunks_exact(8) {
             // SAFETY: `c` holds exactly 8 f32.
             vmax = _mm256_max_ps(vmax, unsafe { _mm256_loadu_ps(c.as_ptr()) });
@@ -316,7 +323,7 @@ pub(crate) mod avx2 {
             *v = super::exp((*v - max) * scale);
             sum += *v;
         }
-        sum
+        (max, sum)
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -425,8 +432,8 @@ mod tests {
 
                 for scale in [1.0, 0.125] {
                     let (mut a, mut b) = (x.clone(), x.clone());
-                    let sa = softmax_portable(&mut a, scale);
-                    let sb = softmax_on(simd, &mut b, scale);
+                    let (_, sa) = softmax_portable(&mut a, scale, f32::NEG_INFINITY);
+                    let (_, sb) = softmax_on(simd, &mut b, scale, f32::NEG_INFINITY);
                     close(&b, &a, 1e-5);
                     assert!((sa - sb).abs() <= 1e-5 * sa, "{simd:?} {n}: {sa} {sb}");
                     // The largest entry maps to e^0 and the sum is the row's.
@@ -436,6 +443,21 @@ mod tests {
                         (b.iter().sum::<f32>() - sb).abs() <= 1e-5 * sb,
                         "{simd:?} {n}"
                     );
+                    // A floor above every value shifts the exponent by it: the same row times
+                    // e^(scale (max - floor)).
+                    let (mx, _) = softmax_portable(&mut x.clone(), 1.0, f32::NEG_INFINITY);
+                    let floor = mx + 2.0;
+                    let (mut a, mut b) = (x.clone(), x.clone());
+                    let (fa, sa) = softmax_portable(&mut a, scale, floor);
+                    let (fb, sb) = softmax_on(simd, &mut b, scale, floor);
+                    assert_eq!((fa, fb), (floor, floor));
+                    close(&b, &a, 1e-5);
+                    let want = exp(-2.0 * scale);
+                    assert!(
+                        (sb / top_sum(&x, scale) - want).abs() <= 1e-5 * want,
+                        "{simd:?}"
+                    );
+                    assert!((sa - sb).abs() <= 1e-5 * sa);
                 }
 
                 let res = data(n, 7 + n as u32);
@@ -451,6 +473,11 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The plain softmax sum of `x` at `scale`.
+    fn top_sum(x: &[f32], scale: f32) -> f32 {
+        softmax_portable(&mut x.to_vec(), scale, f32::NEG_INFINITY).1
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! CPU kernels for the encoders' hot loops: the process thread budget, f32 linear layers (on
 //! weights packed at load, `sgemm`, or as stored, `gemm`),
-//! layer norm, GELU, attention and the int8 GEMM.
+//! layer norm, GELU, attention (dense, and tiled for long inputs: `flash`) and the int8 GEMM.
 //!
 //! Every kernel has a portable path and, where it pays, an AVX2+FMA path chosen at run time with
 //! `is_x86_feature_detected!`, so one build is fast on every x86-64 machine. Tests run each SIMD
@@ -10,6 +10,7 @@
 
 pub mod attention;
 pub mod elementwise;
+pub mod flash;
 pub mod gemm;
 pub mod int8;
 pub mod sgemm;

@@ -117,20 +117,22 @@ pub(crate) fn gelu_erf(x: &mut [f32]) {
     }
 }
 
-/// `x_i = e^(scale (x_i - max x))` in place (`scale > 0`); returns the sum, so the caller can
-/// normalize whatever the row is multiplied into instead of the row.
+/// `x_i = e^(scale (x_i - m))` in place (`scale > 0`) with `m = max(floor, max x)`; returns
+/// `(m, sum)`, so the caller can normalize whatever the row is multiplied into instead of the
+/// row (and an online softmax can carry the running maximum in `floor`).
 #[target_feature(enable = "avx512f")]
-pub(crate) fn softmax_unnormalized(x: &mut [f32], scale: f32) -> f32 {
+pub(crate) fn softmax_from(x: &mut [f32], scale: f32, floor: f32) -> (f32, f32) {
     let n = x.len();
     let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
-    let mut vmax = ninf;
+    let mut vmax = _mm512_set1_ps(floor);
     for i in (0..n).step_by(16) {
         // SAFETY: `i < n`, and `x` holds `n` values; a tail's other lanes read as -inf.
         vmax = _mm512_max_ps(vmax, unsafe { load(x.as_ptr(), i, n, ninf) });
     }
     let vs = _mm512_set1_ps(scale);
+    let max = _mm512_reduce_max_ps(vmax);
     // scale (x - max) as one fused multiply-subtract.
-    let vm = _mm512_set1_ps(_mm512_reduce_max_ps(vmax) * scale);
+    let vm = _mm512_set1_ps(max * scale);
     let mut vsum = _mm512_setzero_ps();
     for i in (0..n).step_by(16) {
         // SAFETY: as above; a tail's other lanes read as -inf, whose exp is 0 (the clamp makes
@@ -146,7 +148,7 @@ pub(crate) fn softmax_unnormalized(x: &mut [f32], scale: f32) -> f32 {
             store(x.as_mut_ptr(), i, n, e);
         }
     }
-    _mm512_reduce_add_ps(vsum)
+    (max, _mm512_reduce_add_ps(vsum))
 }
 
 /// Residual add (when `res` is not empty) and layer norm of one row.
