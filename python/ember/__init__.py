@@ -25,6 +25,7 @@ from ember._errors import (
     InvalidInputError,
     ModelLoadError,
     ModelNotFoundError,
+    StoreError,
     UnsupportedModelError,
 )
 from ember._native import (
@@ -41,6 +42,7 @@ from ember._native import (
     set_default_model,
 )
 from ember.client import Client
+from ember.indexing import index, search
 
 __all__ = [
     "CapacityError",
@@ -51,14 +53,17 @@ __all__ = [
     "ModelLoadError",
     "ModelManager",
     "ModelNotFoundError",
+    "StoreError",
     "UnsupportedModelError",
     "__version__",
     "download_model",
     "get_model_spec",
+    "index",
     "kernels",
     "load_models_file",
     "models",
     "register_model",
+    "search",
     "serve",
     "set_default_model",
 ]

@@ -8,6 +8,7 @@ __all__ = [
     "InvalidInputError",
     "ModelLoadError",
     "ModelNotFoundError",
+    "StoreError",
     "UnsupportedModelError",
 ]
 
@@ -38,3 +39,8 @@ class InvalidInputError(EmberError, ValueError):
 
 class CapacityError(EmberError):
     """A limit (memory budget, queue length) stops the request; retrying later may work."""
+
+
+class StoreError(EmberError):
+    """An index target (SQLite file, Postgres, Parquet directory) cannot be opened or written:
+    unreachable, locked, or missing an extension. Nothing of the failed batch was written."""

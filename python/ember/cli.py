@@ -1,15 +1,17 @@
-"""The `ember` command line: `ember serve`, `embed`, `models`, `download`, `bench`."""
+"""The `ember` command line: serve, embed, models, download, bench, index, search."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
 from importlib import resources
 
 import ember
+from ember import cli_index
 
 
 class _Version(argparse.Action):
@@ -116,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--threads", type=int, help="compute threads (default: every core)")
     bench.add_argument("--json", action="store_true", help="print the results as JSON")
+    cli_index.add_commands(commands)
     return parser
 
 
@@ -249,7 +252,21 @@ def _serve(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the `ember` command line; returns the exit status."""
+    """Runs the `ember` command line; returns the exit status. A closed output pipe
+    (`ember embed ... | head`) and Ctrl-C end every command quietly."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # Python would report the pipe again when it flushes stdout at exit: point stdout at
+        # /dev/null first. 141 is what a process killed by SIGPIPE reports.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["serve"]:
         try:
@@ -264,6 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "models": _models,
         "download": _download,
         "bench": _bench,
+        "index": cli_index.run_index,
+        "search": cli_index.run_search,
     }
     run = commands[args.command]
     try:
@@ -271,8 +290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ember.EmberError as e:
         print(f"ember: error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
+    finally:
+        # Flushed here so a closed pipe is caught by `main`, not reported at exit.
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -116,6 +116,8 @@ pub struct Embedder {
     tokenizer: TextTokenizer,
     /// Drop the prompt's tokens from pooling (`include_prompt: false`).
     include_prompt: bool,
+    /// SHA-256 of the weight files, computed on first use (see [`Embedder::weights_sha256`]).
+    weights_sha256: std::sync::OnceLock<String>,
 }
 
 impl Embedder {
@@ -237,6 +239,7 @@ impl Embedder {
             encoder,
             tokenizer,
             include_prompt: pooling_cfg.include_prompt,
+            weights_sha256: std::sync::OnceLock::new(),
         })
     }
 
@@ -271,8 +274,19 @@ impl Embedder {
         self
     }
 
-    /// The prefix to prepend, from `prompt` or `prompt_name` (or the model's default prompt).
-    fn prompt_for(&self, opts: &EmbedOptions) -> Result<Option<String>> {
+    /// SHA-256 of the model's safetensors files (see [`crate::identity::weights_sha256`]),
+    /// read once per loaded model and cached.
+    pub fn weights_sha256(&self) -> Result<&str> {
+        if let Some(h) = self.weights_sha256.get() {
+            return Ok(h);
+        }
+        let h = crate::identity::weights_sha256(&self.info.path)?;
+        Ok(self.weights_sha256.get_or_init(|| h))
+    }
+
+    /// The prefix `embed` prepends with `opts`: `prompt`, else the prompt `prompt_name` names,
+    /// else the model's default prompt, else None.
+    pub fn resolved_prompt(&self, opts: &EmbedOptions) -> Result<Option<String>> {
         if let Some(p) = &opts.prompt {
             return Ok(Some(p.clone()));
         }
@@ -319,7 +333,7 @@ impl Embedder {
         if opts.max_length == Some(0) {
             return Err(Error::invalid("max_length", "must be at least 1"));
         }
-        self.prompt_for(opts).map(|_| ())
+        self.resolved_prompt(opts).map(|_| ())
     }
 
     /// Embeds `texts` (in input order). Inputs are sorted by length and each batch is padded only
@@ -348,7 +362,7 @@ impl Embedder {
     /// encodings of different calls may be mixed in one call there.
     pub fn tokenize(&self, texts: &[String], opts: &EmbedOptions) -> Result<Vec<Encoded>> {
         self.check_options(opts)?;
-        let prompt = self.prompt_for(opts)?;
+        let prompt = self.resolved_prompt(opts)?;
         let inputs: Vec<String> = match &prompt {
             Some(p) => texts.iter().map(|t| format!("{p}{t}")).collect(),
             None => texts.to_vec(),

@@ -209,6 +209,50 @@ impl TextTokenizer {
             .collect())
     }
 
+    /// Byte ranges of `text` covered by each of its content tokens (no special tokens, no
+    /// truncation), in order: what chunking cuts at. For lowercasing models the ranges are
+    /// mapped back from the lowercased text to `text`.
+    pub fn content_spans(&self, text: &str) -> Result<Vec<(usize, usize)>> {
+        if !self.lowercase {
+            let e = self.inner.encode(text, false).map_err(|e| self.err(e))?;
+            return Ok(e.get_offsets().to_vec());
+        }
+        let lowered = text.to_lowercase();
+        // For each char of the lowered text: its byte start there, and the byte range of the
+        // char of `text` it came from (lowercasing may change a char's length or count).
+        let mut source: Vec<(usize, usize, usize)> = Vec::with_capacity(lowered.len());
+        let mut at = 0;
+        for (start, c) in text.char_indices() {
+            for l in c.to_lowercase() {
+                source.push((at, start, start + c.len_utf8()));
+                at += l.len_utf8();
+            }
+        }
+        let char_at = |byte: usize| match source.binary_search_by_key(&byte, |s| s.0) {
+            Ok(i) => i,
+            Err(i) => i.saturating_sub(1),
+        };
+        let e = self
+            .inner
+            .encode(lowered.as_str(), false)
+            .map_err(|e| self.err(e))?;
+        Ok(e.get_offsets()
+            .iter()
+            .map(|&(start, end)| {
+                if source.is_empty() {
+                    return (0, 0);
+                }
+                let from = source[char_at(start)].1;
+                let to = if end > start {
+                    source[char_at(end - 1)].2
+                } else {
+                    from
+                };
+                (from, to)
+            })
+            .collect())
+    }
+
     /// The text of `ids` (special tokens dropped).
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.inner

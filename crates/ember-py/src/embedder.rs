@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ember_core::precision::Precision;
-use ember_core::{EmbedOptions, Embedder, Error, ModelSpec};
+use ember_core::{EmbedOptions, Embedder, Error, InputType, ModelSpec};
 use numpy::{AllowTypeChange, IntoPyArray, PyArray2, PyArrayLikeDyn};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -16,6 +16,7 @@ use crate::arrays::{
 };
 use crate::catalog::{manager, path_to_string, to_python};
 use crate::errors::{detached, invalid_input, IntoPyException};
+use crate::identity::{char_offsets, task_options};
 use crate::options;
 
 /// A text-embedding model, loaded once per process (per dtype) and shared by every `Embedder`
@@ -51,23 +52,6 @@ pub(crate) struct PyEmbedder {
     max_length: Option<usize>,
 }
 
-/// Which prompt `encode_query` / `encode_document` pick when the caller names none, as
-/// sentence-transformers 5+ does.
-#[derive(Clone, Copy)]
-enum Task {
-    Query,
-    Document,
-}
-
-impl Task {
-    fn prompt_names(self) -> &'static [&'static str] {
-        match self {
-            Task::Query => &["query"],
-            Task::Document => &["document", "passage", "corpus"],
-        }
-    }
-}
-
 /// `encode`'s keyword arguments.
 struct Encode<'py> {
     batch_size: i64,
@@ -99,7 +83,7 @@ impl PyEmbedder {
         py: Python<'py>,
         sentences: &Bound<'py, PyAny>,
         args: Encode<'py>,
-        task: Option<Task>,
+        task: Option<InputType>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (texts, single) = texts_of(sentences)?;
         let precision = options::precision(&args.precision)?;
@@ -116,12 +100,7 @@ impl PyEmbedder {
         }
         let mut prompt_name = args.prompt_name;
         if let (Some(task), None, None) = (task, &prompt_name, &args.prompt) {
-            let prompts = &self.model.info().prompts;
-            prompt_name = task
-                .prompt_names()
-                .iter()
-                .find(|n| prompts.contains_key(**n))
-                .map(|n| (*n).to_string());
+            prompt_name = self.model.prompt_name_for(task).map(str::to_string);
         }
         let pipeline_normalizes = self.model.info().normalize;
         // sentence-transformers cuts after the Normalize module and only re-normalizes when
@@ -336,11 +315,11 @@ impl PyEmbedder {
             ranges,
             convert_to_numpy,
         };
-        self.encode_with(py, sentences, args, Some(Task::Query))
+        self.encode_with(py, sentences, args, Some(InputType::Query))
     }
 
     /// `encode` for documents: with no `prompt_name` or `prompt`, the first of the model's
-    /// "document", "passage" and "corpus" prompts is used (sentence-transformers 5+
+    /// "document", "passage", "corpus" and "doc" prompts is used (sentence-transformers 5+
     /// `encode_document`).
     #[pyo3(signature = (
         sentences, *, batch_size = 32, normalize_embeddings = false, prompt_name = None,
@@ -373,7 +352,7 @@ impl PyEmbedder {
             ranges,
             convert_to_numpy,
         };
-        self.encode_with(py, sentences, args, Some(Task::Document))
+        self.encode_with(py, sentences, args, Some(InputType::Document))
     }
 
     /// Cosine similarity of every vector in `a` with every vector in `b` (each one vector or a
@@ -464,6 +443,83 @@ impl PyEmbedder {
     #[getter]
     fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         to_python(py, self.model.info())
+    }
+
+    /// SHA-256 of the model's safetensors weights, hex (for one `model.safetensors`, the
+    /// digest the Hugging Face Hub lists for the file). Read once per loaded model.
+    #[getter]
+    fn weights_sha256(&self, py: Python<'_>) -> PyResult<String> {
+        let model = &self.model;
+        detached(py, || model.weights_sha256().map(str::to_string))
+    }
+
+    /// The identity of the vectors `embed` makes with these options, as a dict: `id`,
+    /// `revision`, `architecture`, `weights_sha256`, `dimension`, `dtype`, `pooling`,
+    /// `normalize`, `prompt_name`, `prompt` (the literal prefix, or None) and `max_seq_length`.
+    /// Vectors whose identities differ must not be compared.
+    ///
+    /// input_type: "query" or "document": the prompt that task picks in this model (none if
+    ///     the model has no such prompt); or name `prompt_name` / `prompt` as in `embed`.
+    ///
+    /// >>> ember.Embedder("all-MiniLM-L6-v2").identity(input_type="document")["dimension"]
+    /// 384
+    #[pyo3(signature = (*, input_type = None, prompt_name = None, prompt = None, normalize = true))]
+    fn identity<'py>(
+        &self,
+        py: Python<'py>,
+        input_type: Option<&str>,
+        prompt_name: Option<String>,
+        prompt: Option<String>,
+        normalize: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let base = self.options(EmbedOptions {
+            normalize,
+            ..EmbedOptions::default()
+        });
+        let opts = task_options(&self.model, base, input_type, prompt_name, prompt)?;
+        let model = &self.model;
+        let identity = detached(py, || model.identity(&opts))?;
+        let out = to_python(py, &identity)?;
+        out.cast::<PyDict>()?
+            .set_item("revision", &self.spec.revision)?;
+        Ok(out)
+    }
+
+    /// Splits `text` into windows of at most `max_tokens` of this model's tokens, each starting
+    /// `max_tokens - overlap` tokens after the previous one. Returns `(start, end, tokens)` per
+    /// chunk: `text[start:end]` is the chunk. A text that fits is one chunk.
+    ///
+    /// `max_tokens` plus the special tokens and the prompt (`input_type`, `prompt_name`,
+    /// `prompt`, as in `identity`) must fit `max_seq_length`, else InvalidInputError names the
+    /// largest value that fits.
+    ///
+    /// >>> m = ember.Embedder("all-MiniLM-L6-v2")
+    /// >>> [t for _, _, t in m.chunk("one two three four five", 2, 1)]
+    /// [2, 2, 2, 2]
+    #[pyo3(signature = (text, max_tokens, overlap = 0, *, input_type = None, prompt_name = None, prompt = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn chunk(
+        &self,
+        py: Python<'_>,
+        text: &str,
+        max_tokens: i64,
+        overlap: i64,
+        input_type: Option<&str>,
+        prompt_name: Option<String>,
+        prompt: Option<String>,
+    ) -> PyResult<Vec<(usize, usize, usize)>> {
+        let (max_tokens, overlap) = (count("max_tokens", max_tokens)?, count("overlap", overlap)?);
+        let base = self.options(EmbedOptions::default());
+        let opts = task_options(&self.model, base, input_type, prompt_name, prompt)?;
+        let model = &self.model;
+        let chunks = detached(py, || model.chunk(text, max_tokens, overlap, &opts))?;
+        let bytes: Vec<usize> = chunks.iter().flat_map(|c| [c.start, c.end]).collect();
+        let chars = char_offsets(text, &bytes);
+        Ok(chunks
+            .iter()
+            .zip(chars.chunks_exact(2))
+            .map(|(c, se)| (se[0], se[1], c.tokens))
+            .collect())
     }
 
     /// sentence-transformers' name for `dimension`.

@@ -11,6 +11,7 @@ mod arrays;
 mod catalog;
 mod embedder;
 mod errors;
+mod identity;
 mod logging;
 mod manager;
 mod options;
@@ -113,6 +114,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(catalog::set_default_model, m)?)?;
     m.add_function(wrap_pyfunction!(catalog::download_model, m)?)?;
     m.add_function(wrap_pyfunction!(kernels, m)?)?;
+    m.add_function(wrap_pyfunction!(identity::prompt_name_for, m)?)?;
     m.add_function(wrap_pyfunction!(serve, m)?)?;
     m.add_function(wrap_pyfunction!(serve_cli, m)?)?;
     Ok(())

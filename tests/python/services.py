@@ -1,0 +1,144 @@
+"""Real services for the indexing tests, each started once per test run (session fixtures) and
+stopped at its end: Postgres with pgvector (the `pgserver` wheel: PostgreSQL 16 with pgvector,
+listening on a Unix socket in a temporary directory, so no port is shared with anyone) and a
+local Ray cluster (`ray start --head` plus one worker node, one CPU each, on free ports)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import free_port
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh Postgres database URL with pgvector available (skips when pgserver is absent
+    unless EMBER_REQUIRE_SERVICES=1)."""
+    try:
+        import pgserver  # type: ignore[import-not-found]
+    except ImportError:
+        if os.environ.get("EMBER_REQUIRE_SERVICES") == "1":
+            raise
+        pytest.skip("pgserver is not installed (pip install pgserver)")
+    # Unix socket paths are limited to ~107 bytes: a short directory under /tmp.
+    root = Path(tempfile.mkdtemp(prefix="ember-pg-", dir="/tmp"))
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(root))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
+        server = pgserver.get_server(root / "data", cleanup_mode="stop")
+    try:
+        server.psql("CREATE DATABASE ember_test;")
+        url = server.get_uri("ember_test")
+        yield url
+    finally:
+        server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """`ray start ... --block` in its own process group, so the test can stop exactly the
+    processes it started (`ray stop` would stop every Ray process of the machine)."""
+    ray = Path(sys.executable).with_name("ray")
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [str(ray), "start", "--block", *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=20)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[str]:
+    """The address of a local Ray cluster: a head node and a worker node, one CPU each."""
+    try:
+        import ray  # type: ignore[import-not-found]
+    except ImportError:
+        if os.environ.get("EMBER_REQUIRE_SERVICES") == "1":
+            raise
+        pytest.skip("ray is not installed (pip install 'ray[data]')")
+    temp = Path(tempfile.mkdtemp(prefix="ember-ray-", dir="/tmp"))
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "EMBER_NUM_THREADS": "1"}
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
+    procs = []
+    try:
+        procs.append(
+            _start(
+                [
+                    "--head",
+                    f"--port={port}",
+                    "--include-dashboard=false",
+                    f"--ray-client-server-port={free_port()}",
+                    f"--node-manager-port={free_port()}",
+                    f"--object-manager-port={free_port()}",
+                    f"--temp-dir={temp}",
+                    *common,
+                ],
+                env,
+                temp / "head.log",
+            )
+        )
+        _wait_for_port(port, procs[0], temp / "head.log")
+        procs.append(
+            _start(
+                [
+                    f"--address={address}",
+                    f"--node-manager-port={free_port()}",
+                    f"--object-manager-port={free_port()}",
+                    *common,
+                ],
+                env,
+                temp / "worker.log",
+            )
+        )
+        ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+        deadline = time.monotonic() + 120
+        while sum(n["Alive"] for n in ray.nodes()) < 2:
+            assert procs[1].poll() is None, (temp / "worker.log").read_text(errors="replace")
+            assert time.monotonic() < deadline, "the Ray worker node never joined"
+            time.sleep(0.5)
+        yield address
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        for proc in reversed(procs):
+            _stop(proc)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None, log.read_text(errors="replace")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        assert time.monotonic() < deadline, "the Ray head never listened"
+        time.sleep(0.3)

@@ -1,0 +1,153 @@
+"""Interrupted index runs resume: `ember index` killed with SIGKILL (or stopped with Ctrl-C)
+mid-run, then run again, leaves tables identical to an uninterrupted run; and every `ember`
+command ends quietly on a closed pipe and on Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from index_support import assert_same_index, bench_corpus, connect, snapshot, write_jsonl
+
+MODEL = "all-MiniLM-L6-v2"
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "EMBER_LOG": "warn"}
+
+
+def ember(*args: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ember", *args],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kw,
+    )
+
+
+def done_rows(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        conn = connect(db)
+        try:
+            return conn.execute("SELECT count(*) FROM status WHERE state = 'done'").fetchone()[0]
+        finally:
+            conn.close()
+    except Exception:  # the schema may not exist yet
+        return 0
+
+
+def interrupt_when_some_are_done(proc: subprocess.Popen, db: Path, sig: int, total: int) -> int:
+    """Sends `sig` once some rows (but not all) are written; returns the rows done then."""
+    deadline = time.monotonic() + 240
+    while True:
+        assert proc.poll() is None, proc.communicate()[1].decode()
+        done = done_rows(db)
+        if 0 < done < total:
+            proc.send_signal(sig)
+            return done
+        assert time.monotonic() < deadline, "the run never wrote a batch"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume_gives_the_same_tables(tmp_path, minilm):
+    rows = bench_corpus(300)
+    src = write_jsonl(tmp_path / "corpus.jsonl", rows)
+    args = ["index", str(src), "-m", MODEL, "--batch-size", "16", "--quiet"]
+
+    whole = tmp_path / "whole.db"
+    out = ember(*args, "--db", str(whole))
+    _, stderr = out.communicate(timeout=600)
+    assert out.returncode == 0, stderr.decode()
+
+    killed = tmp_path / "killed.db"
+    proc = ember(*args, "--db", str(killed))
+    interrupt_when_some_are_done(proc, killed, signal.SIGKILL, len(rows))
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    kept = done_rows(killed)
+    assert 0 < kept < len(rows)
+    conn = connect(killed)
+    # Whole batches only: every vector belongs to a done row, every done row has its vector.
+    (vectors,) = conn.execute("SELECT count(*) FROM embeddings_all_minilm_l6_v2_384").fetchone()
+    assert vectors == kept
+    conn.close()
+
+    resume = ember(*args[:-1], "--db", str(killed))
+    stdout, stderr = resume.communicate(timeout=600)
+    assert resume.returncode == 0, stderr.decode()
+    summary = json.loads(stdout)["models"][0]
+    assert summary["skipped"] == kept and summary["embedded"] == len(rows) - kept
+    assert_same_index(snapshot(killed), snapshot(whole))
+
+
+def test_ctrl_c_mid_run_exits_quietly_and_resumes(tmp_path, minilm):
+    rows = bench_corpus(200)
+    src = write_jsonl(tmp_path / "corpus.jsonl", rows)
+    db = tmp_path / "int.db"
+    args = ["index", str(src), "--db", str(db), "-m", MODEL, "--batch-size", "8"]
+    proc = ember(*args)
+    interrupt_when_some_are_done(proc, db, signal.SIGINT, len(rows))
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert b"Traceback" not in stderr, stderr.decode()
+    again = ember(*args, "--quiet")
+    again.communicate(timeout=600)
+    assert again.returncode == 0
+    assert done_rows(db) == len(rows)
+
+
+def test_commands_end_quietly_on_a_closed_pipe(tmp_path, minilm):
+    texts = "\n".join(f"text number {i}" for i in range(400)).encode()
+    # `ember embed - | head -1`: the reader goes away after one line.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ember", "embed", "-", "-m", MODEL],
+        env=ENV,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdin.write(texts)
+    proc.stdin.close()
+    assert proc.stdout.readline().startswith(b"[")
+    proc.stdout.close()
+    with proc.stderr:
+        stderr = proc.stderr.read()
+    assert proc.wait(timeout=120) in (0, 141)
+    assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr, stderr.decode()
+
+    for argv in (["models"], ["--help"], ["bench", "--texts", "20", "--batch-sizes", "1"]):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ember", *argv],
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        proc.stdout.close()  # closed before anything is written
+        with proc.stderr:
+            stderr = proc.stderr.read()
+        assert proc.wait(timeout=120) in (0, 141), (argv, stderr.decode())
+        assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr, (argv, stderr.decode())
+
+
+def test_ctrl_c_while_embedding_exits_quietly(minilm):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ember", "embed", "-", "-m", MODEL],
+        env=ENV,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    # Standard input left open: the command waits in its read, as a person's terminal would.
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert b"Traceback" not in stderr, stderr.decode()
