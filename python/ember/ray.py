@@ -23,7 +23,18 @@ from typing import Any
 import ember
 from ember._errors import InvalidInputError
 
-__all__ = ["Embed", "dimension", "index"]
+__all__ = ["Embed", "dimension", "index", "matrix"]
+
+
+def matrix(column: Any) -> Any:
+    """An `embedding` column as Ray hands it back in a numpy batch (a 2-D array, or an object
+    array of 1-D arrays when the batch went through pandas) as one 2-D float32 array."""
+    import numpy as np
+
+    a = np.asarray(column)
+    if a.dtype == object:
+        a = np.stack([np.asarray(v, dtype=np.float32) for v in a])
+    return np.ascontiguousarray(a, dtype=np.float32)
 
 
 def dimension(model: str) -> int:
@@ -137,6 +148,7 @@ def index(
     Returns the summary `ember.index` returns. Chunking is not offered here: chunk with
     `ember.index`, or before.
     """
+    import numpy as np
     import pyarrow as pa
     import ray
 
@@ -201,10 +213,11 @@ def index(
                 batch_size=window,
                 batch_format="pyarrow",
             )
-            for batch in out.iter_batches(batch_size=window, batch_format="pyarrow"):
-                got = [by_id[i] for i in batch.column("id").to_pylist()]
-                emb = batch.column("embedding").combine_chunks()
-                vectors = emb.values.to_numpy().reshape(len(got), -1)
+            # numpy batches: Ray hands the embedding column over as one 2-D array whatever
+            # Arrow type it stored it in (its tensor extension type, for fixed-size lists).
+            for batch in out.iter_batches(batch_size=window, batch_format="numpy"):
+                got = [by_id[str(i)] for i in batch["id"]]
+                vectors = matrix(batch["embedding"])
                 spans = [[(0, len(d.text))] for d in got]
                 store.write_batch(conn, table, got, spans, vectors)
                 report.add(table.name, embedded=len(got))

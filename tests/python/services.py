@@ -27,17 +27,19 @@ from conftest import free_port
 def postgres_url() -> Iterator[str]:
     """A fresh Postgres database URL with pgvector available (skips when pgserver is absent
     unless EMBER_REQUIRE_SERVICES=1)."""
+    # Unix socket paths are limited to ~107 bytes: a short directory under /tmp.
+    root = Path(tempfile.mkdtemp(prefix="ember-pg-", dir="/tmp"))
     try:
-        import pgserver  # type: ignore[import-not-found]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            import pgserver  # type: ignore[import-not-found]
     except ImportError:
+        shutil.rmtree(root, ignore_errors=True)
         if os.environ.get("EMBER_REQUIRE_SERVICES") == "1":
             raise
         pytest.skip("pgserver is not installed (pip install pgserver)")
-    # Unix socket paths are limited to ~107 bytes: a short directory under /tmp.
-    root = Path(tempfile.mkdtemp(prefix="ember-pg-", dir="/tmp"))
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(root))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
+        warnings.simplefilter("ignore")
         server = pgserver.get_server(root / "data", cleanup_mode="stop")
     try:
         server.psql("CREATE DATABASE ember_test;")
@@ -67,7 +69,7 @@ def _stop(proc: subprocess.Popen) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=5)
             return
         except subprocess.TimeoutExpired:
             continue
@@ -95,11 +97,9 @@ def ray_cluster() -> Iterator[str]:
                     "--head",
                     f"--port={port}",
                     "--include-dashboard=false",
-                    f"--ray-client-server-port={free_port()}",
-                    f"--node-manager-port={free_port()}",
-                    f"--object-manager-port={free_port()}",
                     f"--temp-dir={temp}",
                     *common,
+                    *_node_ports(),
                 ],
                 env,
                 temp / "head.log",
@@ -110,9 +110,8 @@ def ray_cluster() -> Iterator[str]:
             _start(
                 [
                     f"--address={address}",
-                    f"--node-manager-port={free_port()}",
-                    f"--object-manager-port={free_port()}",
                     *common,
+                    *_node_ports(),
                 ],
                 env,
                 temp / "worker.log",
@@ -131,6 +130,23 @@ def ray_cluster() -> Iterator[str]:
         for proc in reversed(procs):
             _stop(proc)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def _node_ports() -> list[str]:
+    """Free ports for every service of a node that would otherwise take a fixed one."""
+    flags = (
+        "node-manager-port",
+        "object-manager-port",
+        "dashboard-agent-listen-port",
+        "dashboard-agent-grpc-port",
+        "metrics-export-port",
+        "runtime-env-agent-port",
+    )
+    low = free_port()
+    return [f"--{f}={free_port()}" for f in flags] + [
+        f"--min-worker-port={low}",
+        f"--max-worker-port={low + 100}",
+    ]
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen, log: Path) -> None:
