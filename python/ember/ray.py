@@ -94,7 +94,7 @@ class Embed:
     def __call__(self, batch: Any) -> Any:
         kind = type(batch).__module__.split(".")[0]
         if kind == "pyarrow":
-            import pyarrow as pa
+            import pyarrow as pa  # type: ignore[import-untyped, import-not-found]
 
             if self.column not in batch.column_names:
                 raise InvalidInputError(
@@ -148,9 +148,8 @@ def index(
     Returns the summary `ember.index` returns. Chunking is not offered here: chunk with
     `ember.index`, or before.
     """
-    import numpy as np
-    import pyarrow as pa
-    import ray
+    import pyarrow as pa  # type: ignore[import-untyped, import-not-found]
+    import ray  # type: ignore[import-untyped, import-not-found]
 
     from ember.indexing.pipeline import open_store
     from ember.indexing.progress import Progress
@@ -165,7 +164,7 @@ def index(
         input, id_column=id_column, text_column=text_column, on_duplicate=on_duplicate
     )
     store = open_store(db, lock_timeout=lock_timeout)
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "dtype": dtype,
         "input_type": input_type,
         "prompt_name": prompt_name,

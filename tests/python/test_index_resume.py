@@ -151,3 +151,77 @@ def test_ctrl_c_while_embedding_exits_quietly(minilm):
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert b"Traceback" not in stderr, stderr.decode()
+
+
+def test_progress_bars_on_a_terminal_and_json_lines_elsewhere(tmp_path):
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    from conftest import tiny_dir
+    from index_support import corpus
+
+    src = write_jsonl(tmp_path / "c.jsonl", corpus(300))
+    args = ["index", str(src), "-m", str(tiny_dir("bert")), "-m", str(tiny_dir("mpnet"))]
+
+    # stderr a terminal: a tqdm bar per model, with texts/s and tokens/s.
+    main_fd, term = pty.openpty()
+    # A terminal of 30 rows by 160 columns (a new pty has no size).
+    fcntl.ioctl(term, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 160, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ember", *args, "--db", str(tmp_path / "tty.db")],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=term,
+    )
+    os.close(term)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(main_fd, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(main_fd)
+    stdout, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0
+    text = screen.decode(errors="replace")
+    for name in ("bert", "mpnet"):
+        assert f"{tiny_dir(name)}" in text or name in text
+    assert "300/300" in text and "text/s" in text and "tokens/s" in text, text[-2000:]
+    assert json.loads(stdout)["event"] == "summary"
+
+    # stderr a pipe: JSON lines, the last one with every text processed.
+    out = subprocess.run(
+        [sys.executable, "-m", "ember", *args, "--db", str(tmp_path / "pipe.db")],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stderr.splitlines() if line.startswith("{")]
+    assert lines and all(line["event"] == "progress" for line in lines)
+    last = {m["table"]: m for m in lines[-1]["models"]}
+    assert {t: m["processed"] for t, m in last.items()} == {
+        "embeddings_bert_32": 300,
+        "embeddings_mpnet_32": 300,
+    }
+    assert all(m["texts_per_s"] > 0 and m["tokens_per_s"] > 0 for m in last.values())
+    summary = json.loads(out.stdout)["models"]
+    assert [(m["embedded"], m["skipped"], m["failed"]) for m in summary] == [(300, 0, 0)] * 2
+
+    # --quiet: nothing at all.
+    out = subprocess.run(
+        [sys.executable, "-m", "ember", *args, "--db", str(tmp_path / "q.db"), "--quiet"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (out.returncode, out.stdout, out.stderr) == (0, "", "")

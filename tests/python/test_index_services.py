@@ -14,7 +14,7 @@ import pytest
 import ember
 from conftest import cosine, ember_server, tiny_dir
 from ember.cli import main
-from index_support import bench_corpus, connect, corpus, vectors, write_jsonl
+from index_support import connect, corpus, vectors, write_jsonl
 from services import postgres_url, ray_cluster  # noqa: F401 (session fixtures)
 
 BERT = str(tiny_dir("bert"))
@@ -66,7 +66,7 @@ def test_applications_shapes_three_models_sqlite_and_postgres(
     tmp_path,
     capsys,
 ):
-    rows = bench_corpus(60)
+    rows = corpus(40, prefix="b", seed=7)
     src = write_jsonl(tmp_path / "movies.jsonl", rows)
     for target in (str(tmp_path / "movies.db"), postgres_url):
         argv = ["index", str(src), "--db", target, "--quiet"]
@@ -75,12 +75,12 @@ def test_applications_shapes_three_models_sqlite_and_postgres(
         assert main(argv) == 0
         for model in THREE:
             assert (
-                main(["search", rows[42]["text"], "--db", target, "-m", model, "-k", "3", "--json"])
+                main(["search", rows[17]["text"], "--db", target, "-m", model, "-k", "3", "--json"])
                 == 0
             )
             hits = json.loads(capsys.readouterr().out)
-            assert hits[0]["id"] == "b42", (target, model, hits)
-            assert hits[0]["text"] == rows[42]["text"]
+            assert hits[0]["id"] == "b17", (target, model, hits)
+            assert hits[0]["text"] == rows[17]["text"]
         if target.endswith(".db"):
             conn = connect(tmp_path / "movies.db")
             have = sorted(t for (t,) in conn.execute("SELECT table_name FROM models"))

@@ -53,7 +53,7 @@ class LocalModel:
         self._normalize = normalize
         self._batch_size = batch_size
         self._chunk = (chunk_tokens, chunk_overlap) if chunk_tokens else None
-        if self._chunk:
+        if chunk_tokens:
             # Checks the window against the model's limit now, not at the first document.
             self.embedder.chunk("", chunk_tokens, chunk_overlap, **self._prompt)
 

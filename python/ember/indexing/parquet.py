@@ -33,7 +33,7 @@ class ParquetStore(SqliteStore):
 
     def __init__(self, root: Path, *, lock_timeout: float = 5.0) -> None:
         try:
-            import pyarrow  # noqa: F401
+            import pyarrow  # type: ignore[import-untyped, import-not-found]  # noqa: F401
         except ImportError:
             raise StoreError("Parquet targets need pyarrow: pip install pyarrow") from None
         root.mkdir(parents=True, exist_ok=True)
@@ -96,8 +96,8 @@ class ParquetStore(SqliteStore):
         (self._dir(table) / "_ember.json").write_text(json.dumps({"dimension": dimension}))
 
     def _write(self, path: Path, columns: dict[str, Any], dimension: int) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        import pyarrow as pa  # type: ignore[import-untyped, import-not-found]
+        import pyarrow.parquet as pq  # type: ignore[import-untyped, import-not-found]
 
         flat = pa.array(np.ascontiguousarray(columns["embedding"], dtype=np.float32).ravel())
         table = pa.table(
@@ -160,7 +160,7 @@ class ParquetStore(SqliteStore):
         return np.fromiter((d in here for d in doc_ids), dtype=bool, count=len(doc_ids))
 
     def finish(self, conn: Any, tables: Sequence[ModelTable]) -> None:
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # type: ignore[import-untyped, import-not-found]
 
         for t in tables:
             for (part,) in conn.execute(
@@ -190,10 +190,10 @@ class ParquetStore(SqliteStore):
 
     def knn(self, conn: Any, table: str, vector: np.ndarray, k: int) -> list[tuple]:
         """Exact search over the dataset: cosine distance to every current row."""
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # type: ignore[import-untyped, import-not-found]
 
         q = np.asarray(vector, dtype=np.float64)
-        q = q / max(np.linalg.norm(q), 1e-12)
+        q = q / max(float(np.linalg.norm(q)), 1e-12)
         found: list[tuple] = []
         for (part,) in conn.execute(
             "SELECT part FROM parts WHERE table_name = ? ORDER BY part", (table,)

@@ -36,7 +36,7 @@ class PostgresStore(Store):
         self.label = _redact(url)
         self.lock_timeout = lock_timeout
         try:
-            import psycopg  # type: ignore[import-not-found]
+            import psycopg  # type: ignore[import-untyped, import-not-found]
         except ImportError:
             raise StoreError(
                 "Postgres targets need psycopg: pip install 'psycopg[binary]'"

@@ -55,7 +55,7 @@ class Progress:
         self._bars: dict[str, Any] = {}
         if mode == "bar":
             try:
-                from tqdm import tqdm  # type: ignore[import-untyped]
+                from tqdm import tqdm  # type: ignore[import-untyped, import-not-found]
             except ImportError:  # no bars without tqdm: JSON lines instead
                 self.mode = mode = "json"
         if mode == "bar":

@@ -148,8 +148,8 @@ def _count_lines(path: Path) -> int:
 
 
 def _csv_rows(path: Path, id_column: str, text_column: str) -> Iterator[tuple[str, Mapping]]:
-    import pyarrow as pa
-    import pyarrow.csv as pcsv
+    import pyarrow as pa  # type: ignore[import-untyped, import-not-found]
+    import pyarrow.csv as pcsv  # type: ignore[import-untyped, import-not-found]
 
     convert = pcsv.ConvertOptions(
         column_types={id_column: pa.string(), text_column: pa.string()},
@@ -202,7 +202,7 @@ def open_source(
             rows = _csv_rows(path, id_column, text_column)
             return Source(rows, name=str(path), total=None, **kw)
         if suffix in _PARQUET:
-            import pyarrow.parquet as pq
+            import pyarrow.parquet as pq  # type: ignore[import-untyped, import-not-found]
 
             f = pq.ParquetFile(path)
             present = f.schema_arrow.names
@@ -219,7 +219,7 @@ def open_source(
         )
     module = type(source).__module__.split(".")[0]
     if module == "pandas":
-        import pyarrow as pa
+        import pyarrow as pa  # type: ignore[import-untyped, import-not-found]
 
         source = pa.Table.from_pandas(source, preserve_index=False)
         module = "pyarrow"

@@ -33,7 +33,7 @@ def sqlite_module() -> Any:
     if hasattr(sqlite3.Connection, "enable_load_extension"):
         return sqlite3
     try:
-        import pysqlite3.dbapi2 as pysqlite3  # type: ignore[import-not-found]
+        import pysqlite3.dbapi2 as pysqlite3  # type: ignore[import-untyped, import-not-found]
     except ImportError:
         raise StoreError(
             "this Python's sqlite3 cannot load extensions, which sqlite-vec needs; "
@@ -65,7 +65,7 @@ class SqliteStore(Store):
         sqlite_vec = None
         if self.vectors_in_sqlite:
             try:
-                import sqlite_vec  # type: ignore[import-not-found,no-redef]
+                import sqlite_vec  # type: ignore[import-untyped, import-not-found, no-redef]
             except ImportError:
                 raise StoreError("SQLite targets need sqlite-vec: pip install sqlite-vec") from None
         if not self.path.parent.is_dir():
