@@ -41,23 +41,24 @@ class PostgresStore(Store):
             raise StoreError(
                 "Postgres targets need psycopg: pip install 'psycopg[binary]'"
             ) from None
-        self.psycopg = psycopg
         self.errors: tuple[type[BaseException], ...] = (psycopg.Error,)
 
     def connect(self) -> Any:
+        import psycopg  # type: ignore[import-untyped, import-not-found]
+
         try:
-            conn = self.psycopg.connect(self.url, connect_timeout=max(1, int(self.lock_timeout)))
+            conn = psycopg.connect(self.url, connect_timeout=max(1, int(self.lock_timeout)))
             ms = int(self.lock_timeout * 1000)
             conn.execute(f"SET lock_timeout = {ms}")
             conn.commit()
-        except self.psycopg.Error as e:
+        except psycopg.Error as e:
             raise StoreError(f"cannot connect to Postgres at {self.label}: {e}".strip()) from None
         return conn
 
     def create_schema(self, conn: Any) -> None:
         try:
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        except self.psycopg.Error as e:
+        except self.errors as e:
             raise StoreError(
                 f"{self.label}: the pgvector extension is not available ({e}); install pgvector "
                 "(0.5 or newer, for HNSW) into this Postgres"
