@@ -36,7 +36,7 @@ class PostgresStore(Store):
         self.label = _redact(url)
         self.lock_timeout = lock_timeout
         try:
-            import psycopg  # type: ignore[import-untyped, import-not-found]
+            psycopg = _psycopg()
         except ImportError:
             raise StoreError(
                 "Postgres targets need psycopg: pip install 'psycopg[binary]'"
@@ -44,8 +44,7 @@ class PostgresStore(Store):
         self.errors: tuple[type[BaseException], ...] = (psycopg.Error,)
 
     def connect(self) -> Any:
-        import psycopg  # type: ignore[import-untyped, import-not-found]
-
+        psycopg = _psycopg()
         try:
             conn = psycopg.connect(self.url, connect_timeout=max(1, int(self.lock_timeout)))
             ms = int(self.lock_timeout * 1000)
@@ -173,6 +172,14 @@ class PostgresStore(Store):
                 "USING hnsw (embedding vector_cosine_ops)"
             )
         conn.commit()
+
+
+def _psycopg() -> Any:
+    """The psycopg module, imported by name so that type checkers of `ember` (stubtest) do not
+    analyze the whole of psycopg."""
+    import importlib
+
+    return importlib.import_module("psycopg")
 
 
 def _redact(url: str) -> str:
