@@ -64,6 +64,7 @@ impl Shape {
             seq: self.seq,
             heads: self.heads,
             head_dim: self.d,
+            scale: AttnShape::scale_for(self.d),
         }
     }
 }

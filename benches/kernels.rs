@@ -140,6 +140,7 @@ fn profile() {
         seq: SEQ,
         heads: HEADS,
         head_dim: HIDDEN / HEADS,
+        scale: AttnShape::scale_for(HIDDEN / HEADS),
     };
     let (base, ours) = common::ratio(
         "attention (scores, softmax, context)",
@@ -294,6 +295,7 @@ fn bench_kernels(c: &mut Criterion) {
         seq: SEQ,
         heads: HEADS,
         head_dim: HIDDEN / HEADS,
+        scale: AttnShape::scale_for(HIDDEN / HEADS),
     };
     let mut ctx = vec![0f32; ROWS * HIDDEN];
     let mut grp = c.benchmark_group("attention");

@@ -23,9 +23,19 @@ pub struct AttnShape {
     pub heads: usize,
     /// Width of one head.
     pub head_dim: usize,
+    /// What the scores `q k^T` are multiplied by before the bias is added: `1 / sqrt(head_dim)`
+    /// for most models ([`AttnShape::scale_for`]), 1 for T5.
+    pub scale: f32,
 }
 
-/// `ctx = softmax(q k^T / sqrt(d) + bias + mask) v` per sequence and head.
+impl AttnShape {
+    /// The usual score scale, `1 / sqrt(head_dim)`.
+    pub fn scale_for(head_dim: usize) -> f32 {
+        1.0 / (head_dim as f32).sqrt()
+    }
+}
+
+/// `ctx = softmax(scale q k^T + bias + mask) v` per sequence and head.
 ///
 /// `qkv` is `[batch * seq, 3 * heads * head_dim]` (Q, K, V side by side); `mask` is `[batch, seq]`
 /// (0 = padding); `bias` is empty or `[heads, seq, seq]`, shared by every sequence (MPNet's
@@ -36,6 +46,7 @@ pub fn attention(qkv: &[f32], mask: &[u32], bias: &[f32], s: AttnShape, ctx: &mu
         seq,
         heads,
         head_dim: d,
+        scale,
     } = s;
     let h = heads * d;
     assert_eq!(qkv.len(), batch * seq * 3 * h, "qkv is not [tokens, 3h]");
@@ -61,6 +72,7 @@ pub fn attention(qkv: &[f32], mask: &[u32], bias: &[f32], s: AttnShape, ctx: &mu
                 head,
                 h,
                 d,
+                scale,
             };
             run_head(path, &job, rows, (&mut bufs.kt, &mut bufs.probs));
             for (i, r) in rows.chunks_exact(d).enumerate() {
@@ -135,6 +147,8 @@ struct Head<'a> {
     head: usize,
     h: usize,
     d: usize,
+    /// Score scale (`AttnShape::scale`).
+    scale: f32,
 }
 
 /// Context rows `[seq, d]` for one head on AVX2: both products (`Q K^T` and `P V`) run on the
@@ -328,7 +342,7 @@ struct Keys<'a> {
     len: usize,
     /// `len` rounded up to whole 16-column panels.
     lenp: usize,
-    /// `1 / sqrt(head_dim)`.
+    /// The score scale (`AttnShape::scale`).
     scale: f32,
     /// K^T for this head, `[d, lenp]`, zero past `len`.
     kt: &'a [f32],
@@ -352,6 +366,7 @@ impl Head<'_> {
             head,
             h,
             d,
+            scale,
             ..
         } = *self;
         let len = mask.iter().rposition(|&v| v != 0).map_or(0, |p| p + 1);
@@ -378,7 +393,7 @@ impl Head<'_> {
             seq: mask.len(),
             len,
             lenp,
-            scale: 1.0 / (d as f32).sqrt(),
+            scale,
             kt,
             holes: (0..len).filter(|&j| mask[j] == 0).collect(),
             probs: &mut probs[..len * lenp],
@@ -442,6 +457,7 @@ fn head_attention(job: &Head<'_>, out: &mut [f32]) {
         head,
         h,
         d,
+        scale,
     } = *job;
     let seq = mask.len();
     // Keys after the last real token are padding; earlier zeros (unusual) get -inf below.
@@ -450,7 +466,6 @@ fn head_attention(job: &Head<'_>, out: &mut [f32]) {
     if len == 0 {
         return;
     }
-    let scale = 1.0 / (d as f32).sqrt();
     // K^T for this head, [d, len], so each score row is a run of contiguous multiply-adds.
     let mut kt = vec![0f32; d * len];
     for j in 0..len {
@@ -519,8 +534,7 @@ mod tests {
                     let mut sc: Vec<f32> = (0..seq)
                         .map(|j| {
                             let k = |c: usize| qkv[(b * seq + j) * 3 * h + h + hd * d + c];
-                            let mut v: f32 =
-                                (0..d).map(|c| q(c) * k(c)).sum::<f32>() / (d as f32).sqrt();
+                            let mut v: f32 = (0..d).map(|c| q(c) * k(c)).sum::<f32>() * s.scale;
                             if !bias.is_empty() {
                                 v += bias[(hd * seq + i) * seq + j];
                             }
@@ -550,12 +564,15 @@ mod tests {
     fn matches_naive_attention_with_padding_and_bias() {
         // (80, 32) is past `SERIAL_WORK`: the heads run on the pool.
         for (seq, head_dim) in [(9, 12), (9, 32), (37, 32), (80, 32)] {
-            check_against_naive(AttnShape {
-                batch: 3,
-                seq,
-                heads: 2,
-                head_dim,
-            });
+            for scale in [AttnShape::scale_for(head_dim), 1.0] {
+                check_against_naive(AttnShape {
+                    batch: 3,
+                    seq,
+                    heads: 2,
+                    head_dim,
+                    scale,
+                });
+            }
         }
     }
 
@@ -615,6 +632,7 @@ mod tests {
                 head: 1,
                 h,
                 d,
+                scale: AttnShape::scale_for(d),
             };
             let mut a = vec![0f32; seq * d];
             let mut b = vec![f32::NAN; seq * d];

@@ -12,7 +12,7 @@ use super::Simd;
 // MSRV warning does not apply.
 #[cfg(all(target_arch = "x86_64", ember_avx512))]
 #[allow(clippy::incompatible_msrv)]
-mod avx512;
+pub(crate) mod avx512;
 
 /// Rows below this many floats in total run on the calling thread (waking the pool costs more).
 const PAR_MIN: usize = 1 << 15;

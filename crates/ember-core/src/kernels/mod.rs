@@ -11,8 +11,10 @@
 pub mod attention;
 pub mod elementwise;
 pub mod flash;
+pub mod gated;
 pub mod gemm;
 pub mod int8;
+pub mod rope;
 pub mod sgemm;
 pub mod threads;
 

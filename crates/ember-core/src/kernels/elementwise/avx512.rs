@@ -21,7 +21,7 @@ fn lanes(n: usize, i: usize) -> __mmask16 {
 /// `e^x`, lane by lane (Cephes `expf`, as `super::exp`).
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn exp16(x: __m512) -> __m512 {
+pub(crate) fn exp16(x: __m512) -> __m512 {
     let x = _mm512_min_ps(
         _mm512_max_ps(x, _mm512_set1_ps(EXP_LO)),
         _mm512_set1_ps(EXP_HI),

@@ -206,6 +206,7 @@ fn full_span_matches_the_encoders_kernel() {
         seq,
         heads,
         head_dim: d,
+        scale: AttnShape::scale_for(d),
     };
     dense(&qkv, &mask, &[], shape, &mut want);
     let seqs: Vec<Rows> = lens
