@@ -34,6 +34,10 @@ pub fn config_json(data: &[u8]) {
             assert!(e.to_string().contains("config.json"), "{e}");
         }
     }
+    // Every architecture's mirror, picked by `model_type`: parsed or refused naming the file.
+    if let Err(e) = ember_core::config::ModelConfig::parse(data, path) {
+        assert!(e.to_string().contains("config.json"), "{e}");
+    }
     let _ = serde_json::from_slice::<ember_core::config::PoolingConfigFile>(data);
     let _ = serde_json::from_slice::<ember_core::config::SentenceTransformersConfig>(data);
 }

@@ -99,6 +99,96 @@ impl TransformerConfig {
     }
 }
 
+/// Every `model_type` Ember runs, as named in `config.json`.
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &[
+    "bert",
+    "roberta",
+    "xlm-roberta",
+    "camembert",
+    "mpnet",
+    "nomic_bert",
+    "t5",
+    "model2vec",
+];
+
+/// A model's `config.json`, parsed by its `model_type` into the mirror of that architecture.
+#[derive(Debug, Clone)]
+pub enum ModelConfig {
+    /// BERT, the RoBERTa family and MPNet.
+    Transformer(TransformerConfig),
+    /// NomicBERT (nomic-embed-text), either config layout (boxed: the largest mirror).
+    Nomic(Box<crate::models::nomic::NomicConfig>),
+    /// T5 encoders (INSTRUCTOR, sentence-t5).
+    T5(crate::models::t5::T5Config),
+    /// A static model2vec model.
+    Static(crate::models::static_embed::StaticConfig),
+}
+
+impl ModelConfig {
+    /// Reads `config.json`: its `model_type` picks the mirror; an unknown one is an error that
+    /// lists the architectures Ember runs.
+    pub fn read(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::parse(&bytes, path)
+    }
+
+    /// Parses `config.json` bytes (`path` names the file in errors) and checks the sizes.
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<Self> {
+        #[derive(Deserialize)]
+        struct Kind {
+            #[serde(default)]
+            model_type: Option<String>,
+        }
+        let json = |source| Error::Json {
+            path: path.to_path_buf(),
+            source,
+        };
+        let kind: Kind = serde_json::from_slice(bytes).map_err(json)?;
+        let model_type = kind.model_type.unwrap_or_default();
+        let cfg = match model_type.as_str() {
+            "bert" | "roberta" | "xlm-roberta" | "camembert" | "mpnet" => {
+                ModelConfig::Transformer(serde_json::from_slice(bytes).map_err(json)?)
+            }
+            "nomic_bert" => ModelConfig::Nomic(serde_json::from_slice(bytes).map_err(json)?),
+            "t5" => ModelConfig::T5(serde_json::from_slice(bytes).map_err(json)?),
+            "model2vec" => ModelConfig::Static(serde_json::from_slice(bytes).map_err(json)?),
+            other => {
+                return Err(Error::UnknownArchitecture {
+                    path: path.to_path_buf(),
+                    model_type: if other.is_empty() {
+                        "(none)".into()
+                    } else {
+                        other.to_string()
+                    },
+                    supported: SUPPORTED_ARCHITECTURES.join(", "),
+                })
+            }
+        };
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    /// Checks that the sizes are consistent before any weight is read.
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        match self {
+            ModelConfig::Transformer(c) => c.validate(path),
+            ModelConfig::Nomic(c) => c.validate(path),
+            ModelConfig::T5(c) => c.validate(path),
+            ModelConfig::Static(_) => Ok(()),
+        }
+    }
+
+    /// `model_type`.
+    pub fn model_type(&self) -> &str {
+        match self {
+            ModelConfig::Transformer(c) => &c.model_type,
+            ModelConfig::Nomic(_) => "nomic_bert",
+            ModelConfig::T5(_) => "t5",
+            ModelConfig::Static(_) => "model2vec",
+        }
+    }
+}
+
 /// `1_Pooling/config.json` of sentence-transformers.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct PoolingConfigFile {
@@ -133,6 +223,24 @@ pub struct SentenceBertConfig {
     pub do_lower_case: bool,
 }
 
+/// `tokenizer_config.json`: the limit sentence-transformers falls back to when
+/// `sentence_bert_config.json` names none.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TokenizerConfigFile {
+    /// transformers writes `1e30` for "no limit"; read as a float so that parses.
+    #[serde(default)]
+    pub model_max_length: Option<f64>,
+}
+
+impl TokenizerConfigFile {
+    /// The limit, when it is a real one.
+    pub fn limit(&self) -> Option<usize> {
+        self.model_max_length
+            .filter(|v| (1.0..1e9).contains(v))
+            .map(|v| v as usize)
+    }
+}
+
 /// `config_sentence_transformers.json`.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct SentenceTransformersConfig {
@@ -140,6 +248,22 @@ pub struct SentenceTransformersConfig {
     pub prompts: BTreeMap<String, String>,
     #[serde(default)]
     pub default_prompt_name: Option<String>,
+}
+
+/// `N_Dense/config.json` of sentence-transformers (a `Dense` module).
+#[derive(Debug, Clone, Deserialize)]
+pub struct DenseConfigFile {
+    pub in_features: usize,
+    pub out_features: usize,
+    #[serde(default = "default_true")]
+    pub bias: bool,
+    /// A torch class path (`torch.nn.modules.activation.Tanh`); Identity when absent.
+    #[serde(default = "default_identity")]
+    pub activation_function: String,
+}
+
+fn default_identity() -> String {
+    "torch.nn.modules.linear.Identity".into()
 }
 
 /// One entry of `modules.json`.

@@ -7,16 +7,12 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use serde::Serialize;
 
-use crate::config::{
-    read_json, read_json_opt, ModuleEntry, PoolingConfigFile, SentenceBertConfig,
-    SentenceTransformersConfig, TransformerConfig,
-};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::models::Encoder;
-use crate::pooling::Pooling;
+use crate::loading::{load_parts, Backbone};
+use crate::models::dense::Dense;
+use crate::pooling::{Matryoshka, Pooling};
 use crate::tokenize::{Encoded, TextTokenizer, TruncationSide};
-use crate::weights::{weight_files, Weights};
 
 /// Options of one embedding call. `Default` gives Ember's API defaults (normalized, truncated).
 #[derive(Debug, Clone)]
@@ -37,6 +33,13 @@ pub struct EmbedOptions {
     pub max_length: Option<usize>,
     /// Sequences per forward pass.
     pub batch_size: usize,
+    /// An INSTRUCTOR instruction: prepended to every input and left out of mean pooling, by
+    /// INSTRUCTOR's rule (see [`Embedder::tokenize`]). Wins over `prompt` and `prompt_name`.
+    pub instruction: Option<String>,
+    /// How `dimensions` cuts: `None` applies the model's own recipe
+    /// ([`ModelInfo::matryoshka`]: nomic's layer norm before the cut), `Some(Slice)` a plain
+    /// slice as sentence-transformers' `truncate_dim`.
+    pub matryoshka: Option<Matryoshka>,
 }
 
 impl Default for EmbedOptions {
@@ -50,6 +53,8 @@ impl Default for EmbedOptions {
             truncation_side: TruncationSide::Right,
             max_length: None,
             batch_size: 32,
+            instruction: None,
+            matryoshka: None,
         }
     }
 }
@@ -96,6 +101,11 @@ pub struct ModelInfo {
     pub normalize: bool,
     pub prompts: BTreeMap<String, String>,
     pub default_prompt_name: Option<String>,
+    /// The model's prompts are INSTRUCTOR instructions: prepended, and their tokens left out of
+    /// mean pooling by INSTRUCTOR's rule (catalog fact `prompts_are_instructions`).
+    pub prompts_are_instructions: bool,
+    /// How `dimensions` cuts this model's vectors by default.
+    pub matryoshka: Matryoshka,
     pub vocab_size: usize,
     /// The dtype the weights are stored in.
     pub dtype: DType,
@@ -112,7 +122,11 @@ pub struct ModelInfo {
 #[derive(Debug)]
 pub struct Embedder {
     info: ModelInfo,
-    encoder: Encoder,
+    backbone: Backbone,
+    /// Dense modules after pooling, in order.
+    dense: Vec<Dense>,
+    /// Width of the pooled vectors (the encoder's hidden size).
+    pooled: usize,
     tokenizer: TextTokenizer,
     /// Drop the prompt's tokens from pooling (`include_prompt: false`).
     include_prompt: bool,
@@ -131,114 +145,37 @@ impl Embedder {
         Self::load_on(id, dir, &Device::Cpu, dtype)
     }
 
-    /// Loads a model directory in the sentence-transformers layout onto `device`, storing its
-    /// matrices (linear layers and embedding tables) in `dtype`.
+    /// Loads a model directory in the sentence-transformers (or model2vec) layout onto
+    /// `device`, storing its matrices (linear layers and embedding tables) in `dtype`.
     pub fn load_on(id: &str, dir: &Path, device: &Device, dtype: DType) -> Result<Self> {
-        if !dir.is_dir() {
-            return Err(Error::FilesNotFound {
-                id: id.to_string(),
-                tried: vec![format!("{} (not a directory)", dir.display())],
-            });
-        }
-        let config_path = dir.join("config.json");
-        if !config_path.is_file() {
-            return Err(Error::MissingFile {
-                dir: dir.to_path_buf(),
-                file: "config.json",
-            });
-        }
-        let tokenizer_path = dir.join("tokenizer.json");
-        if !tokenizer_path.is_file() {
-            return Err(Error::MissingFile {
-                dir: dir.to_path_buf(),
-                file: "tokenizer.json",
-            });
-        }
-        let files = weight_files(dir)?;
-        let cfg: TransformerConfig = read_json(&config_path)?;
-        cfg.validate(&config_path)?;
-
-        let modules: Vec<ModuleEntry> =
-            read_json_opt(&dir.join("modules.json"))?.unwrap_or_default();
-        let pooling_dir = modules
-            .iter()
-            .find(|m| m.kind.ends_with("Pooling"))
-            .map(|m| m.path.clone())
-            .unwrap_or_else(|| "1_Pooling".into());
-        let pooling_cfg: PoolingConfigFile =
-            read_json_opt(&dir.join(&pooling_dir).join("config.json"))?.unwrap_or_default();
-        let pooling = Pooling::from_config(&pooling_cfg).unwrap_or(Pooling::Mean);
-        let normalize = modules.iter().any(|m| m.kind.ends_with("Normalize"));
-        let sbert: SentenceBertConfig =
-            read_json_opt(&dir.join("sentence_bert_config.json"))?.unwrap_or_default();
-        let st: SentenceTransformersConfig =
-            read_json_opt(&dir.join("config_sentence_transformers.json"))?.unwrap_or_default();
-
-        // Position tables bound the length; RoBERTa-style models lose `pad + 1` slots to the offset.
-        let position_limit = match cfg.model_type.as_str() {
-            "bert" => cfg.max_position_embeddings,
-            _ => cfg
-                .max_position_embeddings
-                .saturating_sub(cfg.pad_token_id.unwrap_or(1) as usize + 1),
-        };
-        let max_seq_length = sbert
-            .max_seq_length
-            .unwrap_or(position_limit)
-            .min(position_limit);
-
-        // Size rayon's pool (GEMMs, attention, tokenizer batches) to EMBER_NUM_THREADS once.
-        crate::kernels::threads::num_threads();
-        let weights = Weights::load(id, &files, device)?
-            .with_prefixes(&["bert.", "roberta.", "mpnet.", "model."])
-            .with_dtype(dtype);
-        let encoder = Encoder::load(&weights, &cfg)?;
-        drop(weights);
-        let pad_id = cfg.pad_token_id.unwrap_or(0);
-        let tokenizer = TextTokenizer::load(&tokenizer_path, id, pad_id, sbert.do_lower_case)?;
-        let vocab_size = tokenizer.vocab_size();
-        if vocab_size > cfg.vocab_size {
-            return Err(Error::Config {
-                path: config_path,
-                message: format!(
-                    "the tokenizer has {vocab_size} tokens but vocab_size is {}",
-                    cfg.vocab_size
-                ),
-            });
-        }
-        let dimension = pooling_cfg
-            .word_embedding_dimension
-            .unwrap_or(cfg.hidden_size);
-        if dimension != cfg.hidden_size {
-            return Err(Error::Config {
-                path: dir.join(&pooling_dir).join("config.json"),
-                message: format!(
-                    "word_embedding_dimension {dimension} disagrees with hidden_size {}",
-                    cfg.hidden_size
-                ),
-            });
-        }
+        let p = load_parts(id, dir, device, dtype)?;
+        let weight_bytes = p.backbone.bytes() + p.dense.iter().map(Dense::bytes).sum::<usize>();
         let info = ModelInfo {
             id: id.to_string(),
-            architecture: cfg.model_type.clone(),
-            dimension,
-            max_seq_length,
-            pooling,
-            normalize,
-            prompts: st.prompts,
-            default_prompt_name: st.default_prompt_name,
-            vocab_size,
+            architecture: p.architecture,
+            dimension: p.dimension,
+            max_seq_length: p.max_seq_length,
+            pooling: p.pooling,
+            normalize: p.normalize,
+            prompts: p.prompts,
+            default_prompt_name: p.default_prompt_name,
+            prompts_are_instructions: false,
+            matryoshka: p.matryoshka,
+            vocab_size: p.tokenizer.vocab_size(),
             dtype,
-            weight_bytes: encoder.bytes(),
-            tokenizer_bytes: tokenizer.approx_bytes(),
-            bytes: encoder.bytes() + tokenizer.approx_bytes(),
+            weight_bytes,
+            tokenizer_bytes: p.tokenizer.approx_bytes(),
+            bytes: weight_bytes + p.tokenizer.approx_bytes(),
             path: dir.to_path_buf(),
         };
         tracing::info!(model = id, %dtype, dir = %dir.display(), bytes = info.bytes, "model loaded");
         Ok(Self {
             info,
-            encoder,
-            tokenizer,
-            include_prompt: pooling_cfg.include_prompt,
+            backbone: p.backbone,
+            dense: p.dense,
+            pooled: p.hidden,
+            tokenizer: p.tokenizer,
+            include_prompt: p.include_prompt,
             weights_sha256: std::sync::OnceLock::new(),
         })
     }
@@ -271,6 +208,13 @@ impl Embedder {
                 .entry(k.clone())
                 .or_insert_with(|| v.clone());
         }
+        self
+    }
+
+    /// Marks the model's prompts as INSTRUCTOR instructions (catalog fact
+    /// `prompts_are_instructions`): `prompt` and `prompt_name` then follow INSTRUCTOR's rule.
+    pub fn with_instruction_prompts(mut self, yes: bool) -> Self {
+        self.info.prompts_are_instructions = yes;
         self
     }
 
@@ -344,8 +288,7 @@ impl Embedder {
         let tokenize_time = started.elapsed();
         let started = std::time::Instant::now();
         let raw = self.embed_encoded(&encoded, opts.batch_size)?;
-        let (dimension, data) =
-            crate::pooling::finish(&raw, self.info.dimension, opts.dimensions, opts.normalize);
+        let (dimension, data) = self.finish(&raw, opts);
         Ok(Embeddings {
             model: self.info.id.clone(),
             dimension,
@@ -357,19 +300,54 @@ impl Embedder {
         })
     }
 
-    /// Checks `opts` and tokenizes `texts` as [`Embedder::embed`] will: prompt prepended,
-    /// truncated (or refused) at the limit. Feed the result to [`Embedder::embed_encoded`];
-    /// encodings of different calls may be mixed in one call there.
+    /// Checks `opts` and tokenizes `texts` as [`Embedder::embed`] will: prompt or instruction
+    /// prepended, truncated (or refused) at the limit. Feed the result to
+    /// [`Embedder::embed_encoded`]; encodings of different calls may be mixed in one call there.
+    ///
+    /// An instruction (`opts.instruction`, or the prompt of a model whose prompts are
+    /// instructions) follows INSTRUCTOR's rule (`InstructorEmbedding.INSTRUCTOR_Transformer`):
+    /// the input is `(instruction + text.strip()).strip()`; the instruction alone is tokenized
+    /// (stripped, cut at the limit) and its tokens but the last (the `</s>` the tokenizer adds)
+    /// are left out of mean pooling, none when that leaves one token or fewer. The encoder
+    /// still attends to them.
     pub fn tokenize(&self, texts: &[String], opts: &EmbedOptions) -> Result<Vec<Encoded>> {
         self.check_options(opts)?;
+        let limit = opts.max_length.map_or(self.info.max_seq_length, |m| {
+            m.min(self.info.max_seq_length)
+        });
         let prompt = self.resolved_prompt(opts)?;
+        let instruction = match &opts.instruction {
+            Some(i) => Some(i.clone()),
+            None if self.info.prompts_are_instructions => prompt.clone(),
+            None => None,
+        };
+        if let Backbone::Static(m) = &self.backbone {
+            let prefix = instruction.or(prompt).unwrap_or_default();
+            return self.tokenize_static(m, texts, &prefix, limit, opts.truncate);
+        }
+        if let Some(inst) = instruction {
+            let inputs: Vec<String> = texts
+                .iter()
+                .map(|t| format!("{inst}{}", t.trim()).trim().to_string())
+                .collect();
+            let mut encoded =
+                self.tokenizer
+                    .encode(&inputs, limit, opts.truncate, opts.truncation_side)?;
+            let own = self.tokenizer.encode(
+                &[inst.trim().to_string()],
+                limit,
+                true,
+                TruncationSide::Right,
+            )?;
+            let skip = own.first().map_or(0, |e| e.ids.len().saturating_sub(1));
+            let skip = if skip <= 1 { 0 } else { skip };
+            encoded.iter_mut().for_each(|e| e.pool_skip = skip);
+            return Ok(encoded);
+        }
         let inputs: Vec<String> = match &prompt {
             Some(p) => texts.iter().map(|t| format!("{p}{t}")).collect(),
             None => texts.to_vec(),
         };
-        let limit = opts.max_length.map_or(self.info.max_seq_length, |m| {
-            m.min(self.info.max_seq_length)
-        });
         let mut encoded =
             self.tokenizer
                 .encode(&inputs, limit, opts.truncate, opts.truncation_side)?;
@@ -386,14 +364,78 @@ impl Embedder {
         Ok(encoded)
     }
 
-    /// Raw (unnormalized, full-width) pooled vectors of `encoded`, in its order, `[rows × dim]`.
-    /// Rows are sorted by length and run `batch_size` at a time, each pass padded only to its
-    /// longest member.
+    /// model2vec's tokenization (`StaticModel.encode`): each text cut to `limit × median token
+    /// length` characters, tokenized without special tokens and cut to `limit` ids, unknown
+    /// tokens dropped. Without `truncate`, a text with more than `limit` known ids is an error
+    /// naming it.
+    fn tokenize_static(
+        &self,
+        m: &crate::models::static_embed::StaticModel,
+        texts: &[String],
+        prefix: &str,
+        limit: usize,
+        truncate: bool,
+    ) -> Result<Vec<Encoded>> {
+        let chars = m.char_limit(limit);
+        let inputs: Vec<String> = texts
+            .iter()
+            .map(|t| {
+                let full = format!("{prefix}{t}");
+                match truncate {
+                    true => full.chars().take(chars).collect(),
+                    false => full,
+                }
+            })
+            .collect();
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let mut out = Vec::with_capacity(texts.len());
+        for (index, mut ids) in self.tokenizer.encode_plain(&refs)?.into_iter().enumerate() {
+            match truncate {
+                // model2vec cuts in the tokenizer, before the unknown tokens go.
+                true => ids.truncate(limit),
+                false => {
+                    let known = ids.iter().filter(|&&id| Some(id) != m.unk()).count();
+                    if known > limit {
+                        return Err(Error::InputTooLong {
+                            model: self.info.id.clone(),
+                            index,
+                            tokens: known,
+                            limit,
+                        });
+                    }
+                }
+            }
+            if let Some(unk) = m.unk() {
+                ids.retain(|&id| id != unk);
+            }
+            out.push(Encoded {
+                type_ids: Vec::new(),
+                ids,
+                pool_skip: 0,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Raw (unnormalized, full-width) vectors of `encoded`, in its order, `[rows × dim]`:
+    /// pooled and through the Dense modules. Rows are sorted by length and run `batch_size` at a
+    /// time, each pass padded only to its longest member.
     pub fn embed_encoded(&self, encoded: &[Encoded], batch_size: usize) -> Result<Vec<f32>> {
         if batch_size == 0 {
             return Err(Error::invalid("batch_size", "must be at least 1"));
         }
-        let dim = self.info.dimension;
+        let encoder = match &self.backbone {
+            Backbone::Encoder(e) => e,
+            Backbone::Static(m) => {
+                let dim = m.dim();
+                let mut data = vec![0f32; encoded.len() * dim];
+                for (e, out) in encoded.iter().zip(data.chunks_exact_mut(dim.max(1))) {
+                    m.pool(&e.ids, out)?;
+                }
+                return Ok(data);
+            }
+        };
+        let dim = self.pooled;
         let mut data = vec![0f32; encoded.len() * dim];
         let mut order: Vec<usize> = (0..encoded.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].ids.len()));
@@ -403,50 +445,79 @@ impl Embedder {
         };
         for rows in order.chunks(batch_size) {
             let batch = self.tokenizer.pad(encoded, rows);
-            let hidden = self.encoder.forward(&batch).map_err(tensor_err)?;
-            let hidden = hidden
-                .flatten_all()
-                .and_then(|t| t.to_vec1::<f32>())
-                .map_err(tensor_err)?;
+            let hidden = encoder.forward(&batch).map_err(tensor_err)?;
             let mut mask = vec![0u32; batch.seq];
             for (r, &i) in rows.iter().enumerate() {
                 mask.copy_from_slice(&batch.mask[r * batch.seq..(r + 1) * batch.seq]);
                 mask.iter_mut()
                     .take(encoded[i].pool_skip)
                     .for_each(|m| *m = 0);
-                let h = &hidden[r * batch.seq * dim..(r + 1) * batch.seq * dim];
-                self.info
-                    .pooling
-                    .pool(h, &mask, dim, &mut data[i * dim..(i + 1) * dim]);
+                self.info.pooling.pool(
+                    hidden.sequence(r),
+                    &mask,
+                    dim,
+                    &mut data[i * dim..(i + 1) * dim],
+                );
             }
+        }
+        for d in &self.dense {
+            data = d.forward(&data).map_err(tensor_err)?;
         }
         Ok(data)
     }
 
+    /// Final vectors from `embed_encoded`'s raw ones: cut to `opts.dimensions` by the model's
+    /// Matryoshka recipe (or `opts.matryoshka`), normalized when `opts.normalize`. Returns the
+    /// width and the vectors.
+    pub fn finish(&self, raw: &[f32], opts: &EmbedOptions) -> (usize, Vec<f32>) {
+        crate::pooling::finish(
+            raw,
+            self.info.dimension,
+            opts.dimensions,
+            opts.normalize,
+            opts.matryoshka.unwrap_or(self.info.matryoshka),
+        )
+    }
+
     /// Per-token vectors of the last hidden state for each text (padding removed), as
-    /// sentence-transformers' `output_value="token_embeddings"`; `[len_i * dimension]` each.
+    /// sentence-transformers' `output_value="token_embeddings"`; `[len_i * hidden]` each.
+    /// Static models have no hidden states: each token's row of the table instead.
     pub fn token_embeddings(&self, texts: &[String], truncate: bool) -> Result<Vec<Vec<f32>>> {
+        let tensor_err = |source| Error::Tensor {
+            model: self.info.id.clone(),
+            source,
+        };
+        let encoder = match &self.backbone {
+            Backbone::Encoder(e) => e,
+            Backbone::Static(m) => {
+                let opts = EmbedOptions {
+                    truncate,
+                    ..EmbedOptions::default()
+                };
+                let encoded = self.tokenize(texts, &opts)?;
+                let mut out = Vec::with_capacity(texts.len());
+                for e in encoded {
+                    let mut rows = vec![0f32; e.ids.len() * m.dim()];
+                    for (id, row) in e.ids.iter().zip(rows.chunks_exact_mut(m.dim().max(1))) {
+                        m.pool(std::slice::from_ref(id), row)?;
+                    }
+                    out.push(rows);
+                }
+                return Ok(out);
+            }
+        };
         let encoded = self.tokenizer.encode(
             texts,
             self.info.max_seq_length,
             truncate,
             TruncationSide::Right,
         )?;
-        let dim = self.info.dimension;
-        let tensor_err = |source| Error::Tensor {
-            model: self.info.id.clone(),
-            source,
-        };
+        let dim = self.pooled;
         let mut out = Vec::with_capacity(texts.len());
         for i in 0..encoded.len() {
             let batch = self.tokenizer.pad(&encoded, &[i]);
-            let hidden = self
-                .encoder
-                .forward(&batch)
-                .and_then(|t| t.flatten_all())
-                .and_then(|t| t.to_vec1::<f32>())
-                .map_err(tensor_err)?;
-            out.push(hidden[..batch.len_of(0) * dim].to_vec());
+            let hidden = encoder.forward(&batch).map_err(tensor_err)?;
+            out.push(hidden.data[..batch.len_of(0) * dim].to_vec());
         }
         Ok(out)
     }
@@ -466,11 +537,10 @@ impl Embedder {
         self.tokenizer.decode(ids)
     }
 
-    /// Token ids of `texts` after the model's truncation.
+    /// Token ids of `texts` after the model's truncation (a static model's: model2vec's).
     pub fn token_ids(&self, texts: &[String]) -> Result<Vec<Vec<u32>>> {
         Ok(self
-            .tokenizer
-            .encode(texts, self.info.max_seq_length, true, TruncationSide::Right)?
+            .plain_encode(texts)?
             .into_iter()
             .map(|e| e.ids)
             .collect())
@@ -479,10 +549,21 @@ impl Embedder {
     /// Token counts of `texts` after the model's truncation.
     pub fn count_tokens(&self, texts: &[String]) -> Result<Vec<usize>> {
         Ok(self
-            .tokenizer
-            .encode(texts, self.info.max_seq_length, true, TruncationSide::Right)?
+            .plain_encode(texts)?
             .iter()
             .map(|e| e.ids.len())
             .collect())
+    }
+
+    fn plain_encode(&self, texts: &[String]) -> Result<Vec<Encoded>> {
+        match &self.backbone {
+            Backbone::Static(m) => {
+                self.tokenize_static(m, texts, "", self.info.max_seq_length, true)
+            }
+            Backbone::Encoder(_) => {
+                self.tokenizer
+                    .encode(texts, self.info.max_seq_length, true, TruncationSide::Right)
+            }
+        }
     }
 }

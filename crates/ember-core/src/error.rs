@@ -40,9 +40,33 @@ pub enum Error {
         known: String,
     },
 
-    /// The model's architecture has no encoder in Ember yet.
-    #[error("model `{id}` uses architecture `{architecture}`, which Ember does not implement yet (listed with supported: false)")]
-    Unsupported { id: String, architecture: String },
+    /// A catalog entry Ember lists but does not run yet (`supported: false`).
+    #[error(
+        "model `{id}` (architecture `{architecture}`) is listed but not supported yet: {reason}"
+    )]
+    Unsupported {
+        id: String,
+        architecture: String,
+        /// What is missing (the entry's description).
+        reason: String,
+    },
+
+    /// `config.json` names a `model_type` Ember has no encoder for.
+    #[error("{}: model_type `{model_type}` is not an architecture Ember runs; supported: {supported}", path.display())]
+    UnknownArchitecture {
+        path: PathBuf,
+        model_type: String,
+        supported: String,
+    },
+
+    /// The architecture is known but this checkpoint needs a feature Ember lacks.
+    #[error("{}: {feature} is not supported yet", path.display())]
+    UnsupportedFeature { path: PathBuf, feature: String },
+
+    /// Two modules of a sentence-transformers pipeline do not fit together (a Dense layer whose
+    /// input width is not the previous module's output).
+    #[error("{}: {message}", path.display())]
+    ModuleShape { path: PathBuf, message: String },
 
     /// No place held the model's files.
     #[error("could not find the files of model `{id}`; tried:\n  - {}", tried.join("\n  - "))]
@@ -195,7 +219,9 @@ impl Error {
             | Error::UnknownPrompt { .. }
             | Error::Dimensions { .. }
             | Error::InputTooLong { .. } => ErrorKind::InvalidInput,
-            Error::Unsupported { .. } => ErrorKind::Unsupported,
+            Error::Unsupported { .. }
+            | Error::UnknownArchitecture { .. }
+            | Error::UnsupportedFeature { .. } => ErrorKind::Unsupported,
             Error::FilesNotFound { .. }
             | Error::MissingFile { .. }
             | Error::PickleOnly { .. }
@@ -205,6 +231,7 @@ impl Error {
             | Error::Safetensors { .. }
             | Error::MissingWeight { .. }
             | Error::ShapeMismatch { .. }
+            | Error::ModuleShape { .. }
             | Error::Tokenizer { .. }
             | Error::Download { .. }
             | Error::Archive { .. }

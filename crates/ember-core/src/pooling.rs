@@ -78,19 +78,49 @@ impl Pooling {
     }
 }
 
+/// How `dimensions` (Matryoshka) cuts a vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Matryoshka {
+    /// Keep the first components (sentence-transformers' `truncate_dim`).
+    Slice,
+    /// Layer-normalize the whole pooled vector (no scale or shift, eps 1e-5), then keep the
+    /// first components: the recipe of nomic-embed-text-v1.5's model card
+    /// (`F.layer_norm(embeddings, (dim,))`, then `[:, :matryoshka_dim]`, then normalize).
+    LayerNormThenSlice,
+}
+
 /// Cuts raw pooled vectors (`[rows × dim]`) to their first `dimensions` components
-/// (Matryoshka) and L2-normalizes them when asked, as sentence-transformers does (truncate,
-/// then normalize). Returns the output width and the vectors.
+/// (Matryoshka, by `rule`) and L2-normalizes them when asked, as sentence-transformers does
+/// (truncate, then normalize). Returns the output width and the vectors.
 pub fn finish(
     raw: &[f32],
     dim: usize,
     dimensions: Option<usize>,
     normalize: bool,
+    rule: Matryoshka,
 ) -> (usize, Vec<f32>) {
     let out_dim = dimensions.unwrap_or(dim).min(dim);
     let mut data = Vec::with_capacity(raw.len() / dim.max(1) * out_dim);
+    let mut row_buf = Vec::new();
     for row in raw.chunks_exact(dim.max(1)) {
         let start = data.len();
+        let row = match (dimensions, rule) {
+            (Some(_), Matryoshka::LayerNormThenSlice) => {
+                row_buf.clear();
+                row_buf.extend_from_slice(row);
+                let (ones, zeros) = (vec![1.0; dim], vec![0.0; dim]);
+                crate::kernels::elementwise::add_layer_norm_row(
+                    &mut row_buf,
+                    &[],
+                    &ones,
+                    &zeros,
+                    1e-5,
+                );
+                &row_buf[..]
+            }
+            _ => row,
+        };
         data.extend_from_slice(&row[..out_dim]);
         if normalize {
             l2_normalize(&mut data[start..]);
@@ -123,6 +153,22 @@ mod tests {
         let mut out = [0.0; 2];
         Pooling::LastToken.pool(&hidden, &[1, 1, 0], 2, &mut out);
         assert_eq!(out, [3.0, 4.0]);
+    }
+
+    #[test]
+    fn layer_norm_rule_normalizes_before_the_cut() {
+        let raw = [1.0f32, 2.0, 3.0, 10.0];
+        let (d, sliced) = finish(&raw, 4, Some(2), false, Matryoshka::Slice);
+        assert_eq!((d, sliced), (2, vec![1.0, 2.0]));
+        let (_, ln) = finish(&raw, 4, Some(2), false, Matryoshka::LayerNormThenSlice);
+        let mean = 4.0f32;
+        let sd = ((9.0 + 4.0 + 1.0 + 36.0) / 4.0f32 + 1e-5).sqrt();
+        assert!(
+            (ln[0] - (1.0 - mean) / sd).abs() < 1e-5 && (ln[1] - (2.0 - mean) / sd).abs() < 1e-5
+        );
+        // No cut asked: the vector is left alone, whatever the rule.
+        let (_, full) = finish(&raw, 4, None, false, Matryoshka::LayerNormThenSlice);
+        assert_eq!(full, raw.to_vec());
     }
 
     #[test]

@@ -69,6 +69,10 @@ pub struct ModelSpec {
     pub prompts: BTreeMap<String, String>,
     #[serde(default)]
     pub default_prompt_name: Option<String>,
+    /// The prompts are INSTRUCTOR instructions: prepended, and their tokens left out of mean
+    /// pooling by INSTRUCTOR's rule (`instructor-base`, `instructor-large`).
+    #[serde(default)]
+    pub prompts_are_instructions: bool,
     /// Recommended weight dtype.
     #[serde(default = "default_dtype")]
     pub default_dtype: String,
@@ -124,6 +128,7 @@ impl ModelSpec {
             normalize: true,
             prompts: BTreeMap::new(),
             default_prompt_name: None,
+            prompts_are_instructions: false,
             default_dtype: default_dtype(),
             is_default: false,
             license: String::new(),
@@ -379,6 +384,15 @@ mod tests {
             "multilingual-e5-small",
             "bge-m3",
             "nomic-embed-text-v1.5",
+            "nomic-embed-text-v1",
+            "instructor-large",
+            "potion-base-2M",
+            "potion-base-8M",
+            "potion-base-32M",
+            "potion-retrieval-32M",
+            "potion-multilingual-128M",
+            "bge-micro-v2",
+            "snowflake-arctic-embed-m-v1.5",
             "mxbai-embed-large-v1",
         ] {
             let m = r.lookup(id).unwrap();
@@ -386,9 +400,20 @@ mod tests {
                 m.dimension > 0 && m.max_seq_length > 0 && m.hub_repo.is_some(),
                 "{id}"
             );
+            assert!(m.supported && !m.license.is_empty(), "{id}");
         }
         assert_eq!(r.default_model().id, "all-MiniLM-L6-v2");
-        assert!(!r.lookup("instructor-base").unwrap().supported);
+        assert!(!r.lookup("nomic-embed-text-v2-moe").unwrap().supported);
+        // Ollama's names of the models users' systems are built on.
+        for (alias, id) in [
+            ("nomic-embed-text", "nomic-embed-text-v1.5"),
+            ("nomic-embed-text:latest", "nomic-embed-text-v1.5"),
+            ("mxbai-embed-large", "mxbai-embed-large-v1"),
+            ("bge-m3:latest", "bge-m3"),
+        ] {
+            assert_eq!(r.lookup(alias).unwrap().id, id, "{alias}");
+        }
+        assert!(r.lookup("instructor-base").unwrap().prompts_are_instructions);
     }
 
     #[test]

@@ -263,6 +263,60 @@ impl TextTokenizer {
             })
     }
 
+    /// Ids of `texts` without special tokens, truncation or offsets (`encode_batch_fast`): what
+    /// static models read.
+    pub fn encode_plain(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
+        let texts: Vec<String> = match self.lowercase {
+            true => texts.iter().map(|t| t.to_lowercase()).collect(),
+            false => texts.iter().map(|t| t.to_string()).collect(),
+        };
+        let raw = self
+            .inner
+            .encode_batch_fast(texts, false)
+            .map_err(|e| self.err(e))?;
+        Ok(raw.into_iter().map(|e| e.get_ids().to_vec()).collect())
+    }
+
+    /// The id of the model's unknown token, as model2vec finds it: `unk_token` of WordPiece,
+    /// WordLevel and BPE models that set one, `unk_id` of Unigram models.
+    pub fn unk_id(&self) -> Option<u32> {
+        use tokenizers::models::ModelWrapper;
+        let token = match self.inner.get_model() {
+            ModelWrapper::WordPiece(m) => Some(m.unk_token.clone()),
+            ModelWrapper::WordLevel(m) => Some(m.unk_token.clone()),
+            ModelWrapper::BPE(m) => m.unk_token.clone(),
+            // The field is private to the tokenizers crate; its serialized form carries it.
+            ModelWrapper::Unigram(m) => {
+                return serde_json::to_value(m)
+                    .ok()?
+                    .get("unk_id")?
+                    .as_u64()
+                    .and_then(|v| u32::try_from(v).ok())
+            }
+        };
+        token.and_then(|t| self.inner.token_to_id(&t))
+    }
+
+    /// model2vec's `median_token_length`: the median of the tokens' lengths in characters
+    /// (added tokens included), rounded down.
+    pub fn median_token_chars(&self) -> usize {
+        let mut lens: Vec<usize> = self
+            .inner
+            .get_vocab(true)
+            .keys()
+            .map(|t| t.chars().count())
+            .collect();
+        if lens.is_empty() {
+            return 0;
+        }
+        lens.sort_unstable();
+        let n = lens.len();
+        match n % 2 {
+            1 => lens[n / 2],
+            _ => (lens[n / 2 - 1] + lens[n / 2]) / 2,
+        }
+    }
+
     /// Pads `rows` (indices into `encoded`) to their longest member.
     pub fn pad(&self, encoded: &[Encoded], rows: &[usize]) -> Batch {
         let seq = rows

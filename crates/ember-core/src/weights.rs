@@ -117,6 +117,21 @@ impl Weights {
         })
     }
 
+    /// True when the checkpoint holds `name` (with or without one of the prefixes).
+    pub fn contains(&self, name: &str) -> bool {
+        self.find(name).is_some()
+    }
+
+    /// The tensor `name` with whatever shape it has.
+    pub fn get_any(&self, name: &str) -> Result<Tensor> {
+        self.find(name)
+            .cloned()
+            .ok_or_else(|| Error::MissingWeight {
+                model: self.model.clone(),
+                name: name.to_string(),
+            })
+    }
+
     /// The tensor `name`, which must have exactly `shape`.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let t = self.find(name).ok_or_else(|| Error::MissingWeight {

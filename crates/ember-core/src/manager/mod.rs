@@ -210,6 +210,7 @@ impl ModelManager {
             return Err(Error::Unsupported {
                 id: spec.id,
                 architecture: spec.architecture,
+                reason: spec.description,
             });
         }
         let dtype = dtype.unwrap_or_else(|| self.default_dtype(&spec));
@@ -281,7 +282,11 @@ impl ModelManager {
                 source: Box::new(e),
             },
         });
-        let model = Arc::new(loaded?.with_catalog_prompts(&spec.prompts));
+        let model = Arc::new(
+            loaded?
+                .with_catalog_prompts(&spec.prompts)
+                .with_instruction_prompts(spec.prompts_are_instructions),
+        );
         let bytes = model.info().bytes;
         // The real size may differ from the estimate: swap the reservation for what the model
         // holds.

@@ -4,7 +4,7 @@
 
 use candle_core::{Device, Module, Tensor};
 
-use super::host::{self, LayerParts};
+use super::host::{self, AttnParts, LayerParts, MlpParts};
 use super::{attention, Activation, Batch, Embedding, LayerNorm, Linear};
 use crate::config::TransformerConfig;
 use crate::error::Result;
@@ -67,6 +67,22 @@ impl Embeddings {
         Ok(x)
     }
 
+    /// Word + position + token type, then the norm, into a host buffer `[tokens, hidden]`.
+    fn forward_host(&self, batch: &Batch) -> candle_core::Result<Vec<f32>> {
+        let positions: Vec<u32> = match self.position_offset {
+            Some(pad) => batch.offset_positions(pad),
+            None => (0..batch.batch).flat_map(|_| 0..batch.seq as u32).collect(),
+        };
+        let mut x = vec![0f32; batch.ids.len() * self.word.dim()];
+        self.word.add_into(&batch.ids, &mut x)?;
+        self.position.add_into(&positions, &mut x)?;
+        if let Some(tt) = &self.token_type {
+            tt.add_into(&batch.type_ids, &mut x)?;
+        }
+        self.norm.forward_host(&mut x, &[])?;
+        Ok(x)
+    }
+
     fn bytes(&self) -> usize {
         self.word.bytes()
             + self.position.bytes()
@@ -126,14 +142,20 @@ impl Layer {
 
     fn parts(&self) -> LayerParts<'_> {
         LayerParts {
-            qkv: &self.qkv,
-            attn_out: &self.attn_out,
+            attn: AttnParts {
+                qkv: &self.qkv,
+                out: &self.attn_out,
+                heads: self.heads,
+                rope: None,
+                scale: None,
+            },
             attn_norm: &self.attn_norm,
-            intermediate: &self.intermediate,
-            output: &self.output,
+            mlp: MlpParts {
+                up: &self.intermediate,
+                act: self.act,
+                down: &self.output,
+            },
             out_norm: &self.out_norm,
-            heads: self.heads,
-            act: self.act,
         }
     }
 
@@ -179,29 +201,15 @@ impl BertModel {
         })
     }
 
-    /// Last hidden state `[batch, seq, hidden]`: the CPU kernels on the CPU, candle elsewhere.
-    pub fn forward(&self, batch: &Batch) -> candle_core::Result<Tensor> {
-        if self.device.is_cpu() && batch.batch * batch.seq > 0 {
-            self.forward_host(batch)
-        } else {
-            self.forward_candle(batch)
-        }
-    }
-
-    fn forward_host(&self, batch: &Batch) -> candle_core::Result<Tensor> {
-        let mut x = self
-            .embeddings
-            .sum(batch)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        self.embeddings.norm.forward_host(&mut x, &[])?;
+    /// Last hidden state `[batch * seq, hidden]` on the host, on Ember's kernels (CPU only).
+    pub(crate) fn forward_host(&self, batch: &Batch) -> candle_core::Result<Vec<f32>> {
+        let mut x = self.embeddings.forward_host(batch)?;
         host::with_scratch(|s| {
             self.layers
                 .iter()
                 .try_for_each(|l| host::layer_forward(l.parts(), &mut x, batch, &[], s))
         })?;
-        let h = x.len() / (batch.batch * batch.seq);
-        Tensor::from_vec(x, (batch.batch, batch.seq, h), &self.device)
+        Ok(x)
     }
 
     /// The same forward pass with candle's own ops (other devices, and the benches' baseline).
@@ -212,6 +220,10 @@ impl BertModel {
             x = layer.forward(&x, &bias)?;
         }
         Ok(x)
+    }
+
+    pub(crate) fn hidden_size(&self) -> usize {
+        self.embeddings.word.dim()
     }
 
     pub(crate) fn device(&self) -> &Device {

@@ -11,6 +11,7 @@ use candle_core::{Storage, Tensor};
 
 use super::quant::Stored;
 use super::{Activation, Batch, LayerNorm, Linear};
+use crate::kernels::rope::{QkLayout, Rope, RopeTable};
 use crate::kernels::{self, attention::AttnShape, flash, int8};
 
 /// Padded length from which the tiled attention kernel takes over from the dense one: equal at
@@ -41,10 +42,18 @@ fn long_rows(batch: &Batch, bias: &[f32]) -> Option<Vec<flash::Rows>> {
 
 /// Runs `f` on `t`'s f32 values when `t` is a contiguous f32 tensor in CPU memory.
 pub(crate) fn with_host<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    with_host_as::<f32, R>(t, f)
+}
+
+/// Runs `f` on `t`'s values when `t` is a contiguous tensor of `T` in CPU memory.
+pub(crate) fn with_host_as<T: candle_core::WithDType, R>(
+    t: &Tensor,
+    f: impl FnOnce(&[T]) -> R,
+) -> candle_core::Result<R> {
     let (storage, layout) = t.storage_and_layout();
     match &*storage {
         Storage::Cpu(cpu) => {
-            let all = cpu.as_slice::<f32>()?;
+            let all = cpu.as_slice::<T>()?;
             match layout.contiguous_offsets() {
                 Some((a, b)) => Ok(f(&all[a..b])),
                 None => candle_core::bail!("tensor {:?} is not contiguous", t.shape()),
@@ -61,6 +70,7 @@ pub(crate) struct Scratch {
     ctx: Vec<f32>,
     tmp: Vec<f32>,
     ff: Vec<f32>,
+    gated: Vec<f32>,
     xq: int8::QuantizedRows,
 }
 
@@ -73,7 +83,8 @@ pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
     kernels::threads::with_local(&SCRATCH, f)
 }
 
-fn sized(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
+/// `v` resized to `n` values (stale values kept: every caller writes before it reads).
+pub(crate) fn sized(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
     v.resize(n, 0.0);
     &mut v[..n]
 }
@@ -137,33 +148,83 @@ impl LayerNorm {
 }
 
 impl Activation {
-    /// Applies the activation in place.
-    pub(crate) fn forward_host(&self, x: &mut [f32]) {
-        match self {
-            Activation::Gelu => kernels::elementwise::gelu_erf(x),
-            Activation::GeluTanh => x.iter_mut().for_each(|v| {
-                let c = (2.0 / std::f32::consts::PI).sqrt();
-                *v = 0.5 * *v * (1.0 + (c * (*v + 0.044_715 * *v * *v * *v)).tanh());
-            }),
-            Activation::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
-        }
+    /// Applies the activation to `x`, rows of `width` values: in place, or for a gated one from
+    /// `[up | gate]` rows into `gated` (rows of `width / 2`). Returns the activated rows.
+    pub(crate) fn apply_host<'a>(
+        &self,
+        x: &'a mut [f32],
+        width: usize,
+        gated: &'a mut Vec<f32>,
+    ) -> &'a [f32] {
+        use kernels::gated::{self as g, Gate};
+        let gate = match self {
+            Activation::SwiGlu => Gate::Silu,
+            Activation::GeGluTanh => Gate::GeluTanh,
+            Activation::Gelu => {
+                kernels::elementwise::gelu_erf(x);
+                return x;
+            }
+            Activation::GeluTanh => {
+                g::gelu_tanh_in_place(x);
+                return x;
+            }
+            Activation::Relu => {
+                x.iter_mut().for_each(|v| *v = v.max(0.0));
+                return x;
+            }
+            Activation::Silu => {
+                x.iter_mut().for_each(|v| *v = g::silu(*v));
+                return x;
+            }
+            Activation::Tanh => {
+                x.iter_mut().for_each(|v| *v = v.tanh());
+                return x;
+            }
+            Activation::Sigmoid => {
+                x.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp()));
+                return x;
+            }
+            Activation::Identity => return x,
+        };
+        let out = sized(gated, x.len() / 2);
+        g::gated(x, width / 2, gate, out);
+        out
     }
 }
 
-/// The parts of one post-norm encoder layer (BERT and MPNet share the shape).
+/// The self-attention of a layer: fused QKV projection, rotary embeddings, output projection.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct LayerParts<'a> {
+pub(crate) struct AttnParts<'a> {
     pub qkv: &'a Linear,
-    pub attn_out: &'a Linear,
-    pub attn_norm: &'a LayerNorm,
-    pub intermediate: &'a Linear,
-    pub output: &'a Linear,
-    pub out_norm: &'a LayerNorm,
+    pub out: &'a Linear,
     pub heads: usize,
-    pub act: Activation,
+    /// Rotary embeddings applied to Q and K after the projection (NomicBERT).
+    pub rope: Option<&'a RopeBatch>,
+    /// The attention score scale; `None`: `1 / sqrt(head_dim)` (T5: 1).
+    pub scale: Option<f32>,
 }
 
-/// One layer in place on `x` (`[batch * seq, hidden]`); `bias` is empty or `[heads, seq, seq]`.
+/// The feed-forward of a layer: `down(act(up(x)))`, `up` giving `[up | gate]` rows for a gated
+/// activation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MlpParts<'a> {
+    pub up: &'a Linear,
+    pub act: Activation,
+    pub down: &'a Linear,
+}
+
+/// The parts of one post-norm encoder layer (BERT, MPNet and NomicBERT share the shape; T5 and
+/// pre-norm NomicBERT use the attention and MLP blocks alone).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LayerParts<'a> {
+    pub attn: AttnParts<'a>,
+    pub attn_norm: &'a LayerNorm,
+    pub mlp: MlpParts<'a>,
+    pub out_norm: &'a LayerNorm,
+}
+
+/// One post-norm layer in place on `x` (`[batch * seq, hidden]`); `bias` is empty or
+/// `[heads, seq, seq]`.
 pub(crate) fn layer_forward(
     p: LayerParts<'_>,
     x: &mut [f32],
@@ -171,16 +232,46 @@ pub(crate) fn layer_forward(
     bias: &[f32],
     s: &mut Scratch,
 ) -> candle_core::Result<()> {
+    let mut tmp = std::mem::take(&mut s.tmp);
+    let out = sized(&mut tmp, x.len());
+    let done = attention_block(p.attn, x, batch, bias, s, out).and_then(|()| {
+        // x = LN(x + attention output): the residual sum is symmetric, so no copy back is needed.
+        p.attn_norm.forward_host(x, out)?;
+        mlp_block(p.mlp, x, s, out)?;
+        p.out_norm.forward_host(x, out)
+    });
+    s.tmp = tmp;
+    done
+}
+
+/// Self-attention of `x` (`[batch * seq, hidden]`): the fused QKV projection, rotary embeddings
+/// when `p` has them, attention (`bias` empty or `[heads, seq, seq]`) and the output projection
+/// into `out` (`[batch * seq, hidden]`).
+pub(crate) fn attention_block(
+    p: AttnParts<'_>,
+    x: &[f32],
+    batch: &Batch,
+    bias: &[f32],
+    s: &mut Scratch,
+    out: &mut [f32],
+) -> candle_core::Result<()> {
     let rows = batch.batch * batch.seq;
-    let h = x.len() / rows.max(1);
-    let qkv = sized(&mut s.qkv, rows * p.qkv.out_dim());
+    let width = p.qkv.out_dim();
+    // Q, K and V are `inner` wide each (the hidden size, or T5's heads × d_kv).
+    let inner = width / 3;
+    let head_dim = inner / p.heads;
+    let qkv = sized(&mut s.qkv, rows * width);
     p.qkv.forward_host(x, &mut s.xq, qkv)?;
-    let ctx = sized(&mut s.ctx, rows * h);
+    if let Some(rope) = p.rope {
+        rope.apply(qkv, batch.seq, width, p.heads, p.heads, head_dim);
+    }
+    let ctx = sized(&mut s.ctx, rows * inner);
     let shape = AttnShape {
         batch: batch.batch,
         seq: batch.seq,
         heads: p.heads,
-        head_dim: h / p.heads,
+        head_dim,
+        scale: p.scale.unwrap_or_else(|| AttnShape::scale_for(head_dim)),
     };
     match long_rows(batch, bias) {
         Some(seqs) => {
@@ -191,25 +282,89 @@ pub(crate) fn layer_forward(
                 heads: flash::Heads {
                     heads: p.heads,
                     kv_heads: p.heads,
-                    head_dim: h / p.heads,
+                    head_dim,
                 },
                 span: flash::Span::FULL,
-                scale: 1.0 / ((h / p.heads) as f32).sqrt(),
+                scale: shape.scale,
             };
             flash::attention(qkv, &seqs, &spec, ctx);
         }
         None => kernels::attention::attention(qkv, &batch.mask, bias, shape, ctx),
     }
-    let tmp = sized(&mut s.tmp, rows * h);
-    p.attn_out.forward_host(ctx, &mut s.xq, tmp)?;
-    // x = LN(x + attention output): the residual sum is symmetric, so no copy back is needed.
-    p.attn_norm.forward_host(x, tmp)?;
-    let ff = sized(&mut s.ff, rows * p.intermediate.out_dim());
-    p.intermediate.forward_host(x, &mut s.xq, ff)?;
-    p.act.forward_host(ff);
-    p.output.forward_host(ff, &mut s.xq, tmp)?;
-    p.out_norm.forward_host(x, tmp)?;
-    Ok(())
+    p.out.forward_host(ctx, &mut s.xq, out)
+}
+
+/// The feed-forward of `x` into `out`: intermediate projection, activation (gated or not),
+/// output projection.
+pub(crate) fn mlp_block(
+    p: MlpParts<'_>,
+    x: &[f32],
+    s: &mut Scratch,
+    out: &mut [f32],
+) -> candle_core::Result<()> {
+    let width = p.up.out_dim();
+    let rows = x.len() / p.up.in_dim().max(1);
+    let ff = sized(&mut s.ff, rows * width);
+    p.up.forward_host(x, &mut s.xq, ff)?;
+    let ff = p.act.apply_host(ff, width, &mut s.gated);
+    p.down.forward_host(ff, &mut s.xq, out)
+}
+
+/// The rotary tables of one batch: each sequence rotates with the table of its own length's base
+/// (dynamic NTK scaling past the trained length; see `kernels::rope`).
+#[derive(Debug)]
+pub(crate) struct RopeBatch {
+    /// Per sequence: its real length and the index of its table.
+    rows: Vec<(usize, usize)>,
+    tables: Vec<RopeTable>,
+    interleaved: bool,
+}
+
+impl RopeBatch {
+    /// Tables for `batch`: one shared by every sequence within the trained length, one per
+    /// longer sequence when scaling is on.
+    pub(crate) fn new(rope: &Rope, batch: &Batch) -> Self {
+        let mut tables: Vec<(f64, RopeTable)> = Vec::new();
+        let mut rows = Vec::with_capacity(batch.batch);
+        for b in 0..batch.batch {
+            let len = batch.len_of(b);
+            let base = rope.base_for(len);
+            let at = match tables.iter().position(|(tb, _)| *tb == base) {
+                Some(i) => i,
+                None => {
+                    tables.push((base, rope.table(base, batch.seq)));
+                    tables.len() - 1
+                }
+            };
+            rows.push((len, at));
+        }
+        Self {
+            rows,
+            tables: tables.into_iter().map(|(_, t)| t).collect(),
+            interleaved: rope.interleaved,
+        }
+    }
+
+    /// Rotates the Q and K heads of `qkv` (`[batch * seq, width]`).
+    pub(crate) fn apply(
+        &self,
+        qkv: &mut [f32],
+        seq: usize,
+        width: usize,
+        q_heads: usize,
+        kv_heads: usize,
+        head_dim: usize,
+    ) {
+        let layout = QkLayout {
+            width,
+            q_heads,
+            kv_heads,
+            head_dim,
+        };
+        for (rows, &(len, t)) in qkv.chunks_exact_mut(seq * width).zip(&self.rows) {
+            kernels::rope::apply(rows, layout, len, &self.tables[t], self.interleaved);
+        }
+    }
 }
 
 #[cfg(test)]

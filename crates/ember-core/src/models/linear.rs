@@ -30,24 +30,67 @@ impl Linear {
         in_dim: usize,
         out_each: usize,
     ) -> Result<Self> {
+        Self::load_fused_with(w, prefixes, in_dim, out_each, true)
+    }
+
+    /// `load` for a layer that has a bias only when `bias` (NomicBERT's `qkv_proj_bias`, T5's
+    /// bias-free projections).
+    pub fn load_opt(
+        w: &Weights,
+        prefix: &str,
+        in_dim: usize,
+        out_dim: usize,
+        bias: bool,
+    ) -> Result<Self> {
+        Self::load_fused_with(w, &[prefix], in_dim, out_dim, bias)
+    }
+
+    /// `load_fused` for layers that have biases only when `bias`.
+    pub fn load_fused_with(
+        w: &Weights,
+        prefixes: &[&str],
+        in_dim: usize,
+        out_each: usize,
+        bias: bool,
+    ) -> Result<Self> {
         let mut weights = Vec::with_capacity(prefixes.len());
         let mut biases = Vec::with_capacity(prefixes.len());
         for p in prefixes {
             weights.push(w.get(&format!("{p}.weight"), &[out_each, in_dim])?);
-            biases.push(w.get(&format!("{p}.bias"), &[out_each])?);
+            if bias {
+                biases.push(w.get(&format!("{p}.bias"), &[out_each])?);
+            }
         }
         let tensor_err = |source| Error::Tensor {
             model: w.model().to_string(),
             source,
         };
         let weight = Tensor::cat(&weights, 0).map_err(tensor_err)?;
-        let bias = Tensor::cat(&biases, 0).map_err(tensor_err)?;
+        let bias = match bias {
+            true => Some(Tensor::cat(&biases, 0).map_err(tensor_err)?),
+            false => None,
+        };
+        Self::from_tensors(w, weight, bias)
+    }
+
+    /// A layer from an `[out, in]` weight and an optional `[out]` bias already in memory, stored
+    /// in the weights' dtype.
+    pub fn from_tensors(w: &Weights, weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        let tensor_err = |source| Error::Tensor {
+            model: w.model().to_string(),
+            source,
+        };
         Ok(Self {
             weight: Stored::new(weight, w.dtype())
                 .and_then(Stored::for_linear)
                 .map_err(tensor_err)?,
-            bias: Some(bias),
+            bias,
         })
+    }
+
+    /// Input features.
+    pub fn in_dim(&self) -> usize {
+        self.weight.dims().1
     }
 
     /// Output features.

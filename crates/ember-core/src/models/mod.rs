@@ -1,17 +1,25 @@
-//! Transformer encoders on candle tensors, and the pieces they share.
+//! Encoders (BERT, XLM-RoBERTa, MPNet, NomicBERT, T5), the static model2vec table, Dense heads,
+//! and the pieces they share.
 //!
 //! Each architecture follows the candle idiom: a config mirror, `load(weights, cfg)` per block,
 //! names that follow the checkpoint, and `forward`.
 
 pub mod bert;
+pub mod dense;
 pub(crate) mod host;
 pub mod linear;
 pub mod mpnet;
+pub mod nomic;
 pub mod quant;
+pub mod relpos;
+pub mod static_embed;
+pub mod t5;
+
+use std::path::Path;
 
 use candle_core::{Device, Module, Tensor};
 
-use crate::config::TransformerConfig;
+use crate::config::{ModelConfig, TransformerConfig};
 use crate::error::{Error, Result};
 use crate::weights::Weights;
 pub use linear::Linear;
@@ -98,8 +106,8 @@ impl Module for LayerNorm {
     }
 }
 
-/// The feed-forward activation named by `hidden_act`.
-#[derive(Debug, Clone, Copy)]
+/// An activation: a feed-forward's (`hidden_act`), a gated feed-forward's, or a Dense module's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
     /// Exact (erf) GELU, transformers' `gelu`.
     Gelu,
@@ -107,15 +115,60 @@ pub enum Activation {
     GeluTanh,
     /// ReLU.
     Relu,
+    /// `x * sigmoid(x)` (`silu`, `swish`).
+    Silu,
+    /// Tanh (sentence-transformers' Dense default in older models).
+    Tanh,
+    /// Logistic sigmoid.
+    Sigmoid,
+    /// No activation.
+    Identity,
+    /// Gated: `up * silu(gate)` over `[up | gate]` rows (NomicBERT's `swiglu`).
+    SwiGlu,
+    /// Gated: `up * gelu_tanh(gate)` over `[up | gate]` rows (T5's `gated-gelu`).
+    GeGluTanh,
 }
 
 impl Activation {
     pub(crate) fn from_config(cfg: &TransformerConfig) -> Self {
-        match cfg.hidden_act.as_str() {
-            "gelu_new" | "gelu_pytorch_tanh" => Activation::GeluTanh,
+        Self::from_name(&cfg.hidden_act).unwrap_or(Activation::Gelu)
+    }
+
+    /// The activation a config names (`hidden_act`, `activation_function`, T5's
+    /// `feed_forward_proj`), or `None` when Ember has none of that name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "gelu" => Activation::Gelu,
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
             "relu" => Activation::Relu,
-            _ => Activation::Gelu,
-        }
+            "silu" | "swish" => Activation::Silu,
+            "tanh" => Activation::Tanh,
+            "sigmoid" => Activation::Sigmoid,
+            "linear" | "identity" => Activation::Identity,
+            "swiglu" => Activation::SwiGlu,
+            "gated-gelu" | "geglu" => Activation::GeGluTanh,
+            _ => return None,
+        })
+    }
+
+    /// A sentence-transformers Dense module's `activation_function` (a torch class path such as
+    /// `torch.nn.modules.activation.Tanh`), or `None` when Ember has no such activation.
+    pub fn from_torch_class(path: &str) -> Option<Self> {
+        let class = path.rsplit('.').next().unwrap_or(path);
+        Some(match class {
+            "Identity" => Activation::Identity,
+            "Tanh" => Activation::Tanh,
+            "ReLU" => Activation::Relu,
+            "GELU" => Activation::Gelu,
+            "SiLU" => Activation::Silu,
+            "Sigmoid" => Activation::Sigmoid,
+            _ => return None,
+        })
+    }
+
+    /// True for the gated forms, whose input rows are `[up | gate]`, twice the output width.
+    pub fn is_gated(self) -> bool {
+        matches!(self, Activation::SwiGlu | Activation::GeGluTanh)
     }
 }
 
@@ -125,6 +178,22 @@ impl Module for Activation {
             Activation::Gelu => x.gelu_erf(),
             Activation::GeluTanh => x.gelu(),
             Activation::Relu => x.relu(),
+            Activation::Silu => x.silu(),
+            Activation::Tanh => x.tanh(),
+            Activation::Sigmoid => candle_nn::ops::sigmoid(x),
+            Activation::Identity => Ok(x.clone()),
+            Activation::SwiGlu | Activation::GeGluTanh => {
+                let last = x.rank() - 1;
+                let inner = x.dim(last)? / 2;
+                let up = x.narrow(last, 0, inner)?;
+                let gate = x.narrow(last, inner, inner)?;
+                let act = if *self == Activation::SwiGlu {
+                    gate.silu()?
+                } else {
+                    gate.gelu()?
+                };
+                up * act
+            }
         }
     }
 }
@@ -144,6 +213,16 @@ impl Embedding {
             source,
         })?;
         Ok(Self { table })
+    }
+
+    /// Adds rows `ids` to `out` (`[ids.len(), dim]`) on the host, widened to f32.
+    pub fn add_into(&self, ids: &[u32], out: &mut [f32]) -> candle_core::Result<()> {
+        self.table.add_rows(ids, out)
+    }
+
+    /// Width of a row.
+    pub fn dim(&self) -> usize {
+        self.table.dims().1
     }
 
     /// Rows `ids` as `[batch, seq, dim]` f32.
@@ -185,46 +264,130 @@ pub(crate) fn attention(qkv: &Tensor, heads: usize, bias: &Tensor) -> candle_cor
     probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))
 }
 
-/// An encoder of any supported architecture.
+/// The last hidden state of a padded batch on the host: `[batch, seq, dim]` row-major. Heads
+/// (pooling, Dense, classifiers) read it from here, whatever the encoder.
+#[derive(Debug, Clone, Default)]
+pub struct Hidden {
+    /// Row-major `[batch, seq, dim]`.
+    pub data: Vec<f32>,
+    /// Sequences.
+    pub batch: usize,
+    /// Padded length.
+    pub seq: usize,
+    /// Width of one token's vector.
+    pub dim: usize,
+}
+
+impl Hidden {
+    /// Sequence `b`'s token vectors, `[seq, dim]`.
+    pub fn sequence(&self, b: usize) -> &[f32] {
+        &self.data[b * self.seq * self.dim..(b + 1) * self.seq * self.dim]
+    }
+
+    /// Copies a `[batch, seq, dim]` tensor to the host (devices other than the CPU).
+    pub fn from_tensor(t: &Tensor) -> candle_core::Result<Self> {
+        let (batch, seq, dim) = t.dims3()?;
+        Ok(Self {
+            data: t.flatten_all()?.to_vec1::<f32>()?,
+            batch,
+            seq,
+            dim,
+        })
+    }
+
+    /// As a `[batch, seq, dim]` tensor on `device`.
+    pub fn to_tensor(&self, device: &Device) -> candle_core::Result<Tensor> {
+        Tensor::from_slice(&self.data, (self.batch, self.seq, self.dim), device)
+    }
+}
+
+/// An encoder of any supported architecture: token ids in, the last hidden state out (on the
+/// host), for any head to read (pooling and Dense, classifiers, per-token outputs).
 #[derive(Debug)]
 pub enum Encoder {
     /// BERT and the RoBERTa family (XLM-RoBERTa, CamemBERT).
     Bert(bert::BertModel),
     /// MPNet.
     MPNet(mpnet::MPNetModel),
+    /// NomicBERT (nomic-embed-text).
+    Nomic(nomic::NomicBertModel),
+    /// T5 encoders (INSTRUCTOR, sentence-t5).
+    T5(t5::T5EncoderModel),
 }
 
 impl Encoder {
-    /// Builds the encoder named by `cfg.model_type` from `weights`.
-    pub fn load(weights: &Weights, cfg: &TransformerConfig) -> Result<Self> {
-        match cfg.model_type.as_str() {
-            "bert" | "roberta" | "xlm-roberta" | "camembert" => {
-                Ok(Encoder::Bert(bert::BertModel::load(weights, cfg)?))
-            }
-            "mpnet" => Ok(Encoder::MPNet(mpnet::MPNetModel::load(weights, cfg)?)),
-            other => Err(Error::Unsupported {
-                id: weights.model().to_string(),
-                architecture: other.to_string(),
+    /// Builds the encoder `cfg` describes from `weights` (`path` is the config, for errors).
+    /// A static model (`model2vec`) has no encoder: that is an error here.
+    pub fn load(weights: &Weights, cfg: &ModelConfig, path: &Path) -> Result<Self> {
+        match cfg {
+            ModelConfig::Transformer(c) => match c.model_type.as_str() {
+                "mpnet" => Ok(Encoder::MPNet(mpnet::MPNetModel::load(weights, c)?)),
+                _ => Ok(Encoder::Bert(bert::BertModel::load(weights, c)?)),
+            },
+            ModelConfig::Nomic(c) => Ok(Encoder::Nomic(nomic::NomicBertModel::load(
+                weights, c, path,
+            )?)),
+            ModelConfig::T5(c) => Ok(Encoder::T5(t5::T5EncoderModel::load(weights, c, path)?)),
+            ModelConfig::Static(_) => Err(Error::Config {
+                path: path.to_path_buf(),
+                message: "a model2vec model has no transformer encoder".into(),
             }),
         }
     }
 
-    /// The last hidden state `[batch, seq, hidden]`.
-    pub fn forward(&self, batch: &Batch) -> candle_core::Result<Tensor> {
+    /// The last hidden state on the host. On the CPU the pass runs on Ember's kernels from ids
+    /// to a host buffer with no tensor made; on other devices candle's ops run (BERT and MPNet)
+    /// and the result is copied back once.
+    pub fn forward(&self, batch: &Batch) -> candle_core::Result<Hidden> {
+        let dim = self.hidden_size();
+        if batch.batch * batch.seq == 0 {
+            return Ok(Hidden {
+                data: Vec::new(),
+                batch: batch.batch,
+                seq: batch.seq,
+                dim,
+            });
+        }
+        if !self.device().is_cpu() {
+            return Hidden::from_tensor(&self.forward_candle(batch)?);
+        }
         // The CPU kernels' parallel loops start cheaper from inside the pool. A pass's work is
         // about its padded tokens times the weights each one goes through.
         let cost = (batch.batch * batch.seq) as u64 * self.bytes() as u64;
-        crate::kernels::threads::on_pool(cost, || match self {
-            Encoder::Bert(m) => m.forward(batch),
-            Encoder::MPNet(m) => m.forward(batch),
+        let data = crate::kernels::threads::on_pool(cost, || match self {
+            Encoder::Bert(m) => m.forward_host(batch),
+            Encoder::MPNet(m) => m.forward_host(batch),
+            Encoder::Nomic(m) => m.forward_host(batch),
+            Encoder::T5(m) => m.forward_host(batch),
+        })?;
+        Ok(Hidden {
+            data,
+            batch: batch.batch,
+            seq: batch.seq,
+            dim,
         })
     }
 
-    /// The last hidden state computed with candle's own ops only (the benches' baseline).
+    /// The last hidden state computed with candle's own ops only (other devices, and the
+    /// benches' baseline). NomicBERT and T5 run on Ember's CPU kernels only.
     pub fn forward_candle(&self, batch: &Batch) -> candle_core::Result<Tensor> {
         match self {
             Encoder::Bert(m) => m.forward_candle(batch),
             Encoder::MPNet(m) => m.forward_candle(batch),
+            Encoder::Nomic(_) | Encoder::T5(_) => candle_core::bail!(
+                "this architecture runs on Ember's CPU kernels only (no candle path for other \
+                 devices yet)"
+            ),
+        }
+    }
+
+    /// Width of the last hidden state.
+    pub fn hidden_size(&self) -> usize {
+        match self {
+            Encoder::Bert(m) => m.hidden_size(),
+            Encoder::MPNet(m) => m.hidden_size(),
+            Encoder::Nomic(m) => m.hidden_size(),
+            Encoder::T5(m) => m.hidden_size(),
         }
     }
 
@@ -233,6 +396,8 @@ impl Encoder {
         match self {
             Encoder::Bert(m) => m.device(),
             Encoder::MPNet(m) => m.device(),
+            Encoder::Nomic(m) => m.device(),
+            Encoder::T5(m) => m.device(),
         }
     }
 
@@ -241,6 +406,8 @@ impl Encoder {
         match self {
             Encoder::Bert(m) => m.bytes(),
             Encoder::MPNet(m) => m.bytes(),
+            Encoder::Nomic(m) => m.bytes(),
+            Encoder::T5(m) => m.bytes(),
         }
     }
 }

@@ -3,34 +3,14 @@
 
 use candle_core::{Device, Module, Tensor};
 
-use super::host::{self, LayerParts};
+use super::host::{self, AttnParts, LayerParts, MlpParts};
+use super::relpos::RelativeBias;
 use super::{attention, Activation, Batch, Embedding, LayerNorm, Linear};
 use crate::config::TransformerConfig;
 use crate::error::Result;
 use crate::weights::Weights;
 
-/// T5-style bucketing of a relative position (`MPNetEncoder.relative_position_bucket`), computed
-/// in f32 as PyTorch does so bucket edges match.
-pub fn relative_position_bucket(
-    relative_position: i64,
-    num_buckets: usize,
-    max_distance: usize,
-) -> usize {
-    let half = (num_buckets / 2) as i64;
-    let n = -relative_position;
-    let mut ret = if n < 0 { half } else { 0 };
-    let n = n.abs();
-    let max_exact = half / 2;
-    if n < max_exact {
-        ret += n;
-    } else {
-        let ratio = (n as f32 / max_exact as f32).ln()
-            / ((max_distance as f64 / max_exact as f64).ln() as f32);
-        let large = max_exact + (ratio * (half - max_exact) as f32) as i64;
-        ret += large.min(half - 1);
-    }
-    ret as usize
-}
+pub use super::relpos::relative_position_bucket;
 
 #[derive(Debug)]
 struct Layer {
@@ -82,14 +62,20 @@ impl Layer {
 
     fn parts(&self) -> LayerParts<'_> {
         LayerParts {
-            qkv: &self.qkv,
-            attn_out: &self.o,
+            attn: AttnParts {
+                qkv: &self.qkv,
+                out: &self.o,
+                heads: self.heads,
+                rope: None,
+                scale: None,
+            },
             attn_norm: &self.attn_norm,
-            intermediate: &self.intermediate,
-            output: &self.output,
+            mlp: MlpParts {
+                up: &self.intermediate,
+                act: self.act,
+                down: &self.output,
+            },
             out_norm: &self.out_norm,
-            heads: self.heads,
-            act: self.act,
         }
     }
 
@@ -117,8 +103,7 @@ pub struct MPNetModel {
     position: Embedding,
     emb_norm: LayerNorm,
     padding_idx: u32,
-    relative_bias: Tensor,
-    num_buckets: usize,
+    relative_bias: RelativeBias,
     layers: Vec<Layer>,
     device: Device,
 }
@@ -138,11 +123,17 @@ impl MPNetModel {
             )?,
             emb_norm: LayerNorm::load(w, "embeddings.LayerNorm", h, cfg.layer_norm_eps)?,
             padding_idx: cfg.pad_token_id.unwrap_or(1),
-            relative_bias: w.get(
-                "encoder.relative_attention_bias.weight",
-                &[cfg.relative_attention_num_buckets, cfg.num_attention_heads],
-            )?,
-            num_buckets: cfg.relative_attention_num_buckets,
+            relative_bias: RelativeBias::new(
+                w.get(
+                    "encoder.relative_attention_bias.weight",
+                    &[cfg.relative_attention_num_buckets, cfg.num_attention_heads],
+                )?,
+                128,
+            )
+            .map_err(|source| crate::error::Error::Tensor {
+                model: w.model().to_string(),
+                source,
+            })?,
             layers: (0..cfg.num_hidden_layers)
                 .map(|i| Layer::load(w, cfg, i))
                 .collect::<Result<Vec<_>>>()?,
@@ -151,22 +142,17 @@ impl MPNetModel {
         })
     }
 
-    /// `[1, heads, seq, seq]` relative-position bias (`MPNetEncoder.compute_position_bias`).
+    /// `[heads, seq, seq]` relative-position bias on the host
+    /// (`MPNetEncoder.compute_position_bias`).
+    fn position_bias_host(&self, seq: usize) -> candle_core::Result<Vec<f32>> {
+        self.relative_bias.for_length(seq)
+    }
+
+    /// `[1, heads, seq, seq]` relative-position bias as a tensor (the candle path).
     fn position_bias(&self, seq: usize) -> candle_core::Result<Tensor> {
-        let mut buckets = Vec::with_capacity(seq * seq);
-        for q in 0..seq as i64 {
-            for k in 0..seq as i64 {
-                buckets.push(relative_position_bucket(k - q, self.num_buckets, 128) as u32);
-            }
-        }
-        let idx = Tensor::from_vec(buckets, seq * seq, &self.device)?;
-        let heads = self.relative_bias.dims()[1];
-        self.relative_bias
-            .index_select(&idx, 0)?
-            .reshape((seq, seq, heads))?
-            .permute((2, 0, 1))?
-            .unsqueeze(0)?
-            .contiguous()
+        let heads = self.layers.first().map_or(0, |l| l.heads);
+        let bias = self.position_bias_host(seq)?;
+        Tensor::from_vec(bias, (1, heads, seq, seq), &self.device)
     }
 
     /// Word + position embeddings, before the norm.
@@ -176,30 +162,21 @@ impl MPNetModel {
         self.word.forward(&batch.ids, shape)? + self.position.forward(&positions, shape)?
     }
 
-    /// Last hidden state `[batch, seq, hidden]`: the CPU kernels on the CPU, candle elsewhere.
-    pub fn forward(&self, batch: &Batch) -> candle_core::Result<Tensor> {
-        if self.device.is_cpu() && batch.batch * batch.seq > 0 {
-            self.forward_host(batch)
-        } else {
-            self.forward_candle(batch)
-        }
-    }
-
-    fn forward_host(&self, batch: &Batch) -> candle_core::Result<Tensor> {
-        let mut x = self.embed_sum(batch)?.flatten_all()?.to_vec1::<f32>()?;
+    /// Last hidden state `[batch * seq, hidden]` on the host, on Ember's kernels (CPU only).
+    pub(crate) fn forward_host(&self, batch: &Batch) -> candle_core::Result<Vec<f32>> {
+        let positions = batch.offset_positions(self.padding_idx);
+        let mut x = vec![0f32; batch.ids.len() * self.word.dim()];
+        self.word.add_into(&batch.ids, &mut x)?;
+        self.position.add_into(&positions, &mut x)?;
         self.emb_norm.forward_host(&mut x, &[])?;
         // `[heads, seq, seq]`; the attention kernel applies the padding mask itself.
-        let bias = self
-            .position_bias(batch.seq)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
+        let bias = self.position_bias_host(batch.seq)?;
         host::with_scratch(|s| {
             self.layers
                 .iter()
                 .try_for_each(|l| host::layer_forward(l.parts(), &mut x, batch, &bias, s))
         })?;
-        let h = x.len() / (batch.batch * batch.seq);
-        Tensor::from_vec(x, (batch.batch, batch.seq, h), &self.device)
+        Ok(x)
     }
 
     /// The same forward pass with candle's own ops (other devices, and the benches' baseline).
@@ -214,6 +191,10 @@ impl MPNetModel {
         Ok(x)
     }
 
+    pub(crate) fn hidden_size(&self) -> usize {
+        self.word.dim()
+    }
+
     pub(crate) fn device(&self) -> &Device {
         &self.device
     }
@@ -222,7 +203,7 @@ impl MPNetModel {
         self.word.bytes()
             + self.position.bytes()
             + self.emb_norm.bytes()
-            + self.relative_bias.elem_count() * 4
+            + self.relative_bias.bytes()
             + self.layers.iter().map(Layer::bytes).sum::<usize>()
     }
 }

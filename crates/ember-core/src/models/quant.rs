@@ -133,6 +133,30 @@ impl Int8Matrix {
         Tensor::from_vec(out, (ids.len(), self.cols), &self.device)
     }
 
+    /// Adds rows `ids`, widened to f32, to `out` (`[ids.len(), cols]`), on the host.
+    pub fn add_rows(&self, ids: &[u32], out: &mut [f32]) -> candle_core::Result<()> {
+        let Int8Data::Rows { q, scales } = &self.data else {
+            candle_core::bail!("an int8 embedding table is kept in rows, never packed");
+        };
+        let per_row = self.cols / self.group;
+        for (&id, o) in ids.iter().zip(out.chunks_exact_mut(self.cols)) {
+            let r = id as usize;
+            if r >= self.rows {
+                candle_core::bail!("index {r} out of range for {} rows", self.rows);
+            }
+            let row = &q[r * self.cols..(r + 1) * self.cols];
+            let groups = row
+                .chunks_exact(self.group)
+                .zip(o.chunks_exact_mut(self.group));
+            for ((chunk, o), &s) in groups.zip(&scales[r * per_row..(r + 1) * per_row]) {
+                o.iter_mut()
+                    .zip(chunk)
+                    .for_each(|(o, &v)| *o += v as f32 * s);
+            }
+        }
+        Ok(())
+    }
+
     /// The whole matrix widened to f32.
     pub fn dequantize(&self) -> candle_core::Result<Tensor> {
         let ids: Vec<u32> = (0..self.rows as u32).collect();
@@ -214,6 +238,52 @@ impl Stored {
             Stored::F32(t) | Stored::Half(t) => {
                 let idx = Tensor::from_slice(ids, ids.len(), t.device())?;
                 t.index_select(&idx, 0)?.to_dtype(CDType::F32)
+            }
+        }
+    }
+
+    /// Adds rows `ids`, widened to f32, to `out` (`[ids.len(), cols]`) on the host: the
+    /// embedding lookups of the CPU forward pass, with no tensor made. Ids past the table are an
+    /// error, never a panic.
+    pub fn add_rows(&self, ids: &[u32], out: &mut [f32]) -> candle_core::Result<()> {
+        let (rows, cols) = self.dims();
+        if out.len() != ids.len() * cols {
+            candle_core::bail!(
+                "{} ids need {} outputs, got {}",
+                ids.len(),
+                ids.len() * cols,
+                out.len()
+            );
+        }
+        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= rows) {
+            candle_core::bail!("index {bad} out of range for {rows} rows");
+        }
+        fn add<T: candle_core::WithDType>(table: &[T], ids: &[u32], cols: usize, out: &mut [f32]) {
+            for (&id, o) in ids.iter().zip(out.chunks_exact_mut(cols)) {
+                let row = &table[id as usize * cols..][..cols];
+                o.iter_mut()
+                    .zip(row)
+                    .for_each(|(o, v)| *o += v.to_f64() as f32);
+            }
+        }
+        match self {
+            Stored::Int8(m) => m.add_rows(ids, out),
+            Stored::F32(t) => super::host::with_host(t, |table| {
+                for (&id, o) in ids.iter().zip(out.chunks_exact_mut(cols)) {
+                    let row = &table[id as usize * cols..][..cols];
+                    o.iter_mut().zip(row).for_each(|(o, &v)| *o += v);
+                }
+            }),
+            Stored::Half(t) if t.dtype() == CDType::BF16 => {
+                super::host::with_host_as::<half::bf16, _>(t, |table| add(table, ids, cols, out))
+            }
+            Stored::Half(t) => {
+                super::host::with_host_as::<half::f16, _>(t, |table| add(table, ids, cols, out))
+            }
+            Stored::Packed(p) => {
+                let table = p.unpack();
+                add(&table, ids, cols, out);
+                Ok(())
             }
         }
     }
