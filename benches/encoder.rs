@@ -12,7 +12,7 @@ use std::hint::black_box;
 
 use candle_core::Device;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ember_core::config::TransformerConfig;
+use ember_core::config::ModelConfig;
 use ember_core::models::{Batch, Encoder};
 use ember_core::tokenize::TextTokenizer;
 use ember_core::weights::{weight_files, Weights};
@@ -22,19 +22,20 @@ mod common;
 
 fn load(id: &str, dtype: DType) -> (Encoder, TextTokenizer, usize) {
     let dir = common::model_dir(id);
-    let cfg: TransformerConfig = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("config.json")).expect("config.json"),
-    )
-    .expect("config");
+    let path = dir.join("config.json");
+    let cfg = ModelConfig::read(&path).expect("config");
+    let ModelConfig::Transformer(tc) = &cfg else {
+        panic!("{id} is not a BERT-family model");
+    };
+    let (pad, model_type) = (tc.pad_token_id.unwrap_or(0), tc.model_type.clone());
     let files = weight_files(&dir).expect("weights");
     let w = Weights::load(id, &files, &Device::Cpu)
         .expect("load")
         .with_prefixes(&["bert.", "roberta.", "mpnet.", "model."])
         .with_dtype(dtype);
-    let enc = Encoder::load(&w, &cfg).expect("encoder");
-    let pad = cfg.pad_token_id.unwrap_or(0);
+    let enc = Encoder::load(&w, &cfg, &path).expect("encoder");
     let tok = TextTokenizer::load(&dir.join("tokenizer.json"), id, pad, false).expect("tok");
-    let max = if cfg.model_type == "bert" { 256 } else { 384 };
+    let max = if model_type == "bert" { 256 } else { 384 };
     (enc, tok, max)
 }
 

@@ -52,6 +52,7 @@ class Embedder:
         prompt: str | None = None,
         truncate: bool = True,
         batch_size: int = 32,
+        instruction: str | None = None,
     ) -> _Floats: ...
     def encode(
         self,
@@ -66,6 +67,7 @@ class Embedder:
         ranges: npt.ArrayLike | None = None,
         show_progress_bar: bool | None = None,
         convert_to_numpy: bool = True,
+        instruction: str | None = None,
     ) -> Any: ...  # float32, int8 or uint8 array by precision; a list if not convert_to_numpy
     def encode_query(
         self,
@@ -80,6 +82,7 @@ class Embedder:
         ranges: npt.ArrayLike | None = None,
         show_progress_bar: bool | None = None,
         convert_to_numpy: bool = True,
+        instruction: str | None = None,
     ) -> Any: ...  # float32, int8 or uint8 array by precision; a list if not convert_to_numpy
     def encode_document(
         self,
@@ -94,6 +97,7 @@ class Embedder:
         ranges: npt.ArrayLike | None = None,
         show_progress_bar: bool | None = None,
         convert_to_numpy: bool = True,
+        instruction: str | None = None,
     ) -> Any: ...  # float32, int8 or uint8 array by precision; a list if not convert_to_numpy
     def similarity(self, a: npt.ArrayLike, b: npt.ArrayLike) -> _Floats: ...
     def tokenize(self, text: str) -> list[str]: ...

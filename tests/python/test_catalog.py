@@ -31,7 +31,8 @@ def test_models_lists_the_builtin_catalog() -> None:
     assert minilm["dimension"] == 384 and minilm["max_seq_length"] == 256
     assert minilm["architecture"] == "bert" and minilm["supported"] is True
     assert isinstance(minilm["loaded"], bool)
-    assert by_id["instructor-base"]["supported"] is False
+    assert by_id["nomic-embed-text-v2-moe"]["supported"] is False
+    assert by_id["instructor-base"]["supported"] is True
     assert sum(m["is_default"] for m in models) == 1
 
 

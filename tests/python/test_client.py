@@ -65,7 +65,7 @@ def test_errors_map_to_ember_classes(server: str) -> None:
     with pytest.raises(ember.ModelNotFoundError):
         client.model("no-such-model")
     with pytest.raises(ember.UnsupportedModelError):
-        client.embed(["x"], model="instructor-base")
+        client.embed(["x"], model="nomic-embed-text-v2-moe")
 
 
 def test_api_key(server: str) -> None:

@@ -177,7 +177,7 @@ def test_errors_from_calls() -> None:
     with pytest.raises(ember.InvalidInputError, match=r"input\[1\] is not a string"):
         mm.embed(["a", 2], BERT)
     with pytest.raises(ember.UnsupportedModelError):
-        mm.load("instructor-base")
+        mm.load("nomic-embed-text-v2-moe")
     # A failed call still marks the end of its use.
     with pytest.raises(ember.InvalidInputError):
         mm.embed(["a"], BERT, dimensions=99)

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ember_core::precision::Precision;
-use ember_core::{EmbedOptions, Embedder, Error, InputType, ModelSpec};
+use ember_core::{EmbedOptions, Embedder, Error, InputType, Matryoshka, ModelSpec};
 use numpy::{AllowTypeChange, IntoPyArray, PyArray2, PyArrayLikeDyn};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -62,6 +62,7 @@ struct Encode<'py> {
     precision: String,
     ranges: Option<PyArrayLikeDyn<'py, f32, AllowTypeChange>>,
     convert_to_numpy: bool,
+    instruction: Option<String>,
 }
 
 impl PyEmbedder {
@@ -111,9 +112,12 @@ impl PyEmbedder {
             dimensions: truncate_dim,
             prompt_name,
             prompt: args.prompt,
+            instruction: args.instruction,
             truncate: true,
             max_length: None,
             batch_size: count("batch_size", args.batch_size)?,
+            // sentence-transformers' truncate_dim is a plain slice, whatever the model card says.
+            matryoshka: Some(Matryoshka::Slice),
             ..EmbedOptions::default()
         });
         self.model
@@ -187,10 +191,12 @@ impl PyEmbedder {
     /// `(len(inputs), dimension)`) as C-contiguous float32 vectors, L2-normalized by default.
     ///
     /// normalize: L2-normalize each vector.
-    /// dimensions: keep the first `dimensions` components (Matryoshka), re-normalized when
-    ///     `normalize`.
+    /// dimensions: keep the first `dimensions` components (Matryoshka) by the model's recipe
+    ///     (nomic-embed-text: layer norm, then cut), re-normalized when `normalize`.
     /// prompt_name: a key of the model's prompts (see `prompts`), prepended to every input.
     /// prompt: a literal prefix for every input (wins over `prompt_name`).
+    /// instruction: an INSTRUCTOR instruction, prepended to every input and left out of the
+    ///     mean pooling (INSTRUCTOR's rule).
     /// truncate: cut inputs longer than `max_seq_length` tokens; False raises InvalidInputError
     ///     naming the first input that is too long.
     /// batch_size: sequences per forward pass.
@@ -200,7 +206,7 @@ impl PyEmbedder {
     /// ((2, 64), dtype('float32'), True)
     #[pyo3(signature = (
         inputs, *, normalize = true, dimensions = None, prompt_name = None, prompt = None,
-        truncate = true, batch_size = 32
+        truncate = true, batch_size = 32, instruction = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn embed<'py>(
@@ -213,6 +219,7 @@ impl PyEmbedder {
         prompt: Option<String>,
         truncate: bool,
         batch_size: i64,
+        instruction: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (texts, single) = texts_of(inputs)?;
         let opts = self.options(EmbedOptions {
@@ -220,6 +227,7 @@ impl PyEmbedder {
             dimensions: dimensions.map(|d| count("dimensions", d)).transpose()?,
             prompt_name,
             prompt,
+            instruction,
             truncate,
             max_length: None,
             batch_size: count("batch_size", batch_size)?,
@@ -234,8 +242,9 @@ impl PyEmbedder {
     /// NumPy arrays; inputs are always truncated to `max_seq_length`.
     ///
     /// normalize_embeddings: L2-normalize (after `truncate_dim`) even if the model does not.
-    /// truncate_dim: keep the first `truncate_dim` components (not re-normalized unless
-    ///     `normalize_embeddings`, as in sentence-transformers).
+    /// truncate_dim: keep the first `truncate_dim` components, a plain slice (not re-normalized
+    ///     unless `normalize_embeddings`, as in sentence-transformers).
+    /// instruction: an INSTRUCTOR instruction, prepended and left out of the mean pooling.
     /// precision: "float32", "int8", "uint8" (255 buckets per dimension between `ranges`),
     ///     "binary" or "ubinary" (signs packed eight per byte, most significant bit first, as
     ///     int8 shifted by -128 or uint8): sentence-transformers' `quantize_embeddings`.
@@ -251,7 +260,7 @@ impl PyEmbedder {
     #[pyo3(signature = (
         sentences, *, batch_size = 32, normalize_embeddings = false, prompt_name = None,
         prompt = None, truncate_dim = None, precision = "float32", ranges = None,
-        show_progress_bar = None, convert_to_numpy = true
+        show_progress_bar = None, convert_to_numpy = true, instruction = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn encode<'py>(
@@ -267,6 +276,7 @@ impl PyEmbedder {
         ranges: Option<PyArrayLikeDyn<'py, f32, AllowTypeChange>>,
         show_progress_bar: Option<bool>,
         convert_to_numpy: bool,
+        instruction: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let _ = show_progress_bar;
         let args = Encode {
@@ -278,6 +288,7 @@ impl PyEmbedder {
             precision: precision.to_string(),
             ranges,
             convert_to_numpy,
+            instruction,
         };
         self.encode_with(py, sentences, args, None)
     }
@@ -287,7 +298,7 @@ impl PyEmbedder {
     #[pyo3(signature = (
         sentences, *, batch_size = 32, normalize_embeddings = false, prompt_name = None,
         prompt = None, truncate_dim = None, precision = "float32", ranges = None,
-        show_progress_bar = None, convert_to_numpy = true
+        show_progress_bar = None, convert_to_numpy = true, instruction = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn encode_query<'py>(
@@ -303,6 +314,7 @@ impl PyEmbedder {
         ranges: Option<PyArrayLikeDyn<'py, f32, AllowTypeChange>>,
         show_progress_bar: Option<bool>,
         convert_to_numpy: bool,
+        instruction: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let _ = show_progress_bar;
         let args = Encode {
@@ -314,6 +326,7 @@ impl PyEmbedder {
             precision: precision.to_string(),
             ranges,
             convert_to_numpy,
+            instruction,
         };
         self.encode_with(py, sentences, args, Some(InputType::Query))
     }
@@ -324,7 +337,7 @@ impl PyEmbedder {
     #[pyo3(signature = (
         sentences, *, batch_size = 32, normalize_embeddings = false, prompt_name = None,
         prompt = None, truncate_dim = None, precision = "float32", ranges = None,
-        show_progress_bar = None, convert_to_numpy = true
+        show_progress_bar = None, convert_to_numpy = true, instruction = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn encode_document<'py>(
@@ -340,6 +353,7 @@ impl PyEmbedder {
         ranges: Option<PyArrayLikeDyn<'py, f32, AllowTypeChange>>,
         show_progress_bar: Option<bool>,
         convert_to_numpy: bool,
+        instruction: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let _ = show_progress_bar;
         let args = Encode {
@@ -351,6 +365,7 @@ impl PyEmbedder {
             precision: precision.to_string(),
             ranges,
             convert_to_numpy,
+            instruction,
         };
         self.encode_with(py, sentences, args, Some(InputType::Document))
     }

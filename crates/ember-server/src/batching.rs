@@ -404,7 +404,7 @@ impl Worker {
 fn answer(model: &Embedder, prep: Prepared, raw: &[f32], inference: Duration, load: Duration) {
     let opts = &prep.pending.job.opts;
     let dim = model.dimension();
-    let (dimension, data) = ember_core::pooling::finish(raw, dim, opts.dimensions, opts.normalize);
+    let (dimension, data) = model.finish(raw, opts);
     let embeddings = Embeddings {
         model: model.id().to_string(),
         dimension,

@@ -204,9 +204,9 @@ async fn client_mistakes_get_json_errors() {
     .await;
     expect_error(
         &app,
-        e(r#"{"input": "a", "model": "instructor-base"}"#),
+        e(r#"{"input": "a", "model": "nomic-embed-text-v2-moe"}"#),
         StatusCode::BAD_REQUEST,
-        "t5",
+        "mixture-of-experts",
     )
     .await;
 

@@ -46,6 +46,10 @@ pub struct EmbedRequest {
     #[serde(default)]
     #[schema(value_type = Option<shared::InputTypeName>, inline)]
     pub input_type: Option<String>,
+    /// An INSTRUCTOR instruction (`Represent the science title: `): prepended to every input and
+    /// left out of the mean pooling (INSTRUCTOR's rule; any model). Wins over prompts.
+    #[serde(default)]
+    pub instruction: Option<String>,
     /// Cut inputs over the model's limit (default true).
     #[serde(default)]
     pub truncate: Option<bool>,
@@ -141,6 +145,7 @@ pub async fn embed(
             normalize: req.normalize.unwrap_or(true),
             dimensions: req.dimensions,
             prompt_name,
+            instruction: req.instruction,
             truncate: req.truncate.unwrap_or(true),
             ..EmbedOptions::default()
         },

@@ -44,6 +44,10 @@ pub struct EmbedRequest {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub options: Option<Value>,
+    /// Ember extension: an INSTRUCTOR instruction, prepended to every input and left out of the
+    /// mean pooling (for `instructor-base` / `-large`).
+    #[serde(default)]
+    pub instruction: Option<String>,
 }
 
 /// Response of `POST /api/embed`.
@@ -140,6 +144,7 @@ pub async fn embed(
             normalize: true,
             dimensions: req.dimensions,
             truncate: req.truncate.unwrap_or(true),
+            instruction: req.instruction,
             ..EmbedOptions::default()
         },
         ..EmbedJob::default()

@@ -39,6 +39,10 @@ pub struct EmbeddingsRequest {
     /// An end-user id; accepted and ignored.
     #[serde(default)]
     pub user: Option<String>,
+    /// Ember extension: an INSTRUCTOR instruction, prepended to every input and left out of the
+    /// mean pooling (for `instructor-base` / `-large`; OpenAI's SDKs send it with `extra_body`).
+    #[serde(default)]
+    pub instruction: Option<String>,
 }
 
 /// One vector of the response.
@@ -192,6 +196,7 @@ pub async fn embeddings(
         texts,
         opts: EmbedOptions {
             dimensions: req.dimensions,
+            instruction: req.instruction,
             ..EmbedOptions::default()
         },
         ..EmbedJob::default()
