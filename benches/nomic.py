@@ -38,7 +38,7 @@ def texts_for(tokens: int, count: int) -> list[str]:
     with open(HERE / "data" / "corpus.jsonl", encoding="utf-8") as f:
         words = " ".join(json.loads(line)["text"] for line in f).split()
     need = tokens * 2  # words per text: more than enough tokens, cut by both engines
-    return [" ".join(words[i * 97 % (len(words) - need):][:need]) for i in range(count)]
+    return [" ".join(words[i * 97 % (len(words) - need) :][:need]) for i in range(count)]
 
 
 def main() -> None:
@@ -50,10 +50,10 @@ def main() -> None:
     os.environ.setdefault("EMBER_NUM_THREADS", str(args.threads))
 
     import torch
+    from fullsize import nomic_v15
     from transformers import AutoTokenizer, NomicBertModel
 
     import ember
-    from fullsize import nomic_v15
 
     torch.set_num_threads(args.threads)
     tmp = None
@@ -82,8 +82,8 @@ def main() -> None:
         int8 = ember.Embedder(str(folder), dtype="int8", max_seq_length=n)
         engines = {
             "pytorch fp32": lambda t=texts, n=n: torch_encode(t, n),
-            "ember fp32": lambda t=texts, m=fp32: m.encode(t, batch_size=count),
-            "ember int8": lambda t=texts, m=int8: m.encode(t, batch_size=count),
+            "ember fp32": lambda t=texts, m=fp32, c=count: m.encode(t, batch_size=c),
+            "ember int8": lambda t=texts, m=int8, c=count: m.encode(t, batch_size=c),
         }
         out = {name: run() for name, run in engines.items()}
         lens = [len(ids) for ids in tok(texts, truncation=True, max_length=n)["input_ids"]]
@@ -103,10 +103,12 @@ def main() -> None:
         c32 = cos(out["ember fp32"], out["pytorch fp32"])
         c8 = cos(out["ember int8"], out["ember fp32"])
         base = best["pytorch fp32"]
-        print(f"{n:5d} tokens: best pytorch {base:,.0f}, ember fp32 {best['ember fp32']:,.0f} "
-              f"({best['ember fp32'] / base:.2f}x), ember int8 {best['ember int8']:,.0f} "
-              f"({best['ember int8'] / base:.2f}x); cosine fp32 vs pytorch mean {c32.mean():.6f} "
-              f"min {c32.min():.6f}; int8 vs fp32 mean {c8.mean():.5f} min {c8.min():.5f}")
+        print(
+            f"{n:5d} tokens: best pytorch {base:,.0f}, ember fp32 {best['ember fp32']:,.0f} "
+            f"({best['ember fp32'] / base:.2f}x), ember int8 {best['ember int8']:,.0f} "
+            f"({best['ember int8'] / base:.2f}x); cosine fp32 vs pytorch mean {c32.mean():.6f} "
+            f"min {c32.min():.6f}; int8 vs fp32 mean {c8.mean():.5f} min {c8.min():.5f}"
+        )
     if tmp is not None:
         tmp.cleanup()
 

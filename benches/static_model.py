@@ -62,8 +62,9 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=256)
     args = ap.parse_args()
 
-    import ember
     from model2vec import StaticModel
+
+    import ember
 
     texts = corpus(args.limit)
     with tempfile.TemporaryDirectory() as tmp:
@@ -77,7 +78,8 @@ def main() -> None:
         }
         vectors = {name: np.asarray(run(), dtype=np.float32) for name, run in engines.items()}
         best = {name: 0.0 for name in engines}
-        print(f"{len(texts)} texts, dim {args.dim}, EMBER_NUM_THREADS={os.environ.get('EMBER_NUM_THREADS', 'all')}")
+        threads = os.environ.get("EMBER_NUM_THREADS", "all")
+        print(f"{len(texts)} texts, dim {args.dim}, EMBER_NUM_THREADS={threads}")
         for r in range(args.rounds):
             for name, run in engines.items():
                 t = time.perf_counter()
@@ -88,8 +90,10 @@ def main() -> None:
     a, b = vectors["ember"], vectors["model2vec"]
     nz = (np.abs(b).sum(1) > 0) & (np.abs(a).sum(1) > 0)
     cos = (a[nz] * b[nz]).sum(1) / (np.linalg.norm(a[nz], axis=1) * np.linalg.norm(b[nz], axis=1))
-    print(f"best: model2vec {best['model2vec']:,.0f} texts/s, ember {best['ember']:,.0f} texts/s, "
-          f"ratio {best['ember'] / best['model2vec']:.2f}x")
+    print(
+        f"best: model2vec {best['model2vec']:,.0f} texts/s, ember {best['ember']:,.0f} texts/s, "
+        f"ratio {best['ember'] / best['model2vec']:.2f}x"
+    )
     print(f"cosine ember vs model2vec: mean {cos.mean():.6f} min {cos.min():.6f}")
 
 

@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import cosine, tiny_dir, tiny_expected
 
 import ember
+from conftest import cosine, tiny_dir, tiny_expected
 
 
 def assert_close(got: np.ndarray, want: np.ndarray) -> None:
     got, want = np.atleast_2d(got), np.atleast_2d(np.asarray(want, dtype=np.float32))
     assert got.shape == want.shape
     zero = (np.abs(got).sum(1) == 0) & (np.abs(want).sum(1) == 0)
-    cos = np.where(zero, 1.0, cosine(np.where(zero[:, None], 1, got), np.where(zero[:, None], 1, want)))
+    cos = np.where(
+        zero, 1.0, cosine(np.where(zero[:, None], 1, got), np.where(zero[:, None], 1, want))
+    )
     assert cos.mean() >= 0.99999 and cos.min() >= 0.9999, (cos.mean(), cos.min())
 
 
@@ -83,11 +85,15 @@ def test_broken_family_directories_raise_model_load_errors(tmp_path) -> None:
 
     d = tmp_path / "t5"
     shutil.copytree(tiny_dir("t5-dense"), d)
-    cfg = (d / "3_Dense" / "config.json").read_text().replace('"in_features": 40', '"in_features": 33')
+    cfg = (
+        (d / "3_Dense" / "config.json")
+        .read_text()
+        .replace('"in_features": 40', '"in_features": 33')
+    )
     (d / "3_Dense" / "config.json").write_text(cfg)
     with pytest.raises(ember.ModelLoadError, match="3_Dense"):
         ember.Embedder(str(d))
     cfg = (d / "config.json").read_text().replace('"model_type": "t5"', '"model_type": "nope"')
     (d / "config.json").write_text(cfg)
-    with pytest.raises(ember.UnsupportedModelError, match="supported: .*nomic_bert"):
+    with pytest.raises(ember.UnsupportedModelError, match=r"supported: .*nomic_bert"):
         ember.Embedder(str(d))

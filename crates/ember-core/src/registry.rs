@@ -413,7 +413,11 @@ mod tests {
         ] {
             assert_eq!(r.lookup(alias).unwrap().id, id, "{alias}");
         }
-        assert!(r.lookup("instructor-base").unwrap().prompts_are_instructions);
+        assert!(
+            r.lookup("instructor-base")
+                .unwrap()
+                .prompts_are_instructions
+        );
     }
 
     #[test]

@@ -96,7 +96,11 @@ fn fullsize_families_in_every_dtype() {
     for name in ["nomic-v1.5", "instructor-base", "potion-8M"] {
         let dir = std::path::Path::new(&root).join(name);
         for (dtype, ratio, mean, _) in check(name, &dir, &texts, false) {
-            assert!(ratio < 0.6, "{name} {dtype} holds {:.1} % of fp32", ratio * 100.0);
+            assert!(
+                ratio < 0.6,
+                "{name} {dtype} holds {:.1} % of fp32",
+                ratio * 100.0
+            );
             assert!(mean > 0.98, "{name} {dtype} cosine mean {mean}");
         }
     }

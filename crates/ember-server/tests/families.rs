@@ -36,7 +36,10 @@ fn router(extra: Option<ModelSpec>) -> axum::Router {
             .collect()
     };
     let mut nomic = ModelSpec::for_path("tiny-nomic", &tiny("nomic"));
-    nomic.prompts = prompts(&[("query", "search_query: "), ("document", "search_document: ")]);
+    nomic.prompts = prompts(&[
+        ("query", "search_query: "),
+        ("document", "search_document: "),
+    ]);
     nomic.is_default = true;
     let mut instructor = ModelSpec::for_path("tiny-instructor", &tiny("instructor"));
     instructor.prompts = prompts(&[("query", "Represent the science title: ")]);
@@ -72,7 +75,10 @@ fn assert_close(what: &str, got: &[Vec<f32>], want: &[Vec<f32>]) {
         .collect();
     let mean = cos.iter().sum::<f64>() / cos.len() as f64;
     let min = cos.iter().cloned().fold(1.0, f64::min);
-    assert!(mean >= 0.99999 && min >= 0.9999, "{what}: mean {mean} min {min}");
+    assert!(
+        mean >= 0.99999 && min >= 0.9999,
+        "{what}: mean {mean} min {min}"
+    );
 }
 
 fn rows_of(v: &Value) -> Vec<Vec<f32>> {
@@ -90,11 +96,21 @@ async fn nomic_over_every_dialect_matches_the_reference() {
     let t = texts(&e);
     let want = rows_of(&e["normalized"]);
 
-    let (s, b) = post(&app, "/api/v1/embed", json!({"input": t, "model": "tiny-nomic"})).await;
+    let (s, b) = post(
+        &app,
+        "/api/v1/embed",
+        json!({"input": t, "model": "tiny-nomic"}),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_close("native", &rows_of(&b["embeddings"]), &want);
 
-    let (s, b) = post(&app, "/v1/embeddings", json!({"input": t, "model": "tiny-nomic"})).await;
+    let (s, b) = post(
+        &app,
+        "/v1/embeddings",
+        json!({"input": t, "model": "tiny-nomic"}),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let got: Vec<Vec<f32>> = b["data"]
         .as_array()
@@ -104,7 +120,12 @@ async fn nomic_over_every_dialect_matches_the_reference() {
         .collect();
     assert_close("openai", &got, &want);
 
-    let (s, b) = post(&app, "/api/embed", json!({"input": t, "model": "tiny-nomic"})).await;
+    let (s, b) = post(
+        &app,
+        "/api/embed",
+        json!({"input": t, "model": "tiny-nomic"}),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_close("ollama", &rows_of(&b["embeddings"]), &want);
 
@@ -170,12 +191,25 @@ async fn static_and_t5_dense_models_match_their_references() {
     .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["dimension"], 64);
-    assert_close("potion", &rows_of(&b["embeddings"]), &rows_of(&e["vectors"]));
+    assert_close(
+        "potion",
+        &rows_of(&b["embeddings"]),
+        &rows_of(&e["vectors"]),
+    );
 
     let e = expected("t5-dense");
-    let (s, b) = post(&app, "/api/embed", json!({"input": texts(&e), "model": "tiny-t5"})).await;
+    let (s, b) = post(
+        &app,
+        "/api/embed",
+        json!({"input": texts(&e), "model": "tiny-t5"}),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    assert_close("t5-dense", &rows_of(&b["embeddings"]), &rows_of(&e["normalized"]));
+    assert_close(
+        "t5-dense",
+        &rows_of(&b["embeddings"]),
+        &rows_of(&e["normalized"]),
+    );
 }
 
 #[tokio::test]
@@ -250,11 +284,22 @@ async fn broken_family_directories_are_client_visible_errors_not_500s() {
     file.extend_from_slice(&[0u8; 16]);
     std::fs::write(dir.join("model.safetensors"), file).unwrap();
     let app = router(Some(ModelSpec::for_path("broken-static", &dir)));
-    let (s, b) = post(&app, "/api/v1/embed", json!({"input": "a", "model": "broken-static"})).await;
+    let (s, b) = post(
+        &app,
+        "/api/v1/embed",
+        json!({"input": "a", "model": "broken-static"}),
+    )
+    .await;
     assert_ne!(s, StatusCode::INTERNAL_SERVER_ERROR, "{b}");
-    assert!(s.is_client_error() || s == StatusCode::SERVICE_UNAVAILABLE, "{s}");
+    assert!(
+        s.is_client_error() || s == StatusCode::SERVICE_UNAVAILABLE,
+        "{s}"
+    );
     let msg = b["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("`embeddings`") && msg.contains("model.safetensors"), "{msg}");
+    assert!(
+        msg.contains("`embeddings`") && msg.contains("model.safetensors"),
+        "{msg}"
+    );
 
     // The catalog's v2 MoE entry: 400, naming the missing feature.
     let (s, b) = post(
