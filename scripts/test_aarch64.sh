@@ -28,5 +28,8 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 # qemu finds the arm64 loader and libraries Debian's multiarch packages put under /lib.
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER=qemu-aarch64-static
 export CARGO_TARGET_DIR=target/aarch64-cross
+# The kernels alone (crates/ember-kernels-cross compiles ember-core's kernel sources on their own),
+# not the whole core: its dependency tree is what made this step slow.
 RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc /usr/bin/cargo test --release \
-  --target aarch64-unknown-linux-gnu -p ember-core --lib -- kernels::
+  --target aarch64-unknown-linux-gnu --manifest-path crates/ember-kernels-cross/Cargo.toml --lib \
+  -- kernels::
