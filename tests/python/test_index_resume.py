@@ -89,15 +89,23 @@ def test_sigkill_mid_run_then_resume_gives_the_same_tables(tmp_path, minilm):
 
 
 def test_ctrl_c_mid_run_exits_quietly_and_resumes(tmp_path, minilm):
-    rows = bench_corpus(200)
+    rows = bench_corpus(400)
     src = write_jsonl(tmp_path / "corpus.jsonl", rows)
-    db = tmp_path / "int.db"
-    args = ["index", str(src), "--db", str(db), "-m", MODEL, "--batch-size", "8"]
-    proc = ember(*args)
-    interrupt_when_some_are_done(proc, db, signal.SIGINT, len(rows))
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130
+    # The signal goes out as soon as some rows are done, but a busy machine can hold this process
+    # back long enough for the run to finish first (it did, once, at load 10): that lost race says
+    # nothing about Ctrl-C, so it is run again on a fresh database, up to three times.
+    for attempt in range(3):
+        db = tmp_path / f"int{attempt}.db"
+        args = ["index", str(src), "--db", str(db), "-m", MODEL, "--batch-size", "8"]
+        proc = ember(*args)
+        interrupt_when_some_are_done(proc, db, signal.SIGINT, len(rows))
+        _, stderr = proc.communicate(timeout=120)
+        if proc.returncode == 0 and done_rows(db) == len(rows):
+            continue
+        break
+    assert proc.returncode == 130, stderr.decode()
     assert b"Traceback" not in stderr, stderr.decode()
+    assert done_rows(db) < len(rows)
     again = ember(*args, "--quiet")
     again.communicate(timeout=600)
     assert again.returncode == 0
