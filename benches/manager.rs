@@ -14,14 +14,14 @@ use ember_core::{DType, EmbedOptions, Embedder, ModelManager, Registry, Resolver
 
 fn acquire_hit(c: &mut Criterion) {
     let m = ModelManager::new(Registry::builtin(), Resolver::from_env());
-    m.get(None).expect("default model loads");
+    m.lease(None, None).expect("default model loads");
     let mut g = c.benchmark_group("manager_acquire");
     g.throughput(Throughput::Elements(1));
     g.bench_function("cache_hit", |b| {
-        b.iter(|| black_box(m.acquire(Some("all-MiniLM-L6-v2"), None).expect("hit")))
+        b.iter(|| black_box(m.lease(Some("all-MiniLM-L6-v2"), None).expect("hit")))
     });
     g.bench_function("cache_hit_by_alias", |b| {
-        b.iter(|| black_box(m.acquire(Some("all-minilm:latest"), None).expect("hit")))
+        b.iter(|| black_box(m.lease(Some("all-minilm:latest"), None).expect("hit")))
     });
     g.finish();
 }

@@ -7,8 +7,10 @@ import json
 import os
 import sys
 import time
+import urllib.request
 from collections.abc import Sequence
 from importlib import resources
+from typing import Any
 
 import ember
 from ember import cli_index
@@ -78,14 +80,15 @@ def _parser() -> argparse.ArgumentParser:
         "models",
         help="list the model catalog",
         description="List the model catalog: id, dimension, max input length in tokens, "
-        "architecture, whether Ember implements it, whether it is loaded. Without --url this is "
-        "the catalog of this `ember` process, which has loaded nothing (so --loaded lists no "
-        "model); with --url it is a running server's catalog and load state.",
+        "architecture, whether Ember implements it, whether it is loaded. The catalog and load "
+        "state are those of the Ember server at --url, else of the local server "
+        "(EMBER_HOST/EMBER_PORT, default 127.0.0.1:8080) when one answers, as `ollama ps` "
+        "does; else of this `ember` process, which has loaded nothing. A last line says which.",
     )
     models.add_argument(
         "--loaded",
         action="store_true",
-        help="only loaded models (in this process, or in the server given by --url)",
+        help="only loaded models",
     )
     models.add_argument("--url", help="a running Ember server, e.g. http://127.0.0.1:8080")
     models.add_argument("--json", action="store_true", help="print the catalog as JSON")
@@ -150,11 +153,46 @@ def _embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _local_server() -> str:
+    """The URL a local `ember serve` started with this environment listens on."""
+    host = os.environ.get("EMBER_HOST", "127.0.0.1")
+    if host in ("", "0.0.0.0", "::", "localhost"):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{os.environ.get('EMBER_PORT', '8080')}"
+
+
+def _server_catalog(url: str) -> list[dict[str, Any]] | None:
+    """The catalog of the Ember server at `url`, or None when none answers there."""
+    try:
+        with urllib.request.urlopen(f"{url}/health/live", timeout=0.5) as r:
+            if json.load(r).get("status") != "ok":
+                return None
+        return ember.Client(url, api_key=os.environ.get("EMBER_API_KEY"), timeout=10).models()
+    except (OSError, ValueError, ember.EmberError):
+        return None
+
+
 def _models(args: argparse.Namespace) -> int:
-    catalog = ember.Client(args.url).models() if args.url else ember.models()
+    if args.url:
+        catalog = ember.Client(args.url, api_key=os.environ.get("EMBER_API_KEY")).models()
+        source = f"load state of the server at {args.url}"
+    else:
+        url = _local_server()
+        server = _server_catalog(url)
+        if server is not None:
+            catalog, source = server, f"load state of the server at {url}"
+        else:
+            catalog = ember.models()
+            source = (
+                f"no Ember server answered at {url}: load state of this process, "
+                "which has loaded nothing (--url names a server)"
+            )
     entries = [m for m in catalog if m["loaded"] or not args.loaded]
     if args.json:
         print(json.dumps(entries, indent=2))
+        print(f"({source})", file=sys.stderr)
         return 0
     header = ("id", "dim", "max len", "arch", "supported", "loaded")
     rows = [header] + [
@@ -172,6 +210,7 @@ def _models(args: argparse.Namespace) -> int:
     for r in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
     print("(* = default model)")
+    print(f"({source})")
     return 0
 
 

@@ -131,3 +131,32 @@ def ember_server(log_dir: Path, *args: str, wait_ready: bool = True, **env: str)
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+@functools.cache
+def tiktoken_assets() -> Path:
+    """The encodings bundled in the tiktoken-rs crate the server is built with (its `assets/`)."""
+    out = subprocess.run(
+        ["cargo", "metadata", "--format-version", "1", "--locked"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    pkg = next(p for p in json.loads(out.stdout)["packages"] if p["name"] == "tiktoken-rs")
+    return Path(pkg["manifest_path"]).parent / "assets"
+
+
+@pytest.fixture
+def offline_tiktoken(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Python's tiktoken (LangChain's) reads its encoding files from the copies Ember's server
+    bundles instead of downloading them; tiktoken still checks each file's hash."""
+    import tiktoken.load
+
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "tiktoken-cache"))
+    monkeypatch.setattr(
+        tiktoken.load,
+        "read_file",
+        lambda blobpath: (tiktoken_assets() / blobpath.rsplit("/", 1)[-1]).read_bytes(),
+    )

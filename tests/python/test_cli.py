@@ -16,18 +16,19 @@ import pytest
 import requests
 
 import ember
-from conftest import real_model, tiny_dir
+from conftest import ember_server, real_model, tiny_dir
 
 TINY = str(tiny_dir("bert"))
 
 
-def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(*args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ember", *args],
         input=stdin,
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, **env},
     )
 
 
@@ -103,18 +104,34 @@ def test_embed_errors_are_one_line() -> None:
 
 
 def test_models_table() -> None:
-    out = run("models")
+    # A port nothing listens on: the state shown is this process's, and the output says so.
+    nobody = str(free_port())
+    out = run("models", EMBER_PORT=nobody)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].split() == ["id", "dim", "max", "len", "arch", "supported", "loaded"]
     minilm = next(line for line in lines if line.startswith("all-MiniLM-L6-v2"))
     assert minilm.split() == ["all-MiniLM-L6-v2", "*", "384", "256", "bert", "yes", "no"]
     assert any(line.split()[:1] == ["nomic-embed-text-v2-moe"] and " no " in line for line in lines)
+    assert lines[-1].startswith(f"(no Ember server answered at http://127.0.0.1:{nobody}")
+    assert "load state of this process" in lines[-1]
     # Nothing is loaded in a fresh process.
-    loaded = run("models", "--loaded")
-    assert loaded.returncode == 0 and len(loaded.stdout.splitlines()) == 2
-    as_json = json.loads(run("models", "--json").stdout)
-    assert {m["id"] for m in as_json} >= {"all-MiniLM-L6-v2", "all-mpnet-base-v2"}
+    loaded = run("models", "--loaded", EMBER_PORT=nobody)
+    assert loaded.returncode == 0 and len(loaded.stdout.splitlines()) == 3
+    as_json = run("models", "--json", EMBER_PORT=nobody)
+    ids = {m["id"] for m in json.loads(as_json.stdout)}
+    assert ids >= {"all-MiniLM-L6-v2", "all-mpnet-base-v2"}
+    assert "load state of this process" in as_json.stderr
+
+
+def test_models_asks_the_local_server_first(tmp_path: Path) -> None:
+    with ember_server(tmp_path, "--default-model", TINY) as base:
+        port = base.rsplit(":", 1)[1]
+        out = run("models", "--loaded", EMBER_PORT=port)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert any(line.startswith(TINY) and line.split()[-1] == "yes" for line in lines), lines
+    assert lines[-1] == f"(load state of the server at http://127.0.0.1:{port})"
 
 
 def free_port() -> int:

@@ -18,9 +18,15 @@ N = 8  # reference texts per check: enough to cover short and long (truncated) i
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The root URL of an `ember serve` on a free port, stopped with SIGINT afterwards."""
+    """The root URL of an `ember serve` on a free port, stopped with SIGINT afterwards. Its
+    OpenAI token-id inputs are `cl100k_base` ids, as LangChain sends them by default."""
     real_model(MODEL)
-    with ember_server(tmp_path_factory.mktemp("server"), EMBER_DEFAULT_MODEL=MODEL) as base:
+    with ember_server(
+        tmp_path_factory.mktemp("server"),
+        "--openai-token-ids",
+        "cl100k_base",
+        EMBER_DEFAULT_MODEL=MODEL,
+    ) as base:
         yield base
 
 
@@ -120,6 +126,23 @@ def test_langchain_openai_embeddings(base_url: str, ref: dict[str, Any]) -> None
         assert_matches([emb.embed_query(texts(ref)[2])], ref["normalized"][2:3])
     finally:
         # The OpenAI client LangChain made holds a connection pool: close it.
+        emb.client._client.close()
+
+
+@pytest.mark.usefixtures("offline_tiktoken")
+def test_langchain_default_configuration_sends_cl100k_ids(
+    base_url: str, ref: dict[str, Any]
+) -> None:
+    """LangChain's defaults (`check_embedding_ctx_length=True`) send tiktoken cl100k_base ids,
+    which `--openai-token-ids cl100k_base` decodes: the vectors are the texts' vectors."""
+    from langchain_openai import OpenAIEmbeddings
+
+    emb = OpenAIEmbeddings(model=MODEL, base_url=f"{base_url}/v1", api_key="x", max_retries=0)  # type: ignore[arg-type]
+    try:
+        assert emb.check_embedding_ctx_length
+        assert_matches(emb.embed_documents(texts(ref)), ref["normalized"][:N])
+        assert_matches([emb.embed_query(texts(ref)[3])], ref["normalized"][3:4])
+    finally:
         emb.client._client.close()
 
 

@@ -1,5 +1,7 @@
-"""The README's examples run as written: the curl example against a real `ember serve`, and the
-Python example in a fresh interpreter; both are checked against the reference vectors."""
+"""The README's examples run as written: the curl example against a real `ember serve`, the
+LangChain example against the same server, and the Python example in a fresh interpreter. The
+answers they show in the README are compared with the real ones, and the vectors with the
+reference vectors."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,10 +28,27 @@ def example(kind: str) -> str:
     return m.group(1)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[int]:
+def shown_after(kind: str) -> str:
+    """The fenced block the README shows after the `kind` example (its answer)."""
+    m = re.search(
+        rf"<!-- readme-example: {kind} -->\s*```\w*\n.*?```\s*\w+\s*```\w*\n(.*?)```", README, re.S
+    )
+    assert m, f"README shows no answer after the `{kind}` example"
+    return m.group(1)
+
+
+def shown_json(text: str) -> dict:
+    """A JSON answer as the README shows it, with `...` standing for the rest of a vector."""
+    return json.loads(re.sub(r",\s*\.\.\.\s*\]", "]", text).replace("[...]", "[]"))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     real_model("all-MiniLM-L6-v2")
-    with ember_server(tmp_path) as base:
+    # As the README's LangChain section says to start it.
+    with ember_server(
+        tmp_path_factory.mktemp("readme"), "--openai-token-ids", "cl100k_base"
+    ) as base:
         yield int(base.rsplit(":", 1)[1])
 
 
@@ -48,15 +66,37 @@ def test_readme_curl_example(server: int) -> None:
     want = ember.Embedder("all-MiniLM-L6-v2").embed(texts)
     assert (cosine(got, want) > 0.9999).all()
     assert body["usage"]["prompt_tokens"] == body["usage"]["total_tokens"] > 0
+    # The answer the README shows is this answer: every field, and the first values shown.
+    shown = shown_json(shown_after("curl"))
+    assert set(shown) == set(body), (shown, list(body))
+    for key, value in shown.items():
+        if key != "embeddings":
+            assert body[key] == value, key
+    assert len(shown["embeddings"]) == len(body["embeddings"])
+    first = shown["embeddings"][0]
+    assert first and np.allclose(first, body["embeddings"][0][: len(first)], atol=6e-4), first
+
+
+@pytest.mark.usefixtures("offline_tiktoken")
+def test_readme_langchain_example(server: int, capsys: pytest.CaptureFixture[str]) -> None:
+    code = example("langchain").replace("127.0.0.1:8080", f"127.0.0.1:{server}")
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    printed = capsys.readouterr().out.strip()
+    comment = re.search(r"print\(.*\)\s*#\s*(.*)", code)
+    assert comment and printed == comment.group(1).strip(), printed
+    want = ember.Embedder("all-MiniLM-L6-v2").embed(["a cat sat on the mat", "stock prices fell"])
+    assert (cosine(np.array(scope["vectors"]), want) > 0.9999).all()
+    scope["emb"].client._client.close()
 
 
 def test_readme_python_example() -> None:
     real_model("all-MiniLM-L6-v2")
-    out = subprocess.run(
-        [sys.executable, "-c", example("python")], capture_output=True, text=True, timeout=120
-    )
+    code = example("python")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
-    assert lines[0] == "(2, 384) float32"
-    # The cosine of "a cat sat on the mat" with "just one text" is a real similarity.
-    assert -1.0 <= float(lines[1]) <= 1.0
+    # Each print's comment shows what it prints.
+    shown = [m.group(1).strip() for m in re.finditer(r"print\(.*\)\s*#\s*(.*)", code)]
+    assert len(shown) == len(lines) == 2, (shown, lines)
+    assert lines == shown

@@ -70,7 +70,10 @@ def test_gil_is_released_while_embedding() -> None:
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_interrupts_a_long_embed() -> None:
     script = (
-        "import ember, sys\n"
+        "import ember, signal, sys\n"
+        # A child started from a shell in the background inherits SIGINT as ignored, and then
+        # Python installs no handler of its own: the test sets it, as an interactive run has it.
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         f"m = ember.Embedder({str(tiny_dir('bert'))!r})\n"
         "print('ready', flush=True)\n"
         # One call of about two minutes; it must stop within seconds of Ctrl-C.
@@ -81,6 +84,8 @@ def test_ctrl_c_interrupts_a_long_embed() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As when the suite runs in the background (`pytest &`): SIGINT starts out ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"

@@ -72,6 +72,11 @@ pub enum Error {
     #[error("could not find the files of model `{id}`; tried:\n  - {}", tried.join("\n  - "))]
     FilesNotFound { id: String, tried: Vec<String> },
 
+    /// The model's explicit directory (a catalog entry's `path`) does not exist: the operator's
+    /// configuration is broken, unlike a catalog model that is simply not installed.
+    #[error("could not find the files of model `{id}`; tried:\n  - explicit path {} (does not exist)", path.display())]
+    ModelDirMissing { id: String, path: PathBuf },
+
     /// Loading a model's files failed: the model and dtype around the cause (whose own message
     /// names only a file).
     #[error("model `{id}` ({dtype}) could not be loaded: {source}")]
@@ -151,6 +156,18 @@ pub enum Error {
         known: String,
     },
 
+    /// The request's input type (query, document) has no prompt in the model.
+    #[error("model `{model}` has no prompt for {} inputs (it would use a prompt named {}); {}",
+        input_type.as_str(),
+        names.join(" or "),
+        if known.is_empty() { "it has no prompts".to_string() } else { format!("its prompts are: {known}") })]
+    NoInputTypePrompt {
+        model: String,
+        input_type: crate::identity::InputType,
+        names: Vec<&'static str>,
+        known: String,
+    },
+
     /// `dimensions` outside 1..=d.
     #[error("dimensions {requested} is out of range for model `{model}`: it must be between 1 and {max}")]
     Dimensions {
@@ -217,12 +234,14 @@ impl Error {
             Error::ModelNotFound { .. } | Error::PathNotAllowed { .. } => ErrorKind::ModelNotFound,
             Error::InvalidInput { .. }
             | Error::UnknownPrompt { .. }
+            | Error::NoInputTypePrompt { .. }
             | Error::Dimensions { .. }
             | Error::InputTooLong { .. } => ErrorKind::InvalidInput,
             Error::Unsupported { .. }
             | Error::UnknownArchitecture { .. }
             | Error::UnsupportedFeature { .. } => ErrorKind::Unsupported,
             Error::FilesNotFound { .. }
+            | Error::ModelDirMissing { .. }
             | Error::MissingFile { .. }
             | Error::PickleOnly { .. }
             | Error::Io { .. }

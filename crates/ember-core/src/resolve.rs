@@ -95,10 +95,9 @@ impl Resolver {
             if path.is_dir() {
                 return Ok(path.clone());
             }
-            tried.push(format!("explicit path {} (does not exist)", path.display()));
-            return Err(Error::FilesNotFound {
+            return Err(Error::ModelDirMissing {
                 id: spec.id.clone(),
-                tried,
+                path: path.clone(),
             });
         }
         if let Some(root) = &self.models_dir {

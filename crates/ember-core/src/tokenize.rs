@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use tokenizers::{PaddingParams, PostProcessor, Tokenizer, TruncationDirection};
+use tokenizers::{Encoding, PaddingParams, PostProcessor, Token, Tokenizer, TruncationDirection};
 
 use crate::error::{Error, Result};
 use crate::models::Batch;
@@ -149,6 +149,57 @@ impl TextTokenizer {
             .inner
             .encode_batch(inputs, false)
             .map_err(|e| self.err(e))?;
+        self.finish(raw, max_len, truncate, side)
+    }
+
+    /// Token-id inputs as [`TextTokenizer::encode`] treats texts: `prefix` then each row's ids
+    /// (taken as they are), cut to `max_len` with the special tokens (or refused), and the
+    /// special tokens added by the post-processor.
+    pub fn encode_ids(
+        &self,
+        rows: &[Vec<u32>],
+        prefix: &[u32],
+        max_len: usize,
+        truncate: bool,
+        side: TruncationSide,
+    ) -> Result<Vec<Encoded>> {
+        let raw = rows
+            .iter()
+            .map(|ids| {
+                let tokens = prefix
+                    .iter()
+                    .chain(ids)
+                    .map(|&id| Token::new(id, String::new(), (0, 0)))
+                    .collect();
+                Encoding::from_tokens(tokens, 0)
+            })
+            .collect();
+        self.finish(raw, max_len, truncate, side)
+    }
+
+    /// The ids of `text` without special tokens (a prompt to put before token-id inputs).
+    pub fn content_ids(&self, text: &str) -> Result<Vec<u32>> {
+        let text = if self.lowercase {
+            text.to_lowercase()
+        } else {
+            text.to_string()
+        };
+        let e = self
+            .inner
+            .encode(text.as_str(), false)
+            .map_err(|e| self.err(e))?;
+        Ok(e.get_ids().to_vec())
+    }
+
+    /// Truncates (or refuses) each encoding without special tokens at `max_len` minus the
+    /// special tokens, then lets the post-processor add them.
+    fn finish(
+        &self,
+        raw: Vec<Encoding>,
+        max_len: usize,
+        truncate: bool,
+        side: TruncationSide,
+    ) -> Result<Vec<Encoded>> {
         let mut out = Vec::with_capacity(raw.len());
         for (index, mut e) in raw.into_iter().enumerate() {
             let tokens = e.len() + self.added;
@@ -413,6 +464,46 @@ mod tests {
                 assert_eq!((index, tokens, limit), (1, 10, 6));
             }
             other => panic!("unexpected {other}"),
+        }
+    }
+
+    /// Token ids are taken as given, with the special tokens added and the limit applied
+    /// exactly as for the text they came from.
+    #[test]
+    fn id_inputs_get_the_special_tokens_and_limit_of_text() {
+        for kind in ["bert", "xlm-roberta", "mpnet"] {
+            let tok = TextTokenizer::load(&fixture(kind), kind, 0, false).unwrap();
+            let texts: Vec<String> = TEXTS.iter().map(|t| t.to_string()).collect();
+            let rows: Vec<Vec<u32>> = texts.iter().map(|t| tok.content_ids(t).unwrap()).collect();
+            for side in [TruncationSide::Right, TruncationSide::Left] {
+                for limit in [3, 7, 64] {
+                    let want = tok.encode(&texts, limit, true, side).unwrap();
+                    let got = tok.encode_ids(&rows, &[], limit, true, side).unwrap();
+                    for (w, g) in want.iter().zip(&got) {
+                        assert_eq!(g.ids, w.ids, "{kind} {side:?} {limit}");
+                        assert_eq!(g.type_ids, w.type_ids);
+                    }
+                }
+            }
+            let long = vec![rows[4].clone()];
+            let e = tok
+                .encode_ids(&long, &[], 5, false, TruncationSide::Right)
+                .unwrap_err();
+            assert!(matches!(e, Error::InputTooLong { index: 0, .. }), "{e}");
+            // A prefix goes first.
+            let with = tok
+                .encode_ids(&rows[2..3], &rows[1], 64, true, TruncationSide::Right)
+                .unwrap();
+            let plain = tok
+                .encode_ids(&rows[2..3], &[], 64, true, TruncationSide::Right)
+                .unwrap();
+            assert_eq!(
+                with[0].ids.len(),
+                plain[0].ids.len() + rows[1].len(),
+                "{kind}"
+            );
+            // After the one leading special token each of these tokenizers adds.
+            assert_eq!(with[0].ids[1..1 + rows[1].len()], rows[1][..], "{kind}");
         }
     }
 

@@ -170,7 +170,7 @@ fn empty_list_gives_zero_rows() {
 #[test]
 fn unknown_model_id_lists_known_models() {
     let mgr = ModelManager::new(Registry::builtin(), Resolver::from_env());
-    let err = mgr.get(Some("nope-model")).unwrap_err();
+    let err = mgr.lease(Some("nope-model"), None).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ModelNotFound);
     assert!(err.to_string().contains("all-MiniLM-L6-v2"));
 }
@@ -178,7 +178,7 @@ fn unknown_model_id_lists_known_models() {
 #[test]
 fn unsupported_architecture_says_so() {
     let mgr = ModelManager::new(Registry::builtin(), Resolver::from_env());
-    let err = mgr.get(Some("nomic-embed-text-v2-moe")).unwrap_err();
+    let err = mgr.lease(Some("nomic-embed-text-v2-moe"), None).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported);
     assert!(err.to_string().contains("mixture-of-experts"), "{err}");
 }

@@ -133,12 +133,12 @@ fn concurrent_requests_for_a_cold_model_load_it_once() {
             let (m, b) = (m.clone(), barrier.clone());
             std::thread::spawn(move || {
                 b.wait();
-                m.acquire(Some("tiny-mpnet"), None).unwrap()
+                m.lease(Some("tiny-mpnet"), None).unwrap()
             })
         })
         .collect();
     let models: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    assert!(models.windows(2).all(|w| Arc::ptr_eq(&w[0], &w[1])));
+    assert!(models.windows(2).all(|w| std::ptr::eq(&*w[0], &*w[1])));
     let s = m.stats().unwrap();
     assert_eq!(s.loads, 1, "{s:?}");
     assert_eq!(s.hits + s.misses, 8);
@@ -151,7 +151,7 @@ fn a_model_in_use_survives_eviction_and_is_released_after() {
         ..Default::default()
     }));
     one(&m, "tiny-bert", None);
-    let held = m.acquire(Some("tiny-mpnet"), None).unwrap();
+    let held = m.lease(Some("tiny-mpnet"), None).unwrap();
     one(&m, "tiny-xlm-roberta", None); // evicts tiny-mpnet from the cache while it is held
     assert!(!loaded_ids(&m).iter().any(|(id, _)| id == "tiny-mpnet"));
     let s = m.stats().unwrap();
@@ -178,7 +178,7 @@ fn a_load_waits_for_in_use_models_to_be_released_within_the_budget() {
         ..Default::default()
     })));
     one(&m, "tiny-bert", None);
-    let held = m.acquire(Some("tiny-mpnet"), None).unwrap();
+    let held = m.lease(Some("tiny-mpnet"), None).unwrap();
     let budget_ok = Arc::new(AtomicBool::new(true));
     let releaser = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(200));
@@ -277,7 +277,7 @@ fn pinned_models_survive_and_cannot_be_unloaded() {
     let ids = loaded_ids(&m);
     assert_eq!(ids.len(), 2, "pinned models ignore keep-alive: {ids:?}");
     // No unpinned model to evict and no room: a clear capacity error.
-    let err = m.acquire(Some("tiny-xlm-roberta"), None).unwrap_err();
+    let err = m.lease(Some("tiny-xlm-roberta"), None).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Capacity, "{err}");
     assert!(err.to_string().contains("pinned"), "{err}");
     for id in ["tiny-bert", "tiny-mpnet"] {
@@ -324,9 +324,7 @@ fn a_model_bigger_than_the_budget_is_refused_and_others_stay() {
         ..Default::default()
     });
     m.load("tiny-mpnet", Some(DType::Int8), None).unwrap();
-    let err = m
-        .acquire(Some("tiny-mpnet"), Some(DType::Fp32))
-        .unwrap_err();
+    let err = m.lease(Some("tiny-mpnet"), Some(DType::Fp32)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Capacity);
     assert!(
         err.to_string()
@@ -357,7 +355,7 @@ fn a_failing_load_reaches_every_waiter_and_is_retried() {
             let (m, b) = (m.clone(), barrier.clone());
             std::thread::spawn(move || {
                 b.wait();
-                m.acquire(Some("flaky"), None).unwrap_err().to_string()
+                m.lease(Some("flaky"), None).unwrap_err().to_string()
             })
         })
         .collect::<Vec<_>>()

@@ -3,10 +3,10 @@
 //! included) return C-contiguous NumPy arrays.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
+use ember_core::manager::Lease;
 use ember_core::precision::Precision;
-use ember_core::{EmbedOptions, Embedder, Error, InputType, Matryoshka, ModelSpec};
+use ember_core::{EmbedOptions, Error, InputType, Matryoshka, ModelSpec};
 use numpy::{AllowTypeChange, IntoPyArray, PyArray2, PyArrayLikeDyn};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -46,7 +46,8 @@ use crate::options;
 #[pyclass(frozen, module = "ember", name = "Embedder")]
 #[derive(Debug)]
 pub(crate) struct PyEmbedder {
-    model: Arc<Embedder>,
+    /// Held for the object's life: the process-wide manager keeps the model loaded meanwhile.
+    model: Lease,
     spec: ModelSpec,
     /// The `max_seq_length` cap, when smaller than the model's own limit.
     max_length: Option<usize>,
@@ -101,6 +102,7 @@ impl PyEmbedder {
         }
         let mut prompt_name = args.prompt_name;
         if let (Some(task), None, None) = (task, &prompt_name, &args.prompt) {
+            // sentence-transformers 5+: the task's prompt when the model has one, else none.
             prompt_name = self.model.prompt_name_for(task).map(str::to_string);
         }
         let pipeline_normalizes = self.model.info().normalize;
@@ -170,7 +172,7 @@ impl PyEmbedder {
         }
         let (model, spec) = detached(py, || {
             let spec = manager().spec(id.as_deref())?;
-            let model = manager().acquire(Some(&spec.id), dtype)?;
+            let model = manager().lease(Some(&spec.id), dtype)?;
             Ok::<_, Error>((model, spec))
         })?;
         let own = model.info().max_seq_length;

@@ -3,8 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
-use ember_server::ServeArgs;
+use ember_server::Flags;
 use pyo3::prelude::*;
 
 mod arrays;
@@ -64,22 +63,27 @@ fn serve(
     lazy: Option<bool>,
     config: Option<PathBuf>,
 ) -> PyResult<()> {
-    // `try_parse_from` rather than `ServeArgs::default()`: a bad EMBER_* variable must raise,
-    // not make clap exit the Python process.
-    let mut args = ServeArgs::try_parse_from(["ember serve"])
-        .map_err(|e| invalid_input(e.to_string().trim().to_string()))?;
-    args.host = host.unwrap_or(args.host);
-    args.port = port.unwrap_or(args.port);
-    args.models = models.unwrap_or(args.models);
-    args.default_model = default_model.or(args.default_model);
-    args.models_file = models_file.or(args.models_file);
-    args.max_body_bytes = max_body_bytes.unwrap_or(args.max_body_bytes);
-    args.max_client_batch = max_client_batch.unwrap_or(args.max_client_batch);
-    args.lazy = lazy.unwrap_or(args.lazy);
-    args.config = config.or(args.config);
+    // The arguments become flags, so they win over a configuration file as flags do. A bad
+    // value or EMBER_* variable raises instead of making clap exit the Python process.
+    let mut argv = vec!["ember serve".to_string()];
+    let mut flag = |name: &str, value: Option<String>| {
+        if let Some(v) = value {
+            argv.push(format!("--{name}={v}"));
+        }
+    };
+    flag("host", host);
+    flag("port", port.map(|p| p.to_string()));
+    flag("model", models.map(|m| m.join(",")));
+    flag("default-model", default_model);
+    flag("models-file", models_file.map(|p| p.display().to_string()));
+    flag("max-body-bytes", max_body_bytes.map(|n| n.to_string()));
+    flag("max-client-batch", max_client_batch.map(|n| n.to_string()));
+    flag("lazy", lazy.map(|b| b.to_string()));
+    flag("config", config.map(|p| p.display().to_string()));
+    let flags =
+        Flags::try_parse_from(argv).map_err(|e| invalid_input(e.to_string().trim().to_string()))?;
     logging::for_server();
-    tracing::info!(config = ?args, "starting");
-    detached(py, || ember_server::serve_blocking(args))
+    detached(py, || ember_server::serve_blocking(&flags))
 }
 
 /// Runs `ember serve ARGS...`: the arguments are parsed exactly as the `ember-server` binary
@@ -89,14 +93,13 @@ fn serve(
 /// (status 0 for help, 2 for a usage error).
 #[pyfunction]
 fn serve_cli(py: Python<'_>, argv: Vec<String>) -> PyResult<(i32, String)> {
-    let args =
-        match ServeArgs::try_parse_from(std::iter::once("ember serve".to_string()).chain(argv)) {
-            Ok(args) => args,
-            Err(e) => return Ok((if e.use_stderr() { 2 } else { 0 }, e.render().to_string())),
-        };
+    let flags = match Flags::try_parse_from(std::iter::once("ember serve".to_string()).chain(argv))
+    {
+        Ok(flags) => flags,
+        Err(e) => return Ok((if e.use_stderr() { 2 } else { 0 }, e.render().to_string())),
+    };
     logging::for_server();
-    tracing::info!(config = ?args, "starting");
-    detached(py, || ember_server::serve_blocking(args))?;
+    detached(py, || ember_server::serve_blocking(&flags))?;
     Ok((0, String::new()))
 }
 

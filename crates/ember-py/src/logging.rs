@@ -1,6 +1,7 @@
 //! Ember's `tracing` output inside Python: stderr, filtered by `EMBER_LOG` (default `warn` for
 //! library use; `serve` raises the default to `info`, as the `ember-server` binary logs).
 
+use std::io::IsTerminal as _;
 use std::sync::OnceLock;
 
 use tracing_subscriber::layer::SubscriberExt;
@@ -21,7 +22,12 @@ pub(crate) fn init() {
         let (layer, handle) = reload::Layer::new(filter("warn"));
         tracing_subscriber::registry()
             .with(layer)
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    // Colours only on a terminal: a file or a pipe gets plain text.
+                    .with_ansi(std::io::stderr().is_terminal()),
+            )
             .try_init()
             .ok()
             .map(|()| handle)

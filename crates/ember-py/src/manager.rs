@@ -124,18 +124,14 @@ impl PyModelManager {
             ..EmbedOptions::default()
         };
         let mm = &self.manager;
-        let embedder = detached(py, || mm.acquire(model.as_deref(), dtype))?;
-        let key = (embedder.id().to_string(), embedder.info().dtype);
+        let embedder = detached(py, || mm.lease(model.as_deref(), dtype))?;
         if let Some(k) = keep_alive {
-            detached(py, || mm.set_keep_alive(&key, k))?;
+            embedder.set_keep_alive(k);
         }
         let result = embed_chunked(py, &embedder, &texts, &opts);
-        drop(embedder);
-        // Refreshes the last use (and applies keep-alive 0) whether or not embedding failed.
-        detached(py, || {
-            mm.finished(&key);
-            Ok::<_, Error>(())
-        })?;
+        // The lease ends (last use refreshed, keep-alive 0 applied) whether or not embedding
+        // failed; its lock is taken without the GIL.
+        py.detach(move || drop(embedder));
         let (data, dim) = result?;
         to_array(py, data, dim, single)
     }

@@ -3,17 +3,18 @@
 //! `/metrics` is public unless configured otherwise.
 
 use axum::extract::{Request, State};
-use axum::http::{header, Method, StatusCode};
+use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
 use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiErrorKind, Dialect};
 use crate::AppState;
 
 /// Who may call what.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Keys accepted on every keyed route; empty: no key asked for.
     pub api_keys: Vec<Secret>,
@@ -23,38 +24,13 @@ pub struct AuthConfig {
     pub metrics_require_key: bool,
 }
 
-/// What a route needs.
+/// What a route needs. Each route is mounted behind the check it needs: the dialect's middleware
+/// stack asks for a key ([`require_key`]), the routes that load and unload models add
+/// [`require_admin`], `/metrics` has [`metrics_key`] and the probes have none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Access {
-    Public,
     Keyed,
     Admin,
-}
-
-fn access(method: &Method, path: &str, cfg: &AuthConfig) -> Access {
-    if path.starts_with("/health/") {
-        return Access::Public;
-    }
-    if path == "/metrics" {
-        return if cfg.metrics_require_key {
-            Access::Keyed
-        } else {
-            Access::Public
-        };
-    }
-    // `POST /api/v1/models/{id}/load` and `DELETE /api/v1/models/{id}`, and Ollama's model
-    // management routes should they be mounted.
-    let model_admin = path.starts_with("/api/v1/models/")
-        && (*method == Method::POST || *method == Method::DELETE);
-    let ollama_admin = matches!(
-        path,
-        "/api/pull" | "/api/delete" | "/api/create" | "/api/copy" | "/api/push"
-    );
-    if model_admin || ollama_admin {
-        Access::Admin
-    } else {
-        Access::Keyed
-    }
 }
 
 /// Constant-time equality of a presented key and a configured one: `subtle` compares every
@@ -81,22 +57,14 @@ fn bearer(req: &Request) -> Option<&[u8]> {
 }
 
 fn unauthorized(message: &str) -> ApiError {
-    ApiError {
-        status: StatusCode::UNAUTHORIZED,
-        kind: "unauthorized",
-        message: message.to_string(),
-    }
+    ApiError::new(ApiErrorKind::Unauthorized, message)
 }
 
-/// Decides whether `req` may go on; `Err` is the refusal.
-fn check(req: &Request, cfg: &AuthConfig) -> Result<(), ApiError> {
-    let need = access(req.method(), req.uri().path(), cfg);
+/// Decides whether `req` may go on to a route needing `need`; `Err` is the refusal.
+fn check(req: &Request, need: Access, cfg: &AuthConfig) -> Result<(), ApiError> {
     let key = bearer(req);
     match need {
-        Access::Public => Ok(()),
-        Access::Keyed | Access::Admin if cfg.api_keys.is_empty() && cfg.admin_key.is_none() => {
-            Ok(())
-        }
+        _ if cfg.api_keys.is_empty() && cfg.admin_key.is_none() => Ok(()),
         Access::Keyed => {
             if cfg.api_keys.is_empty() {
                 // Only an admin key is configured: ordinary routes stay open.
@@ -117,22 +85,14 @@ fn check(req: &Request, cfg: &AuthConfig) -> Result<(), ApiError> {
         Access::Admin => {
             let Some(admin) = &cfg.admin_key else {
                 // No admin key: admin routes are keyed like the others.
-                return match key {
-                    Some(k) if any_of(k, &cfg.api_keys) => Ok(()),
-                    Some(_) => Err(unauthorized("the API key is not valid")),
-                    None => Err(unauthorized(
-                        "this server needs an API key: send `Authorization: Bearer <key>`",
-                    )),
-                };
+                return check(req, Access::Keyed, cfg);
             };
             match key {
                 Some(k) if same(k, admin) => Ok(()),
-                Some(k) if any_of(k, &cfg.api_keys) => Err(ApiError {
-                    status: StatusCode::FORBIDDEN,
-                    kind: "forbidden",
-                    message: "loading and unloading models needs the admin key (--admin-key)"
-                        .into(),
-                }),
+                Some(k) if any_of(k, &cfg.api_keys) => Err(ApiError::new(
+                    ApiErrorKind::Forbidden,
+                    "loading and unloading models needs the admin key (--admin-key)",
+                )),
                 Some(_) => Err(unauthorized("the admin key is not valid")),
                 None => Err(unauthorized(
                     "this route needs the admin key: send `Authorization: Bearer <admin key>`",
@@ -142,29 +102,61 @@ fn check(req: &Request, cfg: &AuthConfig) -> Result<(), ApiError> {
     }
 }
 
-/// Middleware: refuses requests without the key their route needs (401, or 403 for an API key
-/// on an admin route), in the error shape of the route's API.
-pub async fn require_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    match check(&req, &state.auth) {
+/// The refusal `e` in `D`'s shape, counted, with `WWW-Authenticate` on a 401.
+fn refuse<D: Dialect>(state: &AppState, e: &ApiError) -> Response {
+    let forbidden = e.kind == ApiErrorKind::Forbidden;
+    state.metrics.rejected(if forbidden {
+        "forbidden"
+    } else {
+        "unauthorized"
+    });
+    let mut resp = D::render(e);
+    if !forbidden {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+    }
+    resp
+}
+
+async fn guard<D: Dialect>(state: AppState, need: Access, req: Request, next: Next) -> Response {
+    match check(&req, need, &state.auth) {
         Ok(()) => next.run(req).await,
-        Err(e) => {
-            state
-                .metrics
-                .rejected(if e.status == StatusCode::FORBIDDEN {
-                    "forbidden"
-                } else {
-                    "unauthorized"
-                });
-            let unauthorized = e.status == StatusCode::UNAUTHORIZED;
-            let mut resp = crate::middleware::render(req.uri().path(), e);
-            if unauthorized {
-                resp.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    header::HeaderValue::from_static("Bearer"),
-                );
-            }
-            resp
-        }
+        Err(e) => refuse::<D>(&state, &e),
+    }
+}
+
+/// Middleware: refuses a request without a valid API key (when keys are set) with 401, in `D`'s
+/// error shape. The admin key is accepted too.
+pub async fn require_key<D: Dialect>(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    guard::<D>(state, Access::Keyed, req, next).await
+}
+
+/// Route layer of the routes that load and unload models: with an admin key set, only it passes
+/// (an API key gets 403); without one, the API keys do.
+pub async fn require_admin<D: Dialect>(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    guard::<D>(state, Access::Admin, req, next).await
+}
+
+/// `/metrics`: keyed like the other routes with `--metrics-require-key`, else public.
+pub async fn metrics_key<D: Dialect>(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if state.auth.metrics_require_key {
+        guard::<D>(state, Access::Keyed, req, next).await
+    } else {
+        next.run(req).await
     }
 }
 
@@ -181,8 +173,8 @@ mod tests {
         }
     }
 
-    fn req(method: Method, path: &str, key: Option<&str>) -> Request {
-        let mut b = Request::builder().method(method).uri(path);
+    fn req(key: Option<&str>) -> Request {
+        let mut b = Request::builder().uri("/x");
         if let Some(k) = key {
             b = b.header("authorization", format!("Bearer {k}"));
         }
@@ -194,68 +186,34 @@ mod tests {
     }
 
     #[test]
-    fn keys_and_routes() {
+    fn keys_and_access() {
         let c = cfg();
-        assert_eq!(
-            status(check(&req(Method::GET, "/health/ready", None), &c)),
-            200
-        );
-        assert_eq!(status(check(&req(Method::GET, "/metrics", None), &c)), 200);
-        assert_eq!(
-            status(check(&req(Method::POST, "/v1/embeddings", None), &c)),
-            401
-        );
-        assert_eq!(
-            status(check(
-                &req(Method::POST, "/v1/embeddings", Some("nope")),
-                &c
-            )),
-            401
-        );
-        assert_eq!(
-            status(check(&req(Method::POST, "/v1/embeddings", Some("k2")), &c)),
-            200
-        );
-        assert_eq!(
-            status(check(&req(Method::POST, "/v1/embeddings", Some("adm")), &c)),
-            200
-        );
-        let load = "/api/v1/models/tiny-bert/load";
-        assert_eq!(status(check(&req(Method::POST, load, Some("k1")), &c)), 403);
-        assert_eq!(
-            status(check(&req(Method::POST, load, Some("adm")), &c)),
-            200
-        );
-        assert_eq!(
-            status(check(&req(Method::DELETE, "/api/v1/models/x", None), &c)),
-            401
-        );
-        assert_eq!(
-            status(check(&req(Method::GET, "/api/v1/models/x", Some("k1")), &c)),
-            200
-        );
+        let keyed = |k| status(check(&req(k), Access::Keyed, &c));
+        let admin = |k| status(check(&req(k), Access::Admin, &c));
+        assert_eq!(keyed(None), 401);
+        assert_eq!(keyed(Some("nope")), 401);
+        assert_eq!(keyed(Some("k2")), 200);
+        assert_eq!(keyed(Some("adm")), 200);
+        assert_eq!(admin(Some("k1")), 403);
+        assert_eq!(admin(Some("adm")), 200);
+        assert_eq!(admin(None), 401);
+        assert_eq!(admin(Some("nope")), 401);
     }
 
     #[test]
     fn open_when_no_key_is_configured() {
         let c = AuthConfig::default();
-        assert_eq!(
-            status(check(&req(Method::DELETE, "/api/v1/models/x", None), &c)),
-            200
-        );
-        assert_eq!(status(check(&req(Method::POST, "/embed", None), &c)), 200);
+        assert_eq!(status(check(&req(None), Access::Admin, &c)), 200);
+        assert_eq!(status(check(&req(None), Access::Keyed, &c)), 200);
     }
 
     #[test]
-    fn metrics_can_be_keyed() {
+    fn without_an_admin_key_admin_routes_take_the_api_keys() {
         let c = AuthConfig {
-            metrics_require_key: true,
+            admin_key: None,
             ..cfg()
         };
-        assert_eq!(status(check(&req(Method::GET, "/metrics", None), &c)), 401);
-        assert_eq!(
-            status(check(&req(Method::GET, "/metrics", Some("k1")), &c)),
-            200
-        );
+        assert_eq!(status(check(&req(Some("k1")), Access::Admin, &c)), 200);
+        assert_eq!(status(check(&req(None), Access::Admin, &c)), 401);
     }
 }

@@ -1,25 +1,38 @@
-//! The one path from an HTTP handler to the model: every dialect builds an [`EmbedJob`] and awaits
-//! [`AppState::embed`], which queues the job on its model's batch queue
-//! ([`crate::batching::Batcher`]) and awaits the reply. Model work never runs on the async
+//! The one path from an HTTP handler to the model. A handler resolves its request's model once
+//! ([`AppState::target`]: the catalog entry and the (model, dtype) key, nothing loaded), builds
+//! an [`EmbedJob`] and awaits [`AppState::embed`], which queues the job on that key's batch
+//! queue ([`crate::batching::Batcher`]) and awaits the reply. Model work never runs on the async
 //! runtime.
 
 use std::time::Duration;
 
+use ember_core::manager::Target;
 use ember_core::{DType, EmbedOptions, Embeddings, KeepAlive};
 
 use crate::error::ApiError;
 use crate::AppState;
 
+/// What a job embeds.
+#[derive(Debug, Clone)]
+pub enum Inputs {
+    /// Texts, tokenized by the worker with the job's options.
+    Texts(Vec<String>),
+    /// The model's own token ids, taken as they are (special tokens added as for text).
+    Ids(Vec<Vec<u32>>),
+}
+
+impl Default for Inputs {
+    fn default() -> Self {
+        Inputs::Texts(Vec::new())
+    }
+}
+
 /// One embedding request, whatever dialect it came in.
 #[derive(Debug, Clone, Default)]
 pub struct EmbedJob {
-    /// Model id or alias; the default model when `None`.
-    pub model: Option<String>,
-    /// Weight dtype; the model's default when `None`.
-    pub dtype: Option<DType>,
     /// Keep-alive to set on the model (Ollama's `keep_alive`).
     pub keep_alive: Option<KeepAlive>,
-    pub texts: Vec<String>,
+    pub inputs: Inputs,
     pub opts: EmbedOptions,
 }
 
@@ -37,7 +50,7 @@ pub struct Timings {
     pub total: Duration,
 }
 
-/// Vectors and timings of one job.
+/// Vectors (tagged with the model and dtype that made them) and timings of one job.
 #[derive(Debug, Clone)]
 pub struct EmbedOutput {
     pub embeddings: Embeddings,
@@ -45,15 +58,18 @@ pub struct EmbedOutput {
 }
 
 impl AppState {
-    /// Queues `job` on its model's batch queue and awaits its vectors. An unknown model fails
-    /// here (404) without queueing; a full queue is a 429 (the server adds `Retry-After`).
-    pub async fn embed(&self, job: EmbedJob) -> Result<EmbedOutput, ApiError> {
-        let spec = self.manager.spec(job.model.as_deref())?;
-        let dtype = job
-            .dtype
-            .unwrap_or_else(|| self.manager.default_dtype(&spec));
-        crate::metrics::note_model(&spec.id);
-        let reply = self.batcher.submit((spec.id, dtype), job)?;
+    /// The catalog entry and (model, dtype) key a request for `model` / `dtype` uses, from one
+    /// catalog lookup; nothing is loaded. An unknown model fails here (404).
+    pub fn target(&self, model: Option<&str>, dtype: Option<DType>) -> Result<Target, ApiError> {
+        let target = self.manager.target(model, dtype)?;
+        crate::metrics::note_model(&target.key.model);
+        Ok(target)
+    }
+
+    /// Queues `job` on `target`'s batch queue and awaits its vectors; a full queue is a 429
+    /// (the server adds `Retry-After`).
+    pub async fn embed(&self, target: &Target, job: EmbedJob) -> Result<EmbedOutput, ApiError> {
+        let reply = self.batcher.submit(target.key.clone(), job)?;
         reply.await.map_err(|_| {
             ApiError::internal("the model worker stopped before answering this request")
         })?

@@ -1,25 +1,20 @@
-//! A JSON body extractor and a path extractor whose rejections (malformed body, wrong content
-//! type, body over the limit, a path segment that is not UTF-8) are answered in the route's own
-//! API dialect, not axum's plain text.
+//! Body and path extractors whose rejections (malformed body, wrong content type, body over the
+//! limit, a path segment that is not UTF-8) are answered in the route's own API dialect, not
+//! axum's plain text.
 
 use std::marker::PhantomData;
 
+use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use crate::error::{ApiError, Dialect, DialectError, Native};
+use crate::error::{ApiError, ApiErrorKind, Dialect, DialectError};
 
-/// Like `axum::Json`, but a rejection is a [`DialectError<D>`] (Ember's native shape by default).
+/// Like `axum::Json` (a JSON body with `Content-Type: application/json`), but a rejection is a
+/// [`DialectError<D>`].
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Json<T, D = Native>(pub T, pub PhantomData<D>);
-
-impl<T, D> Json<T, D> {
-    /// The parsed body.
-    pub fn into_inner(self) -> T {
-        self.0
-    }
-}
+pub struct Json<T, D>(pub T, pub PhantomData<D>);
 
 impl<S, T, D> FromRequest<S> for Json<T, D>
 where
@@ -35,10 +30,33 @@ where
     }
 }
 
+/// A JSON body whatever its content type says (Ollama reads its bodies this way, and its
+/// documented `curl -d '{...}'` examples send `application/x-www-form-urlencoded`); a rejection
+/// is a [`DialectError<D>`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AnyJson<T, D>(pub T, pub PhantomData<D>);
+
+impl<S, T, D> FromRequest<S> for AnyJson<T, D>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+    D: Dialect,
+{
+    type Rejection = DialectError<D>;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+            ApiError::new(ApiErrorKind::PayloadTooLarge, r.body_text()).with_status(r.status())
+        })?;
+        let axum::Json(v) = axum::Json::<T>::from_bytes(&bytes)?;
+        Ok(AnyJson(v, PhantomData))
+    }
+}
+
 /// Like `axum::extract::Path`, but a rejection (e.g. a percent-encoded id that is not UTF-8) is a
 /// [`DialectError<D>`] with axum's reason as the message.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Path<T, D = Native>(pub T, pub PhantomData<D>);
+pub struct Path<T, D>(pub T, pub PhantomData<D>);
 
 impl<S, T, D> FromRequestParts<S> for Path<T, D>
 where
@@ -51,12 +69,9 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(Path(v, PhantomData)),
-            Err(r) => Err(ApiError {
-                status: r.status(),
-                kind: "invalid_path",
-                message: r.body_text(),
-            }
-            .into()),
+            Err(r) => Err(ApiError::new(ApiErrorKind::InvalidPath, r.body_text())
+                .with_status(r.status())
+                .into()),
         }
     }
 }

@@ -1,7 +1,11 @@
-//! Middleware around every route: a request id (`x-request-id` accepted or made, echoed back) and
-//! a tracing span carrying it; request metrics by route, model and status; the request body read
-//! whole within `--body-timeout` and `--max-body-bytes` before the request takes a slot; a limit
-//! on requests served at once; `Retry-After` on every overload answer; and `GET /metrics`.
+//! Middleware around the routes: a request id (`x-request-id` accepted or made, echoed back) and
+//! a tracing span carrying it; request metrics by route, model and status; the log line of each
+//! request and of each error answered; the request body read whole within `--body-timeout`,
+//! `--max-body-bytes` and the server-wide bound on body bytes in flight before the request takes
+//! a slot; a limit on requests served at once; and `Retry-After` on every overload answer.
+//!
+//! [`stack`] wraps one dialect's routes in all of it, so every refusal is answered in that
+//! dialect's error shape: there is no table of paths to dialects.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,13 +13,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::middleware::{from_fn_with_state, Next};
+use axum::response::Response;
+use axum::Router;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiErrorKind, Dialect};
 use crate::metrics::REQUEST_MODEL;
 use crate::AppState;
 
@@ -56,7 +62,23 @@ fn new_id() -> String {
     format!("{seed:016x}-{:08x}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Outermost middleware: id, span, metrics, access log, `Retry-After`.
+/// `router` behind the whole stack, answering refusals in `D`'s shape (outermost first): request
+/// id, span, metrics and logs; API keys; the body read under its deadline and limits; the
+/// concurrency limit; axum's body limit for its extractors.
+pub fn stack<D: Dialect>(router: Router<AppState>, state: &AppState) -> Router<AppState> {
+    router
+        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(from_fn_with_state(state.clone(), limit_concurrency::<D>))
+        .layer(from_fn_with_state(state.clone(), read_body::<D>))
+        .layer(from_fn_with_state(
+            state.clone(),
+            crate::auth::require_key::<D>,
+        ))
+        .layer(from_fn_with_state(state.clone(), track))
+}
+
+/// Outermost middleware: id, span, metrics, the request's log line (and its error's), and
+/// `Retry-After`.
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = request_id(&req);
@@ -86,38 +108,89 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     }
     let model = slot.lock().ok().and_then(|m| m.clone()).unwrap_or_default();
     let elapsed = started.elapsed();
-    // Probes and scrapes are frequent and uninteresting: counted, not logged.
-    if !(route.starts_with("/health/") || route == "/metrics") {
-        span.in_scope(|| {
+    span.in_scope(|| {
+        if let Some(e) = resp.extensions().get::<ApiError>() {
+            log_error(e);
+        }
+        // Probes and scrapes are frequent and uninteresting: counted, not logged.
+        if !(route.starts_with("/health/") || route == "/metrics") {
             tracing::info!(
                 status = status.as_u16(),
                 model = %model,
                 ms = elapsed.as_secs_f64() * 1e3,
                 "request"
             )
-        });
-    }
+        }
+    });
     state
         .metrics
         .request(&route, &model, status.as_u16(), elapsed);
     resp
 }
 
+/// The log line of an error answered: server faults as errors, and the whole message of an
+/// answer whose file-system paths were trimmed.
+fn log_error(e: &ApiError) {
+    let detail = e.log_detail.as_deref().unwrap_or(&e.message);
+    if e.status.is_server_error() {
+        tracing::error!(kind = %e.kind, error = %detail, "request failed");
+    } else if e.log_detail.is_some() {
+        tracing::warn!(kind = %e.kind, error = %detail, "request failed (paths trimmed in the answer)");
+    }
+}
+
 /// Why a body could not be read whole.
 enum BodyError {
     TooLarge,
+    /// The server-wide bound on body bytes in flight is reached.
+    Busy,
     Read(axum::Error),
 }
 
-/// The whole body, refused as soon as it passes `limit` bytes.
-async fn collect_limited(mut body: Body, limit: usize) -> Result<Bytes, BodyError> {
+/// Bytes of request bodies held by one request, counted against `--max-inflight-body-bytes`
+/// until it is dropped (when the request's answer is ready).
+struct BodyBytes {
+    pool: Arc<Semaphore>,
+    held: Option<OwnedSemaphorePermit>,
+}
+
+impl BodyBytes {
+    /// Takes `n` more bytes from the pool, or fails at once when it has fewer free.
+    fn take(&mut self, n: usize) -> Result<(), BodyError> {
+        if n == 0 {
+            return Ok(());
+        }
+        let n = u32::try_from(n).map_err(|_| BodyError::Busy)?;
+        let permit = self
+            .pool
+            .clone()
+            .try_acquire_many_owned(n)
+            .map_err(|_| BodyError::Busy)?;
+        match &mut self.held {
+            Some(held) => held.merge(permit),
+            None => self.held = Some(permit),
+        }
+        Ok(())
+    }
+}
+
+/// The whole body, refused as soon as it passes `limit` bytes or the bytes in flight across
+/// requests would pass their bound. `reserved` bytes were taken already (the declared length).
+async fn collect_limited(
+    mut body: Body,
+    limit: usize,
+    bytes: &mut BodyBytes,
+    reserved: usize,
+) -> Result<Bytes, BodyError> {
     let mut buf = Vec::new();
     while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
         let frame = frame.map_err(BodyError::Read)?;
         if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > limit {
+            let len = buf.len() + data.len();
+            if len > limit {
                 return Err(BodyError::TooLarge);
             }
+            bytes.take(len.saturating_sub(reserved.max(buf.len())))?;
             buf.extend_from_slice(&data);
         }
     }
@@ -127,74 +200,91 @@ async fn collect_limited(mut body: Body, limit: usize) -> Result<Bytes, BodyErro
 /// Reads the request body whole before the request takes a slot of the concurrency limit, so a
 /// client that sends slowly (a Slowloris) holds a connection but never a slot: past
 /// `--body-timeout` it is answered 408. A body over `--max-body-bytes` is refused with 413 as
-/// soon as it is seen to be (from `Content-Length`, else while reading). Runs after the key check,
-/// so bodies of unauthenticated requests are never read.
-pub async fn read_body(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_string();
-    if path.starts_with("/health/") || path == "/metrics" {
-        return next.run(req).await;
-    }
+/// soon as it is seen to be (from `Content-Length`, else while reading). Bodies of all requests
+/// together hold at most `--max-inflight-body-bytes`: one more is answered 429 before its bytes
+/// are read, so memory does not grow with the number of senders. Runs after the key check, so
+/// bodies of unauthenticated requests are never read.
+pub async fn read_body<D: Dialect>(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let limit = state.limits.max_body_bytes;
-    let too_large = || ApiError {
-        status: StatusCode::PAYLOAD_TOO_LARGE,
-        kind: "payload_too_large",
-        message: format!(
-            "the request body is larger than this server's limit of {limit} bytes \
-             (--max-body-bytes)"
-        ),
+    let too_large = || {
+        ApiError::new(
+            ApiErrorKind::PayloadTooLarge,
+            format!(
+                "the request body is larger than this server's limit of {limit} bytes \
+                 (--max-body-bytes)"
+            ),
+        )
     };
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return render(&path, too_large());
+        return D::render(&too_large());
+    }
+    let busy = || {
+        state.metrics.rejected("body_bytes");
+        ApiError::new(
+            ApiErrorKind::Overloaded,
+            format!(
+                "the server is receiving its limit of {} bytes of request bodies at once \
+                 (--max-inflight-body-bytes); retry later",
+                state.limits.max_inflight_body_bytes
+            ),
+        )
+    };
+    let mut bytes = BodyBytes {
+        pool: state.body_bytes.clone(),
+        held: None,
+    };
+    let reserved = declared.map_or(0, |n| n as usize);
+    if bytes.take(reserved).is_err() {
+        return D::render(&busy());
     }
     let (parts, body) = req.into_parts();
-    let read = collect_limited(body, limit);
-    let read = match state.body_timeout {
+    let read = collect_limited(body, limit, &mut bytes, reserved);
+    let read = match state.body_timeout() {
         Some(t) => match tokio::time::timeout(t, read).await {
             Ok(r) => r,
             Err(_) => {
                 state.metrics.rejected("body_timeout");
-                let e = ApiError {
-                    status: StatusCode::REQUEST_TIMEOUT,
-                    kind: "body_timeout",
-                    message: format!(
+                return D::render(&ApiError::new(
+                    ApiErrorKind::BodyTimeout,
+                    format!(
                         "the request body did not arrive within {} s (--body-timeout)",
                         t.as_secs_f64()
                     ),
-                };
-                return render(&path, e);
+                ));
             }
         },
         None => read.await,
     };
     match read {
-        Ok(bytes) => {
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
+        Ok(body) => {
+            let resp = next.run(Request::from_parts(parts, Body::from(body))).await;
+            drop(bytes);
+            resp
         }
-        Err(BodyError::TooLarge) => render(&path, too_large()),
+        Err(BodyError::TooLarge) => D::render(&too_large()),
+        Err(BodyError::Busy) => D::render(&busy()),
         // The client broke off or sent malformed chunked encoding: nobody may be listening, but
         // the status still says what happened.
-        Err(BodyError::Read(e)) => render(
-            &path,
-            ApiError::invalid(format!("the request body could not be read: {e}")),
-        ),
+        Err(BodyError::Read(e)) => D::render(&ApiError::invalid(format!(
+            "the request body could not be read: {e}"
+        ))),
     }
 }
 
-/// Refuses a request beyond `--max-concurrent-requests` with 429 (health and metrics pass).
-pub async fn limit_concurrency(
+/// Refuses a request beyond `--max-concurrent-requests` with 429.
+pub async fn limit_concurrency<D: Dialect>(
     State(state): State<AppState>,
     req: Request,
     next: Next,
 ) -> Response {
-    let path = req.uri().path();
-    if path.starts_with("/health/") || path == "/metrics" {
-        return next.run(req).await;
-    }
     match state.inflight.clone().try_acquire_owned() {
         Ok(permit) => {
             let resp = next.run(req).await;
@@ -203,59 +293,15 @@ pub async fn limit_concurrency(
         }
         Err(_) => {
             state.metrics.rejected("concurrency");
-            let e = ApiError {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                kind: "overloaded",
-                message: format!(
+            D::render(&ApiError::new(
+                ApiErrorKind::Overloaded,
+                format!(
                     "the server is serving its limit of {} requests at once \
                      (--max-concurrent-requests); retry later",
                     state.limits_max_concurrent()
                 ),
-            };
-            render(path, e)
+            ))
         }
-    }
-}
-
-/// `GET /metrics`: Prometheus text exposition.
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    let manager = state.manager.clone();
-    let queues = state.batcher.depths();
-    let inflight = state.limits_max_concurrent() - state.inflight.available_permits();
-    let ready = state.ready.load(Ordering::Acquire);
-    let metrics = state.metrics.clone();
-    // The manager's status takes its locks; keep that off the async workers.
-    let text =
-        tokio::task::spawn_blocking(move || metrics.render(&manager, &queues, inflight, ready))
-            .await;
-    match text {
-        Ok(text) => (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
-        Err(e) => ApiError::internal(format!("rendering metrics failed: {e}")).into_response(),
-    }
-}
-
-/// An error in the shape of the API `path` belongs to (OpenAI under `/v1` and `/embeddings`,
-/// Ollama under `/api/` but not `/api/v1`, TEI's root routes, else native).
-pub fn render(path: &str, e: ApiError) -> Response {
-    use crate::error::{Dialect, Native, Ollama, OpenAi, Tei};
-    if path.starts_with("/v1/") || path == "/embeddings" || path == "/v1" {
-        OpenAi::render(&e)
-    } else if path.starts_with("/api/") && !path.starts_with("/api/v1/") {
-        Ollama::render(&e)
-    } else if matches!(
-        path,
-        "/embed" | "/info" | "/tokenize" | "/rerank" | "/predict"
-    ) {
-        Tei::render(&e)
-    } else {
-        Native::render(&e)
     }
 }
 

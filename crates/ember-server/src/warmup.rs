@@ -12,7 +12,7 @@ use ember_core::{EmbedOptions, ModelManager};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::settings::Preload;
+use crate::settings::{Preload, Settings};
 use crate::AppState;
 
 /// Where one start-up model stands.
@@ -97,6 +97,38 @@ pub struct WarmupPlan {
     pub max_batch_size: usize,
 }
 
+impl WarmupPlan {
+    /// The plan for `settings`: the default model first (unless `--lazy`; its configured entry
+    /// when it has one, else pinned and warmed up), then the other start-up models.
+    pub fn for_settings(settings: &Settings, manager: &ModelManager) -> Self {
+        let mut models: Vec<(Option<String>, Preload)> = Vec::new();
+        if !settings.server.lazy {
+            let id = manager
+                .spec(None)
+                .map_or_else(|_| "default".into(), |s| s.id);
+            let entry = settings.preload.iter().find(|p| p.id == id).cloned();
+            models.push((
+                None,
+                entry.unwrap_or(Preload {
+                    pinned: true,
+                    ..Preload::named(&id)
+                }),
+            ));
+        }
+        for p in &settings.preload {
+            if !models.iter().any(|(_, m)| m.id == p.id) {
+                models.push((Some(p.id.clone()), p.clone()));
+            }
+        }
+        Self {
+            models,
+            enabled: settings.warmup.enabled,
+            batch_sizes: settings.warmup.batch_sizes.clone(),
+            max_batch_size: settings.batching.max_batch_size,
+        }
+    }
+}
+
 /// Loads and warms up every planned model (blocking; run it on a blocking thread), then marks
 /// the state ready.
 pub fn run(state: &AppState, plan: &WarmupPlan) {
@@ -147,7 +179,7 @@ fn one(manager: &ModelManager, id: Option<&str>, p: &Preload, plan: &WarmupPlan)
         error: None,
     };
     let started = Instant::now();
-    let model = match manager.acquire(id, p.dtype) {
+    let model = match manager.lease(id, p.dtype) {
         Ok(m) => m,
         Err(e) => {
             report.error = Some(e.to_string());
@@ -155,10 +187,9 @@ fn one(manager: &ModelManager, id: Option<&str>, p: &Preload, plan: &WarmupPlan)
         }
     };
     report.load_ms = Some(started.elapsed().as_secs_f64() * 1e3);
-    let key = (model.id().to_string(), model.info().dtype);
-    report.dtype = Some(key.1.to_string());
+    report.dtype = Some(model.key().dtype.to_string());
     if let Some(k) = p.keep_alive {
-        let _ = manager.set_keep_alive(&key, k);
+        model.set_keep_alive(k);
     }
     let mut result = Ok(());
     if plan.enabled && p.warmup {
@@ -177,8 +208,8 @@ fn one(manager: &ModelManager, id: Option<&str>, p: &Preload, plan: &WarmupPlan)
         report.warmup_ms = Some(started.elapsed().as_secs_f64() * 1e3);
         report.warmed_up = result.is_ok();
     }
+    // The lease ends here: last use refreshed, the keep-alive counts from now.
     drop(model);
-    manager.finished(&key);
     match result {
         Ok(()) => report.state = "ready",
         Err(e) => report.error = Some(e),

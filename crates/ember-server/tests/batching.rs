@@ -2,7 +2,7 @@
 //! coalesced into fewer forward passes (counted through metrics) with answers equal to the
 //! unbatched ones; a full queue answers 429 with `Retry-After` while every accepted request
 //! succeeds; a request whose client left is skipped; the concurrency limit refuses with 429.
-//! Workers are paused while requests queue, so no test depends on timing.
+//! Workers are held at a closed [`Gate`] while requests queue, so no test depends on timing.
 
 mod common;
 
@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, Request, StatusCode};
 use axum::Router;
 use common::*;
 use ember_core::EmbedOptions;
-use ember_server::{app, AppState, BatchConfig, Limits};
+use ember_server::{app, AppState, BatchConfig, Gate, Limits};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -48,14 +48,18 @@ fn passes(state: &AppState) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_requests_share_forward_passes_and_match_unbatched() {
-    let state = AppState::new(manager(), Limits::default());
+    let gate = Gate::default();
+    let state = AppState::new(manager(), Limits::default()).with_batching(BatchConfig {
+        gate: Some(gate.clone()),
+        ..BatchConfig::default()
+    });
     let router = app(state.clone());
     // Load the model first, so every request below lands in one queue.
     let (status, _, _) = call(&router, post_json("/api/v1/embed", r#"{"input":"warm"}"#)).await;
     assert_eq!(status, StatusCode::OK);
     let before = passes(&state);
 
-    state.batcher.set_paused(true);
+    gate.close();
     let n = 40;
     let mut tasks = Vec::new();
     for i in 0..n {
@@ -76,7 +80,7 @@ async fn concurrent_requests_share_forward_passes_and_match_unbatched() {
     }
     // The worker holds the first request, the other n-1 wait behind it.
     wait_queued(&state, n - 1).await;
-    state.batcher.set_paused(false);
+    gate.open();
 
     let manager = state.manager.clone();
     for t in tasks {
@@ -115,12 +119,14 @@ async fn concurrent_requests_share_forward_passes_and_match_unbatched() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_queue_answers_429_and_accepted_requests_succeed() {
+    let gate = Gate::default();
     let state = AppState::new(manager(), Limits::default()).with_batching(BatchConfig {
         queue_size: 2,
+        gate: Some(gate.clone()),
         ..BatchConfig::default()
     });
     let router = app(state.clone());
-    state.batcher.set_paused(true);
+    gate.close();
     let mut tasks = Vec::new();
     for i in 0..12 {
         let router = router.clone();
@@ -146,7 +152,7 @@ async fn a_full_queue_answers_429_and_accepted_requests_succeed() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    state.batcher.set_paused(false);
+    gate.open();
     let (mut ok, mut refused) = (0, 0);
     for t in tasks {
         let (status, headers, body) = t.await.unwrap();
@@ -171,11 +177,15 @@ async fn a_full_queue_answers_429_and_accepted_requests_succeed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_request_whose_client_left_is_skipped() {
-    let state = AppState::new(manager(), Limits::default());
+    let gate = Gate::default();
+    let state = AppState::new(manager(), Limits::default()).with_batching(BatchConfig {
+        gate: Some(gate.clone()),
+        ..BatchConfig::default()
+    });
     let router = app(state.clone());
     let (status, _, _) = call(&router, post_json("/api/v1/embed", r#"{"input":"warm"}"#)).await;
     assert_eq!(status, StatusCode::OK);
-    state.batcher.set_paused(true);
+    gate.close();
     let spawn = |text: &'static str| {
         let router = router.clone();
         let body = json!({ "input": text }).to_string();
@@ -199,7 +209,7 @@ async fn a_request_whose_client_left_is_skipped() {
     }
     gone.abort();
     let _ = gone.await;
-    state.batcher.set_paused(false);
+    gate.open();
     let (status, _, _) = held.await.unwrap();
     assert_eq!(status, StatusCode::OK);
     let start = Instant::now();
@@ -218,9 +228,17 @@ async fn a_request_whose_client_left_is_skipped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_concurrency_limit_answers_429_with_retry_after() {
-    let state = AppState::new(manager(), Limits::default()).with_max_concurrent(1);
+    let gate = Gate::default();
+    let limits = Limits {
+        max_concurrent_requests: 1,
+        ..Limits::default()
+    };
+    let state = AppState::new(manager(), limits).with_batching(BatchConfig {
+        gate: Some(gate.clone()),
+        ..BatchConfig::default()
+    });
     let router = app(state.clone());
-    state.batcher.set_paused(true);
+    gate.close();
     let first = {
         let router = router.clone();
         tokio::spawn(
@@ -244,6 +262,6 @@ async fn the_concurrency_limit_answers_429_with_retry_after() {
     // Probes are never limited.
     let (status, _, _) = call(&router, get("/health/live")).await;
     assert_eq!(status, StatusCode::OK);
-    state.batcher.set_paused(false);
+    gate.open();
     assert_eq!(first.await.unwrap().0, StatusCode::OK);
 }

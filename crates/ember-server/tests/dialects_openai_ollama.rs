@@ -42,14 +42,16 @@ async fn openai_embeddings_float_base64_and_tokens() {
         "base64",
     );
 
-    // Token ids: one list, and a list of lists.
-    // tiny-bert pads with id 0.
+    // Token ids: one list, and a list of lists. They are the content's ids: the model's
+    // special tokens ([CLS], [SEP]) are added as for text. tiny-bert pads with id 0.
     let unpad = |i: usize| -> Value {
-        let ids = want["input_ids"][i].as_array().unwrap();
-        json!(ids
+        let ids: Vec<&Value> = want["input_ids"][i]
+            .as_array()
+            .unwrap()
             .iter()
             .filter(|x| x.as_u64() != Some(0))
-            .collect::<Vec<_>>())
+            .collect();
+        json!(ids[1..ids.len() - 1])
     };
     for (input, rows) in [
         (unpad(1), vec![1]),
@@ -266,10 +268,26 @@ async fn ollama_errors_in_ollama_shape() {
         "the input length exceeds the context length",
     )
     .await;
-    let no_type = Request::post("/api/embed")
-        .body(Body::from(r#"{"input":"a"}"#))
+    // Ollama reads a JSON body whatever its content type says (its documented curl examples
+    // send none, so curl sends `application/x-www-form-urlencoded`).
+    for content_type in [None, Some("application/x-www-form-urlencoded")] {
+        let mut req = Request::post("/api/embed");
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let (status, body) = send(&app, req.body(Body::from(r#"{"input":"a"}"#)).unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "{content_type:?}: {body}");
+        assert_eq!(body["embeddings"].as_array().unwrap().len(), 1);
+    }
+    let legacy_no_type = Request::post("/api/embeddings")
+        .body(Body::from(r#"{"prompt":"a"}"#))
         .unwrap();
-    expect(&app, no_type, s, 415, "Content-Type").await;
+    let (status, body) = send(&app, legacy_no_type).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let not_json = Request::post("/api/embed")
+        .body(Body::from("input=a"))
+        .unwrap();
+    expect(&app, not_json, s, 400, "").await;
     let legacy = |b: &str| post_json("/api/embeddings", b);
     expect(&app, legacy(r#"{"model": "tiny-bert"}"#), s, 400, "prompt").await;
     expect(
@@ -291,4 +309,94 @@ async fn ollama_errors_in_ollama_shape() {
     )
     .await;
     expect(&app, get("/api/embed"), s, 405, "/api/embed").await;
+}
+
+/// Token ids go to the encoder as they are: ids that a decode/encode round trip would change
+/// (a [SEP] in the middle, which decoding drops) give the vector of those very ids.
+#[tokio::test]
+async fn token_ids_are_not_decoded_and_re_encoded() {
+    use ember_core::EmbedOptions;
+
+    let manager = manager();
+    let app = ember_server::app(ember_server::AppState::new(
+        manager.clone(),
+        ember_server::Limits::default(),
+    ));
+    let model = manager.lease(Some("tiny-bert"), None).unwrap();
+    let content = model.tokenizer().content_ids("hello world").unwrap();
+    let sep = *model
+        .tokenize(&["x".to_string()], &EmbedOptions::default())
+        .unwrap()[0]
+        .ids
+        .last()
+        .unwrap();
+    let ids: Vec<u32> = content
+        .iter()
+        .copied()
+        .chain([sep])
+        .chain(content.iter().copied())
+        .collect();
+    let opts = EmbedOptions::default();
+    let encoded = model
+        .tokenize_ids(std::slice::from_ref(&ids), &opts)
+        .unwrap();
+    assert_eq!(encoded[0].ids.len(), ids.len() + 2, "[CLS] and [SEP] added");
+    let raw = model.embed_encoded(&encoded, 8).unwrap();
+    let (_, direct) = model.finish(&raw, &opts);
+    let round_trip = model
+        .embed(&[model.decode(0, &ids).unwrap()], &opts)
+        .unwrap()
+        .data;
+    assert!(
+        cosine(&direct, &round_trip) < 0.999,
+        "the round trip must differ"
+    );
+
+    let body = json!({"input": ids, "model": "tiny-bert"}).to_string();
+    let (status, got) = send(&app, post_json("/v1/embeddings", &body)).await;
+    assert_eq!(status, StatusCode::OK, "{got}");
+    let served = floats(&got["data"][0]["embedding"]);
+    assert!(cosine(&served, &direct) > 0.99999);
+    assert_eq!(got["usage"]["prompt_tokens"], ids.len() + 2);
+}
+
+/// With `--openai-token-ids cl100k_base` token ids are OpenAI's (as LangChain sends them):
+/// decoded with that encoding, then tokenized for the served model.
+#[tokio::test]
+async fn cl100k_token_ids_are_decoded_to_text() {
+    use ember_server::settings::{OpenAiSettings, TokenIds};
+
+    let state = ember_server::AppState::new(manager(), ember_server::Limits::default())
+        .with_openai(OpenAiSettings {
+            token_ids: TokenIds::Cl100kBase,
+        });
+    let app = ember_server::app(state);
+    let text = "The quick brown fox jumps over the lazy dog";
+    let ids = tiktoken_rs::cl100k_base_singleton().encode_ordinary(text);
+    let (_, want) = send(
+        &app,
+        post_json("/v1/embeddings", &json!({"input": text}).to_string()),
+    )
+    .await;
+    let (status, got) = send(
+        &app,
+        post_json("/v1/embeddings", &json!({"input": [ids]}).to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{got}");
+    let (a, b) = (
+        floats(&got["data"][0]["embedding"]),
+        floats(&want["data"][0]["embedding"]),
+    );
+    assert!(cosine(&a, &b) > 0.99999);
+    assert_eq!(got["usage"], want["usage"]);
+    let bad = json!({"input": [[u32::MAX]]}).to_string();
+    expect(
+        &app,
+        post_json("/v1/embeddings", &bad),
+        Shape::OpenAi,
+        400,
+        "cl100k_base",
+    )
+    .await;
 }

@@ -162,8 +162,17 @@ async fn tei_errors_in_tei_shape() {
     expect(&app, e("{"), t, 400, "").await;
     let (_, body) = send(&app, e(r#"{"inputs": []}"#)).await;
     assert_eq!(body["error_type"], "empty");
-    // TEI routes Ember does not serve answer in TEI's shape.
-    expect(&app, post_json("/rerank", "{}"), t, 404, "/rerank").await;
+    // A wrong method on a TEI route answers in TEI's shape; a root path no dialect serves in
+    // the native one (TEI's routes own no prefix).
+    expect(&app, get("/embed"), t, 405, "/embed").await;
+    expect(
+        &app,
+        post_json("/predict", "{}"),
+        Shape::Native,
+        404,
+        "/predict",
+    )
+    .await;
     expect(
         &app,
         post_json("/tokenize", r#"{"inputs": 1}"#),

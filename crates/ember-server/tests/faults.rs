@@ -20,7 +20,7 @@ use axum::http::StatusCode;
 use common::*;
 use dialect::{check_shape, Shape};
 use ember_core::{ManagerConfig, ModelManager, ModelSpec, Registry, Resolver};
-use ember_server::{app, AppState, Limits};
+use ember_server::{app, AppState, BatchConfig, Gate, Limits};
 use serde_json::{json, Value};
 use tokio::net::TcpSocket;
 
@@ -305,7 +305,11 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_that_disconnects_mid_request_leaves_nothing_behind() {
-    let state = AppState::new(manager(), Limits::default());
+    let gate = Gate::default();
+    let state = AppState::new(manager(), Limits::default()).with_batching(BatchConfig {
+        gate: Some(gate.clone()),
+        ..BatchConfig::default()
+    });
     let addr = serve(state.clone()).await;
     let (status, v) = call(addr, "POST", "/api/v1/embed", r#"{"input":"warm"}"#).await;
     assert_eq!(status, 200, "{v}");
@@ -316,7 +320,7 @@ async fn a_client_that_disconnects_mid_request_leaves_nothing_behind() {
     };
 
     // Queued: a request the paused worker holds, then the one whose client leaves.
-    state.batcher.set_paused(true);
+    gate.close();
     let held =
         tokio::spawn(
             async move { call(addr, "POST", "/api/v1/embed", r#"{"input":"held"}"#).await },
@@ -333,7 +337,7 @@ async fn a_client_that_disconnects_mid_request_leaves_nothing_behind() {
         in_flight(&state) == 1
     })
     .await;
-    state.batcher.set_paused(false);
+    gate.open();
     let (status, v) = held.await.unwrap();
     assert_eq!(status, 200, "{v}");
     // The worker skips the abandoned job instead of embedding 512 texts for nobody.
@@ -369,7 +373,11 @@ async fn a_client_that_disconnects_mid_request_leaves_nothing_behind() {
 async fn a_slow_reader_holds_no_request_slot() {
     // One slot: if the slow reader held it while its answer is written, the next request
     // would get a 429.
-    let state = AppState::new(manager(), Limits::default()).with_max_concurrent(1);
+    let limits = Limits {
+        max_concurrent_requests: 1,
+        ..Limits::default()
+    };
+    let state = AppState::new(manager(), limits);
     let addr = serve(state.clone()).await;
     // An answer far larger than the socket buffers (the server's send buffer tops out at a
     // few MB, and the reader's receive buffer is made tiny).
@@ -420,9 +428,12 @@ async fn a_slow_reader_holds_no_request_slot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slow_body_gets_a_408_and_holds_no_request_slot() {
     // One slot, and one second to send a body.
-    let state = AppState::new(manager(), Limits::default())
-        .with_max_concurrent(1)
-        .with_body_timeout(Some(Duration::from_secs(1)));
+    let limits = Limits {
+        max_concurrent_requests: 1,
+        body_timeout: 1,
+        ..Limits::default()
+    };
+    let state = AppState::new(manager(), limits);
     let addr = serve(state.clone()).await;
     let body = r#"{"input": "a body that arrives one byte at a time"}"#;
     // A Slowloris: headers, then a trickle of bytes that never completes the body in time.

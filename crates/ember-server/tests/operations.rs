@@ -9,12 +9,11 @@ use std::path::Path;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use axum::Router;
-use clap::Parser;
 use common::*;
 use ember_server::config::Secret;
 use ember_server::settings::Preload;
 use ember_server::warmup::{self, WarmupPlan};
-use ember_server::{app, AppState, AuthConfig, Limits, ServeArgs, Settings};
+use ember_server::{app, AppState, AuthConfig, Flags, Limits, Settings};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -218,25 +217,24 @@ warmup = false
 
 #[test]
 fn the_config_file_fills_what_flags_leave_at_their_defaults() {
-    let args =
-        ServeArgs::try_parse_from(["ember-server", "--queue-size", "9", "--model", "tiny-bert"])
+    let flags =
+        Flags::try_parse_from(["ember-server", "--queue-size", "9", "--model", "tiny-bert"])
             .unwrap();
-    let s = Settings::from_toml(args, FILE, Path::new("ember.toml")).unwrap();
-    let a = &s.args;
-    assert_eq!(a.port, 9999);
-    assert_eq!(a.max_body_bytes, 1 << 20);
-    assert_eq!(a.max_concurrent_requests, 7);
-    assert_eq!(a.queue_size, 9, "a flag wins over the file");
-    assert_eq!(a.max_batch_tokens, 512);
-    assert_eq!(a.max_models, 2);
-    assert_eq!(a.max_memory, Some(2_000_000_000));
+    let s = Settings::from_toml(&flags, FILE, Path::new("ember.toml")).unwrap();
+    assert_eq!(s.server.port, 9999);
+    assert_eq!(s.limits.max_body_bytes, 1 << 20);
+    assert_eq!(s.limits.max_concurrent_requests, 7);
+    assert_eq!(s.batching.queue_size, 9, "a flag wins over the file");
+    assert_eq!(s.batching.max_batch_tokens, 512);
+    assert_eq!(s.budget.max_models, 2);
+    assert_eq!(s.budget.max_memory, Some(2_000_000_000));
     assert_eq!(
-        a.keep_alive.unwrap().duration(),
+        s.budget.keep_alive.duration(),
         Some(std::time::Duration::from_secs(600))
     );
-    assert_eq!(a.api_keys.len(), 2);
-    assert_eq!(a.warmup_batch_sizes, vec![1, 4]);
-    assert_eq!(a.default_model.as_deref(), Some("tiny-bert"));
+    assert_eq!(s.auth.api_keys.len(), 2);
+    assert_eq!(s.warmup.batch_sizes, vec![1, 4]);
+    assert_eq!(s.default_model.as_deref(), Some("tiny-bert"));
     assert_eq!(s.preload.len(), 2);
     let mpnet = &s.preload[1];
     assert_eq!(mpnet.id, "tiny-mpnet");
@@ -249,7 +247,7 @@ fn the_config_file_fills_what_flags_leave_at_their_defaults() {
     assert_eq!(cfg.dtypes["tiny-mpnet"], ember_core::DType::Int8);
 
     // The logged configuration never shows a key.
-    let shown = format!("{s:?}");
+    let shown = format!("{s:?}\n{}", s.describe(&flags).join("\n"));
     for secret in ["sk-file-1", "sk-file-2", "adm-file"] {
         assert!(!shown.contains(secret), "{secret} leaked: {shown}");
     }
@@ -259,7 +257,7 @@ fn the_config_file_fills_what_flags_leave_at_their_defaults() {
 #[test]
 fn config_file_errors_name_the_field() {
     let bad = |text: &str| {
-        let e = Settings::from_toml(ServeArgs::default(), text, Path::new("bad.toml")).unwrap_err();
+        let e = Settings::from_toml(&Flags::defaults(), text, Path::new("bad.toml")).unwrap_err();
         format!("{e:#}")
     };
     assert!(bad("[limits]\nmax_bodybytes = 3").contains("max_bodybytes"));
@@ -271,7 +269,7 @@ fn config_file_errors_name_the_field() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warm_up_reports_each_model_and_a_failure_does_not_stop_the_others() {
-    let settings = Settings::from_toml(ServeArgs::default(), "", Path::new("none.toml")).unwrap();
+    let settings = Settings::from_toml(&Flags::defaults(), "", Path::new("none.toml")).unwrap();
     let state = AppState::from_settings(&settings, manager());
     let (status, body) = state.readiness();
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");

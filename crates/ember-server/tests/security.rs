@@ -11,13 +11,12 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use clap::Parser;
 use common::*;
 use dialect::{check_shape, expect, Shape};
 use ember_core::{ModelManager, ModelSpec, Registry, Resolver};
 use ember_server::config::Secret;
 use ember_server::warmup::{self, WarmupPlan};
-use ember_server::{app, build_manager_with, AppState, AuthConfig, Limits, ServeArgs, Settings};
+use ember_server::{app, build_manager_with, AppState, AuthConfig, Flags, Limits, Settings};
 use serde_json::{json, Value};
 
 /// A copy of a tiny model at `dir`.
@@ -41,7 +40,7 @@ fn server_manager(roots: &[&Path]) -> Arc<ModelManager> {
         let list: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
         args.extend(["--model-roots".into(), list.join(",")]);
     }
-    let settings = Settings::load(ServeArgs::try_parse_from(args).unwrap()).unwrap();
+    let settings = Settings::load(&Flags::try_parse_from(args).unwrap()).unwrap();
     // The server's own wiring, minus the environment's EMBER_MODELS_DIR (another root).
     let mut resolver = Resolver::from_env();
     resolver.models_dir = None;
@@ -162,10 +161,10 @@ async fn the_models_dir_counts_as_a_model_root() {
     let models_dir = tmp.path().join("models");
     let inside = copy_tiny("bert", &models_dir.join("mine"));
     let outside = copy_tiny("bert", &tmp.path().join("elsewhere"));
-    let args = ServeArgs::try_parse_from(["ember-server"]).unwrap();
+    let flags = Flags::try_parse_from(["ember-server"]).unwrap();
     let mut resolver = Resolver::from_env();
     resolver.models_dir = Some(models_dir);
-    let manager = build_manager_with(&Settings::load(args).unwrap(), resolver).unwrap();
+    let manager = build_manager_with(&Settings::load(&flags).unwrap(), resolver).unwrap();
     let app = app(AppState::new(Arc::new(manager), Limits::default()));
     for (dir, want) in [(inside, StatusCode::OK), (outside, StatusCode::NOT_FOUND)] {
         let body = json!({"input": "hi", "model": dir.display().to_string()}).to_string();
@@ -344,6 +343,7 @@ fn tight() -> Limits {
         max_body_bytes: 64 * 1024,
         max_input_chars: 100,
         max_total_chars: 250,
+        ..Limits::default()
     }
 }
 

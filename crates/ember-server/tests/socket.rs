@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ember_server::ServeArgs;
+use ember_server::{Flags, Settings};
 use serde_json::Value;
 
 /// Minimal HTTP/1.1 client over std (keeps the test free of an HTTP client dependency).
@@ -39,13 +39,12 @@ fn request(
 async fn serves_on_a_real_socket_and_shuts_down() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let args = ServeArgs {
-        models: vec!["tiny-mpnet".into()],
-        ..ServeArgs::default()
-    };
+    let settings =
+        Settings::load(&Flags::try_parse_from(["ember-server", "--model", "tiny-mpnet"]).unwrap())
+            .unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        ember_server::serve(listener, &args, manager(), async {
+        ember_server::serve(listener, &settings, manager(), async {
             let _ = stop_rx.await;
         })
         .await
@@ -94,7 +93,7 @@ async fn real_model_over_http(id: &str, alias: &str) {
         ember_core::Registry::builtin(),
         ember_core::Resolver::from_env(),
     ));
-    if let Err(e) = manager.get(Some(id)) {
+    if let Err(e) = manager.lease(Some(id), None) {
         if std::env::var("EMBER_REQUIRE_REAL_MODELS").as_deref() == Ok("1") {
             panic!("{id} not available: {e}");
         }

@@ -10,8 +10,11 @@
 //! - Pinned models (the default, and any configured) are never evicted.
 //! - Keep-alive with Ollama's meaning; idle models expire on a timer thread, which also hands the
 //!   memory of freed models back to the operating system (`release.rs`).
+//! - Every use goes through a [`Lease`] (`lease.rs`): a guard that derefs to the model, sets its
+//!   keep-alive, and on drop marks the use finished (last use refreshed, keep-alive 0 applied).
 
 mod keep_alive;
+mod lease;
 mod release;
 mod state;
 mod status;
@@ -22,6 +25,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 pub use keep_alive::KeepAlive;
+pub use lease::{Key, Lease, Target};
 pub use release::limit_allocator_arenas;
 use state::{Entry, Inflight, State};
 pub use state::{Evictions, ManagerStats};
@@ -32,9 +36,6 @@ use crate::embedder::{EmbedOptions, Embedder, Embeddings};
 use crate::error::{Error, Result};
 use crate::registry::{ModelSpec, Registry};
 use crate::resolve::Resolver;
-
-/// A loaded model's key.
-pub type Key = (String, DType);
 
 /// Limits and policies of a [`ModelManager`].
 #[derive(Debug, Clone)]
@@ -85,6 +86,17 @@ struct Inner {
     /// Signalled when a model leaves the cache or a load ends (wakes waits for room).
     changed: Condvar,
     stop: AtomicBool,
+}
+
+impl Inner {
+    /// Marks the end of a use of `key`: refreshes its last use and, with keep-alive 0, unloads it.
+    fn finished(&self, key: &Key) {
+        if let Ok(mut st) = self.state.lock() {
+            st.touch(key);
+            st.expire_idle(Instant::now());
+        }
+        self.changed.notify_all();
+    }
 }
 
 fn poisoned<T>(_: T) -> Error {
@@ -191,20 +203,16 @@ impl ModelManager {
 
     /// Pinning covers a model in its default dtype; other dtypes of it are cached normally.
     fn is_pinned(&self, key: &Key) -> bool {
-        self.is_pinned_id(&key.0)
+        self.is_pinned_id(&key.model)
             && self
-                .spec(Some(&key.0))
-                .is_ok_and(|s| self.default_dtype(&s) == key.1)
+                .spec(Some(&key.model))
+                .is_ok_and(|s| self.default_dtype(&s) == key.dtype)
     }
 
-    /// The loaded model for `id` in its default dtype, loading it first if needed.
-    pub fn get(&self, id: Option<&str>) -> Result<Arc<Embedder>> {
-        self.acquire(id, None)
-    }
-
-    /// The loaded model for (`id`, `dtype`), loading it first if needed. Concurrent callers for
-    /// one cold model share a single load; other models are not blocked while it loads.
-    pub fn acquire(&self, id: Option<&str>, dtype: Option<DType>) -> Result<Arc<Embedder>> {
+    /// What a request for (`id`, `dtype`) will use, from one catalog lookup and without loading
+    /// anything: the catalog entry and the (model, dtype) key (the model's default dtype when
+    /// `dtype` is `None`). A model listed as not supported is refused here.
+    pub fn target(&self, id: Option<&str>, dtype: Option<DType>) -> Result<Target> {
         let spec = self.spec(id)?;
         if !spec.supported {
             return Err(Error::Unsupported {
@@ -214,15 +222,39 @@ impl ModelManager {
             });
         }
         let dtype = dtype.unwrap_or_else(|| self.default_dtype(&spec));
-        let key: Key = (spec.id.clone(), dtype);
+        Ok(Target {
+            key: Key::new(&spec.id, dtype),
+            spec,
+        })
+    }
+
+    /// A lease on (`id`, `dtype`): the model loaded (first, if needed) and held until the lease
+    /// is dropped. Concurrent callers for one cold model share a single load; other models are
+    /// not blocked while it loads.
+    pub fn lease(&self, id: Option<&str>, dtype: Option<DType>) -> Result<Lease> {
+        let target = self.target(id, dtype)?;
+        let model = self.acquire(&target.key, Some(&target.spec))?;
+        Ok(Lease::new(model, target.key, self.inner.clone()))
+    }
+
+    /// A lease on `key`, as [`ModelManager::target`] gave it: a loaded model is found without
+    /// a catalog lookup (the lookup happens only to load it).
+    pub fn lease_key(&self, key: &Key) -> Result<Lease> {
+        let model = self.acquire(key, None)?;
+        Ok(Lease::new(model, key.clone(), self.inner.clone()))
+    }
+
+    /// The loaded model for `key`, loading it first if needed (`spec` is its catalog entry when
+    /// the caller has it).
+    fn acquire(&self, key: &Key, spec: Option<&ModelSpec>) -> Result<Arc<Embedder>> {
         let flight = {
             let mut st = self.inner.state.lock().map_err(poisoned)?;
             st.expire_idle(Instant::now());
-            if let Some(model) = st.hit(&key) {
+            if let Some(model) = st.hit(key) {
                 return Ok(model);
             }
             st.stats.misses += 1;
-            if let Some(f) = st.inflight.get(&key) {
+            if let Some(f) = st.inflight.get(key) {
                 let f = f.clone();
                 drop(st);
                 return f.wait();
@@ -231,12 +263,17 @@ impl ModelManager {
             st.inflight.insert(key.clone(), f.clone());
             f
         };
-        let result = self.load_entry(&spec, dtype, &key);
+        let result = match spec {
+            Some(spec) => self.load_entry(spec, key),
+            None => self
+                .target(Some(&key.model), Some(key.dtype))
+                .and_then(|t| self.load_entry(&t.spec, key)),
+        };
         let mut st = self.inner.state.lock().map_err(poisoned)?;
-        st.inflight.remove(&key);
+        st.inflight.remove(key);
         let out = match result {
             Ok(model) => {
-                st.failed.remove(&key);
+                st.failed.remove(key);
                 Ok(model)
             }
             Err(e) => {
@@ -253,7 +290,8 @@ impl ModelManager {
 
     /// Resolves, makes room, loads and inserts one model. Runs without the cache lock held except
     /// for the bookkeeping steps.
-    fn load_entry(&self, spec: &ModelSpec, dtype: DType, key: &Key) -> Result<Arc<Embedder>> {
+    fn load_entry(&self, spec: &ModelSpec, key: &Key) -> Result<Arc<Embedder>> {
+        let dtype = key.dtype;
         let dir = self.inner.resolver.resolve(spec)?;
         let estimate = state::estimate_bytes(&dir, dtype);
         self.make_room(key, estimate, None)?;
@@ -381,24 +419,11 @@ impl ModelManager {
         texts: &[String],
         opts: &EmbedOptions,
     ) -> Result<Embeddings> {
-        let model = self.acquire(id, dtype)?;
-        let key = (model.id().to_string(), model.info().dtype);
+        let model = self.lease(id, dtype)?;
         if let Some(k) = keep_alive {
-            self.set_keep_alive(&key, k)?;
+            model.set_keep_alive(k);
         }
-        let out = model.embed(texts, opts);
-        drop(model);
-        self.finished(&key);
-        out
-    }
-
-    /// Marks the end of a use of `key`: refreshes its last use and, with keep-alive 0, unloads it.
-    pub fn finished(&self, key: &Key) {
-        if let Ok(mut st) = self.inner.state.lock() {
-            st.touch(key);
-            st.expire_idle(Instant::now());
-        }
-        self.inner.changed.notify_all();
+        model.embed(texts, opts)
     }
 
     /// Loads (`id`, `dtype`) now and sets its keep-alive (the configured one when `None`).
@@ -408,21 +433,12 @@ impl ModelManager {
         dtype: Option<DType>,
         keep_alive: Option<KeepAlive>,
     ) -> Result<ModelStatus> {
-        let model = self.acquire(Some(id), dtype)?;
-        let key = (model.id().to_string(), model.info().dtype);
-        drop(model);
+        let model = self.lease(Some(id), dtype)?;
         if let Some(k) = keep_alive {
-            self.set_keep_alive(&key, k)?;
+            model.set_keep_alive(k);
         }
-        self.finished(&key);
+        drop(model);
         self.model_status(id)
-    }
-
-    /// Sets the keep-alive of a loaded model (a request's `keep_alive`, as Ollama does).
-    pub fn set_keep_alive(&self, key: &Key, keep_alive: KeepAlive) -> Result<()> {
-        let mut st = self.inner.state.lock().map_err(poisoned)?;
-        st.set_keep_alive(key, keep_alive);
-        Ok(())
     }
 
     /// Unloads `id` (one dtype, or every dtype); returns how many instances left the cache. The
@@ -443,11 +459,11 @@ impl ModelManager {
         }
         let mut st = self.inner.state.lock().map_err(poisoned)?;
         let keys: Vec<Key> = match dtype {
-            Some(d) => vec![(spec.id.clone(), d)],
+            Some(d) => vec![Key::new(&spec.id, d)],
             None => DType::ALL
                 .iter()
                 .filter(|&&d| !(pinned && d == pinned_dtype))
-                .map(|&d| (spec.id.clone(), d))
+                .map(|&d| Key::new(&spec.id, d))
                 .collect(),
         };
         let n = keys
@@ -480,13 +496,6 @@ impl ModelManager {
             self.inner.changed.notify_all();
         }
         n
-    }
-
-    /// The loaded model for `id` in its default dtype, without loading it.
-    pub fn loaded(&self, id: &str) -> Option<Arc<Embedder>> {
-        let spec = self.spec(Some(id)).ok()?;
-        let key = (spec.id.clone(), self.default_dtype(&spec));
-        self.inner.state.lock().ok()?.peek(&key)
     }
 
     /// Counters and memory use.

@@ -202,10 +202,6 @@ impl State {
         Some(e.model.clone())
     }
 
-    pub fn peek(&self, key: &Key) -> Option<Arc<Embedder>> {
-        self.lru.peek(key).map(|e| e.model.clone())
-    }
-
     pub fn touch(&mut self, key: &Key) {
         if let Some(e) = self.lru.peek_mut(key) {
             e.last_used = Instant::now();
@@ -227,17 +223,17 @@ impl State {
     pub fn entries_of<'a>(&'a self, id: &'a str) -> impl Iterator<Item = (DType, &'a Entry)> + 'a {
         self.lru
             .iter()
-            .filter(move |((i, _), _)| i == id)
-            .map(|((_, d), e)| (*d, e))
+            .filter(move |(k, _)| k.model == id)
+            .map(|(k, e)| (k.dtype, e))
     }
 
     pub fn loaded_ids(&self) -> Vec<String> {
-        self.lru.iter().map(|((id, _), _)| id.clone()).collect()
+        self.lru.iter().map(|(k, _)| k.model.clone()).collect()
     }
 
     /// Takes an entry out; if requests still use it, its bytes stay counted until they finish.
     fn retire(&mut self, key: Key, entry: Entry) {
-        tracing::info!(model = %key.0, dtype = %key.1, bytes = entry.bytes, "model unloaded");
+        tracing::info!(model = %key.model, dtype = %key.dtype, bytes = entry.bytes, "model unloaded");
         if entry.in_use() > 0 {
             self.draining
                 .push((key, Arc::downgrade(&entry.model), entry.bytes));
@@ -273,7 +269,7 @@ impl State {
         let keys: Vec<Key> = self
             .lru
             .iter()
-            .filter(|((i, _), _)| i == id)
+            .filter(|(k, _)| k.model == id)
             .map(|(k, _)| k.clone())
             .collect();
         keys.iter().filter(|k| self.remove(k, reason)).count()
@@ -346,8 +342,8 @@ impl State {
         let ahead = self.waiting.len().saturating_sub(1);
         format!(
             "no room for model `{}` ({}, {}): {ahead} earlier loads are still waiting for room in the {} budget",
-            key.0,
-            key.1,
+            key.model,
+            key.dtype,
             mb(bytes),
             self.budget.map_or("unbounded".to_string(), mb),
         )
@@ -369,7 +365,7 @@ impl State {
             if bytes > budget {
                 return Room::Never(format!(
                     "model `{}` ({}) needs {}, more than the whole memory budget of {}; other models stay loaded",
-                    key.0, key.1, mb(bytes), mb(budget)
+                    key.model, key.dtype, mb(bytes), mb(budget)
                 ));
             }
         }
@@ -395,7 +391,7 @@ impl State {
                     } else {
                         Reason::Memory
                     };
-                    tracing::info!(model = %v.0, dtype = %v.1, ?reason, "evicting to make room for {}", key.0);
+                    tracing::info!(model = %v.model, dtype = %v.dtype, ?reason, "evicting to make room for {}", key.model);
                     self.remove(&v, reason);
                 }
                 None if !self.draining.is_empty() || self.reserved_models > 0 => {
@@ -411,12 +407,12 @@ impl State {
             .lru
             .iter()
             .filter(|(_, e)| e.pinned)
-            .map(|((id, d), e)| format!("{id} ({d}, {})", mb(e.bytes)))
+            .map(|(k, e)| format!("{} ({}, {})", k.model, k.dtype, mb(e.bytes)))
             .collect();
         format!(
             "no room for model `{}` ({}, {}): {} of the {} budget is held by pinned models [{}] and models still serving requests",
-            key.0,
-            key.1,
+            key.model,
+            key.dtype,
             mb(bytes),
             mb(used),
             self.budget.map_or("unbounded".to_string(), mb),

@@ -119,11 +119,11 @@ impl ModelManager {
             })
             .collect();
         instances.sort_by_key(|i| i.dtype);
-        let loading = st.inflight.keys().any(|(id, _)| *id == spec.id);
+        let loading = st.inflight.keys().any(|k| k.model == spec.id);
         let error = st
             .failed
             .iter()
-            .find(|((id, _), _)| *id == spec.id)
+            .find(|(k, _)| k.model == spec.id)
             .map(|(_, e)| e.clone());
         let state = if !instances.is_empty() {
             LoadState::Loaded

@@ -52,7 +52,7 @@ fn freed_models_are_handed_back_by_the_timer_thread() {
     assert_eq!(m.unload("tiny-mpnet", None).unwrap(), 1);
     assert_eq!(wait_releases(&m, 2), 2);
     // A model evicted while a request holds it is freed when that request lets go.
-    let held = m.acquire(Some("tiny-mpnet"), Some(DType::Fp32)).unwrap();
+    let held = m.lease(Some("tiny-mpnet"), Some(DType::Fp32)).unwrap();
     assert_eq!(wait_releases(&m, 3), 3);
     assert_eq!(m.unload("tiny-mpnet", None).unwrap(), 1);
     std::thread::sleep(Duration::from_millis(100));
@@ -67,7 +67,7 @@ fn freed_models_are_handed_back_by_the_timer_thread() {
 fn loads_get_room_in_arrival_order() {
     // Sizes: real bytes once loaded, and the estimate a load reserves first.
     let probe = ModelManager::new(registry(), Resolver::from_env());
-    let real = |id: &str, d| probe.acquire(Some(id), Some(d)).unwrap().info().bytes;
+    let real = |id: &str, d| probe.lease(Some(id), Some(d)).unwrap().info().bytes;
     let est = |kind: &str, d| state::estimate_bytes(&tiny(kind), d);
     let pinned = real("tiny-bert", DType::Fp32);
     let held_bytes = real("tiny-mpnet", DType::Int8);
@@ -93,8 +93,8 @@ fn loads_get_room_in_arrival_order() {
             ..ManagerConfig::default()
         },
     ));
-    drop(m.acquire(None, None).unwrap());
-    let held = m.acquire(Some("tiny-mpnet"), Some(DType::Int8)).unwrap();
+    drop(m.lease(None, None).unwrap());
+    let held = m.lease(Some("tiny-mpnet"), Some(DType::Int8)).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let wait_for = |what: &str, cond: &dyn Fn(&ManagerStats) -> bool| {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -106,7 +106,7 @@ fn loads_get_room_in_arrival_order() {
     let first = {
         let (m, tx) = (m.clone(), tx.clone());
         std::thread::spawn(move || {
-            let model = m.acquire(Some("tiny-xlm-roberta"), Some(DType::Fp32));
+            let model = m.lease(Some("tiny-xlm-roberta"), Some(DType::Fp32));
             tx.send("big").unwrap();
             model.map(drop)
         })
@@ -117,7 +117,7 @@ fn loads_get_room_in_arrival_order() {
     let second = {
         let m = m.clone();
         std::thread::spawn(move || {
-            let model = m.acquire(Some("tiny-bert"), Some(DType::Int8));
+            let model = m.lease(Some("tiny-bert"), Some(DType::Int8));
             tx.send("small").unwrap();
             model.map(drop)
         })

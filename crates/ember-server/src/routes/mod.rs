@@ -1,44 +1,66 @@
-//! Route handlers, one module per API family, and the router that mounts them.
+//! The routes, one module per API dialect. Each dialect module owns everything about its API: a
+//! marker type implementing [`Dialect`] (its error shape) and [`Api`] (its router, with its own
+//! 404/405 fallbacks, and its OpenAPI paths), the request and response types, and the handlers.
+//! `ops` holds the probes, `/metrics` and `/openapi.json`; `shared` the parsing every dialect
+//! uses. Adding a dialect is adding a module and one entry to [`for_each_dialect!`].
 
-pub mod health;
 pub mod native;
 pub mod ollama;
 pub mod openai;
 pub mod openapi;
+pub mod ops;
 pub mod shared;
 pub mod tei;
 
-use axum::routing::{get, post};
 use axum::Router;
+use utoipa::openapi::{Components, OpenApi};
 
+use crate::error::Dialect;
 use crate::AppState;
 
-/// Every API route (health included); `app()` adds fallbacks and middleware around it.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        // Native
-        .route("/api/v1/embed", post(native::embed))
-        .route("/api/v1/models", get(native::list_models))
-        // Ids may contain `/`: `POST …/{id}/load` is matched inside `load_model`.
-        .route(
-            "/api/v1/models/{*id}",
-            get(native::get_model)
-                .post(native::load_model)
-                .delete(native::unload_model),
-        )
-        // Ollama
-        .route("/api/embed", post(ollama::embed))
-        .route("/api/embeddings", post(ollama::embeddings))
-        .route("/api/tags", get(ollama::tags))
-        .route("/api/ps", get(ollama::ps))
-        .route("/api/version", get(ollama::version))
-        // TEI
-        .route("/embed", post(tei::embed))
-        .route("/info", get(tei::info))
-        .route("/tokenize", post(tei::tokenize))
-        // OpenAI (`/v1/*` and `/embeddings`), with OpenAI-shaped fallbacks under `/v1`
-        .merge(openai::router())
-        .route("/openapi.json", get(openapi::spec))
-        .route("/health/live", get(health::live))
-        .route("/health/ready", get(health::ready))
+/// One API dialect's routes and their documentation.
+pub trait Api: Dialect {
+    /// The OpenAPI tag of its operations.
+    const TAG: &'static str;
+    /// The tag's description.
+    const DESCRIPTION: &'static str;
+
+    /// Its routes (absolute paths) with their own 404 and 405 fallbacks where it owns a path
+    /// prefix. `app()` wraps them in the middleware stack answering in this dialect's shape;
+    /// `state` is there for route layers such as the admin key check.
+    fn routes(state: &AppState) -> Router<AppState>;
+
+    /// The OpenAPI paths and schemas of its routes. The error answers every operation may give
+    /// are added by [`openapi`] from the statuses an operation lists.
+    fn paths() -> OpenApi;
+
+    /// Adds the schemas of its error body to `components` and returns the body's name.
+    fn error_schema(components: &mut Components) -> String;
+}
+
+/// Calls `f::<D>(args)` for every dialect `D`, in the order the OpenAPI document lists their
+/// tags, and gives the results as an array. This list is the one place a dialect is named.
+#[macro_export]
+macro_rules! for_each_dialect {
+    ($f:ident ( $($arg:expr),* )) => {
+        [
+            $f::<$crate::routes::native::Native>($($arg),*),
+            $f::<$crate::routes::openai::OpenAi>($($arg),*),
+            $f::<$crate::routes::ollama::Ollama>($($arg),*),
+            $f::<$crate::routes::tei::Tei>($($arg),*),
+        ]
+    };
+}
+
+/// `D`'s routes inside the middleware stack that answers in `D`'s shape.
+fn mount<D: Api>(state: &AppState) -> Router<AppState> {
+    crate::middleware::stack::<D>(D::routes(state), state)
+}
+
+/// Every route: each dialect's, the operational ones, and the fallback for paths no dialect
+/// owns (in the native shape).
+pub fn router(state: &AppState) -> Router<AppState> {
+    for_each_dialect!(mount(state))
+        .into_iter()
+        .fold(ops::router(state), Router::merge)
 }

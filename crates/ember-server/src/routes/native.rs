@@ -1,21 +1,113 @@
 //! Ember's native API: `POST /api/v1/embed`, `GET /api/v1/models`, `GET /api/v1/models/{id}`,
-//! `POST /api/v1/models/{id}/load` and `DELETE /api/v1/models/{id}`.
+//! `POST /api/v1/models/{id}/load` and `DELETE /api/v1/models/{id}` (the last two behind the
+//! admin key). Errors are `{"error": {"type", "message", "code"}}`, for every path under
+//! `/api/v1` and for paths no dialect owns.
 
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{OriginalUri, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
+use axum::Router;
 use ember_core::{EmbedOptions, ModelStatus, Precision};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use utoipa::ToSchema;
+use serde_json::{json, Value};
+use utoipa::openapi::Components;
+use utoipa::{OpenApi, ToSchema};
 
 use super::shared::{self, Vector};
-use crate::engine::EmbedJob;
-use crate::error::ApiError;
+use super::Api;
+use crate::engine::{EmbedJob, Inputs};
+use crate::error::{ApiError, ApiErrorKind, Dialect, DialectError};
 use crate::json::{Json, Path};
-use crate::AppState;
+use crate::{auth, AppState};
+
+/// Ember's own API.
+#[derive(Debug, Clone, Copy)]
+pub struct Native;
+
+type Error = DialectError<Native>;
+
+/// The error body: `{"error": {"type", "message", "code"}}`.
+impl Dialect for Native {
+    fn body(e: &ApiError) -> Value {
+        json!({"error": {"type": e.kind.as_str(), "message": e.message, "code": e.status.as_u16()}})
+    }
+}
+
+impl Api for Native {
+    const TAG: &'static str = "native";
+    const DESCRIPTION: &'static str = "Ember's own API";
+
+    fn routes(state: &AppState) -> Router<AppState> {
+        let admin = from_fn_with_state(state.clone(), auth::require_admin::<Native>);
+        let api = Router::new()
+            .route("/embed", post(embed))
+            .route("/models", get(list_models))
+            // Ids may contain `/`: `POST …/{id}/load` is matched inside `load_model`.
+            .route(
+                "/models/{*id}",
+                get(get_model).merge(post(load_model).delete(unload_model).route_layer(admin)),
+            )
+            .method_not_allowed_fallback(wrong_method)
+            .fallback(no_route_here);
+        Router::new().nest("/api/v1", api)
+    }
+
+    fn paths() -> utoipa::openapi::OpenApi {
+        Doc::openapi()
+    }
+
+    fn error_schema(components: &mut Components) -> String {
+        use utoipa::PartialSchema;
+        for (name, schema) in [
+            (NativeError::name(), NativeError::schema()),
+            (NativeErrorDetail::name(), NativeErrorDetail::schema()),
+        ] {
+            components.schemas.insert(name.into_owned(), schema);
+        }
+        NativeError::name().into_owned()
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(embed, list_models, get_model, load_model, unload_model),
+    components(schemas(EmbedRequest, EmbedResponse, LoadRequest, Usage))
+)]
+struct Doc;
+
+/// Native error body.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct NativeError {
+    error: NativeErrorDetail,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct NativeErrorDetail {
+    /// Machine-readable kind: `invalid_request`, `model_not_found`, `input_too_long`, ...
+    r#type: String,
+    message: String,
+    /// The HTTP status.
+    code: u16,
+}
+
+/// The 404 for `path`, pointing at the native routes.
+pub fn no_route(path: &str) -> ApiError {
+    ApiError::no_route(path, "see GET /api/v1/models and POST /api/v1/embed")
+}
+
+async fn no_route_here(OriginalUri(uri): OriginalUri) -> Error {
+    no_route(uri.path()).into()
+}
+
+async fn wrong_method(OriginalUri(uri): OriginalUri) -> Error {
+    ApiError::method_not_allowed(uri.path()).into()
+}
 
 /// Body of `POST /api/v1/embed`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -109,8 +201,8 @@ pub struct LoadRequest {
     responses((status = 200, body = EmbedResponse), (status = 400), (status = 404), (status = 413)))]
 pub async fn embed(
     State(state): State<AppState>,
-    Json(req, _): Json<EmbedRequest>,
-) -> Result<(HeaderMap, axum::Json<EmbedResponse>), ApiError> {
+    Json(req, _): Json<EmbedRequest, Native>,
+) -> Result<(HeaderMap, axum::Json<EmbedResponse>), Error> {
     let texts = shared::parse_texts(req.input, "input", &state.limits)?;
     let dtype = shared::parse_dtype(req.dtype.as_deref())?;
     let keep_alive = shared::parse_keep_alive(req.keep_alive.as_ref())?;
@@ -121,42 +213,29 @@ pub async fn embed(
         .map(str::parse::<Precision>)
         .transpose()?
         .unwrap_or(Precision::Float32);
-    let mut prompt_name = req.prompt_name;
-    if let Some(kind) = req.input_type.as_deref() {
-        if prompt_name.is_some() {
-            return Err(ApiError::invalid(
-                "pass either `input_type` or `prompt_name`, not both",
-            ));
-        }
-        let model = shared::acquire(&state, req.model.as_deref(), dtype).await?;
-        let info = model.info();
-        prompt_name = Some(shared::prompt_for_input_type(
-            &info.id,
-            info.prompts.keys().cloned(),
-            kind,
-        )?);
+    if req.input_type.is_some() && req.prompt_name.is_some() {
+        return Err(ApiError::invalid_field(
+            "input_type",
+            "pass either `input_type` or `prompt_name`, not both",
+        )
+        .into());
     }
+    let input_type = shared::parse_input_type(req.input_type.as_deref())?;
+    let target = state.target(req.model.as_deref(), dtype)?;
     let job = EmbedJob {
-        model: req.model,
-        dtype,
         keep_alive,
-        texts,
+        inputs: Inputs::Texts(texts),
         opts: EmbedOptions {
             normalize: req.normalize.unwrap_or(true),
             dimensions: req.dimensions,
-            prompt_name,
+            prompt_name: req.prompt_name,
             instruction: req.instruction,
+            input_type,
             truncate: req.truncate.unwrap_or(true),
             ..EmbedOptions::default()
         },
     };
-    let served_dtype = match dtype {
-        Some(d) => d,
-        None => state
-            .manager
-            .default_dtype(&state.manager.spec(job.model.as_deref())?),
-    };
-    let out = state.embed(job).await?;
+    let out = state.embed(&target, job).await?;
     let headers = shared::timing_headers(&out);
     let e = &out.embeddings;
     Ok((
@@ -164,7 +243,7 @@ pub async fn embed(
         axum::Json(EmbedResponse {
             model: e.model.clone(),
             dimension: e.dimension,
-            dtype: served_dtype.to_string(),
+            dtype: e.dtype.to_string(),
             precision: format!("{precision:?}").to_lowercase(),
             embeddings: shared::vectors(e, precision, base64)?,
             usage: Usage {
@@ -178,7 +257,7 @@ pub async fn embed(
 /// The catalog with each model's load state, dtype, bytes held, last use and keep-alive.
 #[utoipa::path(get, operation_id = "native_list_models", path = "/api/v1/models", tag = "native",
     responses((status = 200, description = "`{default_model, models: [...]}`")))]
-pub async fn list_models(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
+pub async fn list_models(State(state): State<AppState>) -> Result<axum::Json<Value>, Error> {
     let models: Vec<ModelStatus> = state.manager.status()?.into_iter().map(public).collect();
     let default = state.manager.spec(None)?.id;
     Ok(axum::Json(
@@ -192,10 +271,14 @@ fn public(mut status: ModelStatus) -> ModelStatus {
     status
 }
 
-fn status_json(status: ModelStatus) -> Result<axum::Json<Value>, ApiError> {
+fn status_json(status: ModelStatus) -> Result<axum::Json<Value>, Error> {
     serde_json::to_value(public(status))
         .map(axum::Json)
-        .map_err(|e| ApiError::internal(format!("cannot serialize model status: {e}")))
+        .map_err(|e| {
+            Error::from(ApiError::internal(format!(
+                "cannot serialize model status: {e}"
+            )))
+        })
 }
 
 /// One model's catalog entry and load state.
@@ -204,8 +287,8 @@ fn status_json(status: ModelStatus) -> Result<axum::Json<Value>, ApiError> {
     responses((status = 200, description = "The model's status"), (status = 404)))]
 pub async fn get_model(
     State(state): State<AppState>,
-    Path(id, _): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+    Path(id, _): Path<String, Native>,
+) -> Result<axum::Json<Value>, Error> {
     status_json(state.manager.model_status(&id)?)
 }
 
@@ -213,22 +296,24 @@ pub async fn get_model(
 #[utoipa::path(post, operation_id = "native_load_model", path = "/api/v1/models/{id}/load", tag = "native",
     params(("id" = String, Path, description = "Model id or alias")),
     request_body(content = LoadRequest, description = "Optional"),
-    responses((status = 200, description = "The model's status after loading"), (status = 404)))]
+    responses((status = 200, description = "The model's status after loading"), (status = 403), (status = 404)))]
 pub async fn load_model(
     State(state): State<AppState>,
-    Path(path, _): Path<String>,
+    Path(path, _): Path<String, Native>,
     body: Bytes,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<Value>, Error> {
     // Ids may contain `/`, so the route is a wildcard and the action its last segment.
     let Some(id) = path.strip_suffix("/load") else {
-        return Err(ApiError::no_route(&format!("/api/v1/models/{path}")));
+        return Err(no_route(&format!("/api/v1/models/{path}")).into());
     };
     let req: LoadRequest = if body.iter().all(u8::is_ascii_whitespace) {
         LoadRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError {
-            kind: "invalid_json",
-            ..ApiError::invalid(format!("invalid load request body: {e}"))
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                ApiErrorKind::InvalidJson,
+                format!("invalid load request body: {e}"),
+            )
         })?
     };
     let dtype = shared::parse_dtype(req.dtype.as_deref())?;
@@ -246,12 +331,12 @@ pub async fn load_model(
     params(("id" = String, Path, description = "Model id or alias"),
         ("dtype" = inline(Option<shared::DTypeName>), Query, description = "Only this dtype")),
     responses((status = 200, description = "`{id, unloaded}`: instances removed"),
-        (status = 400, description = "Pinned model"), (status = 404)))]
+        (status = 400, description = "Pinned model"), (status = 403), (status = 404)))]
 pub async fn unload_model(
     State(state): State<AppState>,
-    Path(id, _): Path<String>,
+    Path(id, _): Path<String, Native>,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
+) -> Result<(StatusCode, axum::Json<Value>), Error> {
     let dtype = shared::parse_dtype(query.get("dtype").map(String::as_str))?;
     let spec = state.manager.spec(Some(&id))?;
     let n = state.manager.unload(&id, dtype)?;

@@ -1,21 +1,94 @@
 //! Ollama-compatible routes: `POST /api/embed`, legacy `POST /api/embeddings`, `GET /api/tags`,
-//! `GET /api/ps`, `GET /api/version`. Errors are `{"error": "..."}`, as Ollama answers them.
+//! `GET /api/ps`, `GET /api/version`. Errors are `{"error": "..."}`, as Ollama answers them, for
+//! every path under `/api/` but `/api/v1`. Bodies are read as JSON whatever their content type,
+//! as Ollama reads them.
 
-use axum::extract::State;
+use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::Router;
 use ember_core::manager::LoadState;
 use ember_core::{EmbedOptions, ModelStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use utoipa::ToSchema;
+use utoipa::openapi::Components;
+use utoipa::{OpenApi, ToSchema};
 
 use super::shared;
-use crate::engine::EmbedJob;
-use crate::error::{ApiError, DialectError, Ollama};
-use crate::json::Json;
+use super::Api;
+use crate::engine::{EmbedJob, Inputs};
+use crate::error::{ApiError, ApiErrorKind, Dialect, DialectError};
+use crate::json::AnyJson;
 use crate::AppState;
 
+/// Ollama's API.
+#[derive(Debug, Clone, Copy)]
+pub struct Ollama;
+
 type Error = DialectError<Ollama>;
+
+/// The error body: `{"error": "..."}`.
+impl Dialect for Ollama {
+    fn body(e: &ApiError) -> Value {
+        json!({"error": e.message})
+    }
+}
+
+impl Api for Ollama {
+    const TAG: &'static str = "ollama";
+    const DESCRIPTION: &'static str = "Ollama-compatible embeddings";
+
+    fn routes(_: &AppState) -> Router<AppState> {
+        let api = Router::new()
+            .route("/embed", post(embed))
+            .route("/embeddings", post(embeddings))
+            .route("/tags", get(tags))
+            .route("/ps", get(ps))
+            .route("/version", get(version))
+            .method_not_allowed_fallback(wrong_method)
+            .fallback(no_route);
+        Router::new().nest("/api", api)
+    }
+
+    fn paths() -> utoipa::openapi::OpenApi {
+        Doc::openapi()
+    }
+
+    fn error_schema(components: &mut Components) -> String {
+        use utoipa::PartialSchema;
+        components
+            .schemas
+            .insert(OllamaError::name().into_owned(), OllamaError::schema());
+        OllamaError::name().into_owned()
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(embed, embeddings, tags, ps, version),
+    components(schemas(EmbedRequest, EmbedResponse, EmbeddingsRequest, EmbeddingsResponse))
+)]
+struct Doc;
+
+/// Ollama's error body.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct OllamaError {
+    error: String,
+}
+
+async fn no_route(OriginalUri(uri): OriginalUri) -> Error {
+    ApiError::no_route(
+        uri.path(),
+        "Ollama-compatible routes are POST /api/embed, POST /api/embeddings, GET /api/tags, \
+         GET /api/ps and GET /api/version",
+    )
+    .into()
+}
+
+async fn wrong_method(OriginalUri(uri): OriginalUri) -> Error {
+    ApiError::method_not_allowed(uri.path()).into()
+}
 
 /// The Ollama API level these routes follow (clients check it to pick features).
 pub const OLLAMA_API_VERSION: &str = "0.12.0";
@@ -93,13 +166,11 @@ fn nanos(d: std::time::Duration) -> u64 {
 
 /// Ollama's wording for an input over the context length with `truncate: false` (a 400).
 fn ollama_error(e: ApiError) -> Error {
-    if e.kind == "input_too_long" {
-        return ApiError {
-            status: StatusCode::BAD_REQUEST,
-            message: format!("the input length exceeds the context length: {}", e.message),
-            ..e
-        }
-        .into();
+    if e.kind == ApiErrorKind::InputTooLong {
+        let message = format!("the input length exceeds the context length: {}", e.message);
+        return ApiError { message, ..e }
+            .with_status(StatusCode::BAD_REQUEST)
+            .into();
     }
     e.into()
 }
@@ -109,7 +180,7 @@ fn ollama_error(e: ApiError) -> Error {
     responses((status = 200, body = EmbedResponse), (status = 400), (status = 404)))]
 pub async fn embed(
     State(state): State<AppState>,
-    Json(req, _): Json<EmbedRequest, Ollama>,
+    AnyJson(req, _): AnyJson<EmbedRequest, Ollama>,
 ) -> Result<(HeaderMap, axum::Json<EmbedResponse>), Error> {
     let keep_alive = shared::parse_keep_alive(req.keep_alive.as_ref())?;
     // As Ollama: an empty string or list gives no vectors (the model must still exist).
@@ -118,11 +189,8 @@ pub async fn embed(
         Value::Array(a) => a.is_empty(),
         _ => false,
     };
-    let spec = state
-        .manager
-        .spec(req.model.as_deref())
-        .map_err(ApiError::from)?;
-    let name = req.model.clone().unwrap_or_else(|| spec.id.clone());
+    let target = state.target(req.model.as_deref(), None)?;
+    let name = req.model.clone().unwrap_or_else(|| target.spec.id.clone());
     if empty {
         return Ok((
             HeaderMap::new(),
@@ -137,9 +205,8 @@ pub async fn embed(
     }
     let texts = shared::parse_texts(req.input, "input", &state.limits)?;
     let job = EmbedJob {
-        model: req.model,
         keep_alive,
-        texts,
+        inputs: Inputs::Texts(texts),
         opts: EmbedOptions {
             normalize: true,
             dimensions: req.dimensions,
@@ -147,9 +214,8 @@ pub async fn embed(
             instruction: req.instruction,
             ..EmbedOptions::default()
         },
-        ..EmbedJob::default()
     };
-    let out = state.embed(job).await.map_err(ollama_error)?;
+    let out = state.embed(&target, job).await.map_err(ollama_error)?;
     let e = &out.embeddings;
     Ok((
         shared::timing_headers(&out),
@@ -168,14 +234,11 @@ pub async fn embed(
     responses((status = 200, body = EmbeddingsResponse), (status = 400), (status = 404)))]
 pub async fn embeddings(
     State(state): State<AppState>,
-    Json(req, _): Json<EmbeddingsRequest, Ollama>,
+    AnyJson(req, _): AnyJson<EmbeddingsRequest, Ollama>,
 ) -> Result<(HeaderMap, axum::Json<EmbeddingsResponse>), Error> {
     let keep_alive = shared::parse_keep_alive(req.keep_alive.as_ref())?;
+    let target = state.target(req.model.as_deref(), None)?;
     if req.prompt.is_empty() {
-        state
-            .manager
-            .spec(req.model.as_deref())
-            .map_err(ApiError::from)?;
         return Ok((
             HeaderMap::new(),
             axum::Json(EmbeddingsResponse { embedding: vec![] }),
@@ -184,16 +247,14 @@ pub async fn embeddings(
     let texts = vec![req.prompt];
     shared::check_texts(&texts, "prompt", &state.limits)?;
     let job = EmbedJob {
-        model: req.model,
         keep_alive,
-        texts,
+        inputs: Inputs::Texts(texts),
         opts: EmbedOptions {
             normalize: false,
             ..EmbedOptions::default()
         },
-        ..EmbedJob::default()
     };
-    let out = state.embed(job).await.map_err(ollama_error)?;
+    let out = state.embed(&target, job).await.map_err(ollama_error)?;
     Ok((
         shared::timing_headers(&out),
         axum::Json(EmbeddingsResponse {

@@ -3,19 +3,18 @@
 //! and the OpenAPI schemas of the fields parsed by hand (held as `serde_json::Value` so their
 //! errors can name the item at fault).
 
-use std::sync::Arc;
-
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use base64::Engine as _;
+use ember_core::manager::{Lease, Target};
 use ember_core::precision::{quantize, Precision, Quantized};
-use ember_core::{DType, Embedder, Embeddings, KeepAlive};
+use ember_core::{DType, Embeddings, InputType, KeepAlive};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
 
 use crate::engine::EmbedOutput;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiErrorKind};
 use crate::{AppState, Limits};
 
 /// A JSON type name for error messages.
@@ -37,30 +36,32 @@ pub fn parse_texts(input: Value, field: &str, limits: &Limits) -> Result<Vec<Str
         Value::String(s) => vec![s],
         Value::Array(items) => {
             if items.is_empty() {
-                return Err(ApiError {
-                    kind: "empty",
-                    ..ApiError::invalid(format!(
-                        "`{field}` is an empty list; send at least one string"
-                    ))
-                });
+                return Err(ApiError::new(
+                    ApiErrorKind::Empty,
+                    format!("`{field}` is an empty list; send at least one string"),
+                )
+                .with_field(field.to_string()));
             }
             items
                 .into_iter()
                 .enumerate()
                 .map(|(i, v)| match v {
                     Value::String(s) => Ok(s),
-                    other => Err(ApiError::invalid(format!(
-                        "`{field}[{i}]` must be a string, got {}",
-                        type_name(&other)
-                    ))),
+                    other => Err(ApiError::invalid_field(
+                        format!("{field}[{i}]"),
+                        format!("`{field}[{i}]` must be a string, got {}", type_name(&other)),
+                    )),
                 })
                 .collect::<Result<Vec<_>, _>>()?
         }
         other => {
-            return Err(ApiError::invalid(format!(
-                "`{field}` must be a string or a list of strings, got {}",
-                type_name(&other)
-            )))
+            return Err(ApiError::invalid_field(
+                field.to_string(),
+                format!(
+                    "`{field}` must be a string or a list of strings, got {}",
+                    type_name(&other)
+                ),
+            ))
         }
     };
     check_texts(&texts, field, limits)?;
@@ -90,10 +91,8 @@ pub fn check_counts(
     if n > limits.max_client_batch {
         return Err(ApiError::too_many_inputs(field, n, limits.max_client_batch));
     }
-    let too_large = |message: String| ApiError {
-        status: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-        kind: "input_too_long",
-        message,
+    let too_large = |message: String| {
+        ApiError::new(ApiErrorKind::InputTooLong, message).with_field(field.to_string())
     };
     let max = limits.max_input_chars;
     let mut total = 0usize;
@@ -130,62 +129,32 @@ pub fn parse_keep_alive(v: Option<&Value>) -> Result<Option<KeepAlive>, ApiError
             .map(Some)
             // Named as sent (`1e300`), not as a 300-digit decimal.
             .map_err(|_| {
-                ApiError::invalid(format!(
+                ApiError::invalid_field("keep_alive", format!(
                     "`keep_alive` {n} seconds is out of range; use a duration like \"5m\", or -1 to keep the model loaded"
                 ))
             }),
-        Some(other) => Err(ApiError::invalid(format!(
+        Some(other) => Err(ApiError::invalid_field("keep_alive", format!(
             "`keep_alive` must be a duration like \"5m\" or a number of seconds, got {}",
             type_name(other)
         ))),
     }
 }
 
-/// The loaded model for (`model`, `dtype`), loading it off the async runtime if needed. Hold the
-/// handle only briefly: it keeps the model from being released.
-pub async fn acquire(
-    state: &AppState,
-    model: Option<&str>,
-    dtype: Option<DType>,
-) -> Result<Arc<Embedder>, ApiError> {
+/// A lease on `target`'s model, loading it off the async runtime if needed. Hold it only
+/// briefly: it keeps the model from being released.
+pub async fn lease(state: &AppState, target: &Target) -> Result<Lease, ApiError> {
     let manager = state.manager.clone();
-    let model = model.map(str::to_string);
-    tokio::task::spawn_blocking(move || manager.acquire(model.as_deref(), dtype))
+    let key = target.key.clone();
+    tokio::task::spawn_blocking(move || manager.lease_key(&key))
         .await
         .map_err(|e| ApiError::internal(format!("model load task failed: {e}")))?
         .map_err(ApiError::from)
 }
 
-/// The prompt name an `input_type` (`query` / `document`) maps to for a model with `prompts`.
-pub fn prompt_for_input_type(
-    model: &str,
-    prompts: impl IntoIterator<Item = String>,
-    input_type: &str,
-) -> Result<String, ApiError> {
-    let prompts: Vec<String> = prompts.into_iter().collect();
-    let wanted: &[&str] = match input_type {
-        "query" => &["query"],
-        "document" | "passage" => &["document", "passage", "doc"],
-        other => {
-            return Err(ApiError::invalid(format!(
-                "unknown `input_type` `{other}`; use `query` or `document`"
-            )))
-        }
-    };
-    wanted
-        .iter()
-        .find(|w| prompts.iter().any(|p| p == *w))
-        .map(|w| w.to_string())
-        .ok_or_else(|| {
-            let known = if prompts.is_empty() {
-                "it has no prompts (embed without `input_type`)".to_string()
-            } else {
-                format!("its prompts are: {}", prompts.join(", "))
-            };
-            ApiError::invalid(format!(
-                "`input_type` `{input_type}` has no matching prompt in model `{model}`; {known}"
-            ))
-        })
+/// Parses an optional `input_type` (`query`, `document` or `passage`) into core's
+/// [`InputType`], whose prompt the model applies (the rule the Python API uses too).
+pub fn parse_input_type(input_type: Option<&str>) -> Result<Option<InputType>, ApiError> {
+    Ok(input_type.map(str::parse::<InputType>).transpose()?)
 }
 
 /// Little-endian bytes of `v`, base64-encoded (OpenAI's `encoding_format: "base64"`).
@@ -340,9 +309,10 @@ pub fn parse_encoding(format: Option<&str>) -> Result<bool, ApiError> {
     match format {
         None | Some("float") => Ok(false),
         Some("base64") => Ok(true),
-        Some(other) => Err(ApiError::invalid(format!(
-            "unknown `encoding_format` `{other}`; use `float` or `base64`"
-        ))),
+        Some(other) => Err(ApiError::invalid_field(
+            "encoding_format",
+            format!("unknown `encoding_format` `{other}`; use `float` or `base64`"),
+        )),
     }
 }
 
@@ -414,20 +384,6 @@ pub fn timing_headers(out: &EmbedOutput) -> HeaderMap {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn input_type_maps_to_prompts() {
-        let p = || vec!["query".to_string(), "passage".to_string()];
-        assert_eq!(prompt_for_input_type("m", p(), "query").unwrap(), "query");
-        assert_eq!(
-            prompt_for_input_type("m", p(), "document").unwrap(),
-            "passage"
-        );
-        let e = prompt_for_input_type("m", vec![], "query").unwrap_err();
-        assert!(e.message.contains("no prompts"), "{}", e.message);
-        let e = prompt_for_input_type("m", p(), "code").unwrap_err();
-        assert!(e.message.contains("input_type"), "{}", e.message);
-    }
 
     #[test]
     fn base64_is_little_endian_f32() {

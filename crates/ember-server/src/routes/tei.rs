@@ -2,20 +2,90 @@
 //! Errors are `{"error": "...", "error_type": "..."}` as TEI answers them. Unlike TEI, which
 //! serves one model, the bodies may name a `model` (the default model otherwise).
 
-use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::Router;
 use ember_core::{EmbedOptions, TruncationSide};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use utoipa::ToSchema;
+use utoipa::openapi::Components;
+use utoipa::{OpenApi, ToSchema};
 
 use super::shared;
-use crate::engine::EmbedJob;
-use crate::error::{ApiError, DialectError, Tei};
+use super::Api;
+use crate::engine::{EmbedJob, Inputs};
+use crate::error::{ApiError, ApiErrorKind, Dialect, DialectError};
 use crate::json::Json;
 use crate::AppState;
 
+/// text-embeddings-inference's API.
+#[derive(Debug, Clone, Copy)]
+pub struct Tei;
+
 type Error = DialectError<Tei>;
+
+/// The error body: `{"error": "...", "error_type": "..."}`, with TEI's error types (Unhealthy,
+/// Backend, Overloaded, Validation, Tokenizer, Empty).
+impl Dialect for Tei {
+    fn body(e: &ApiError) -> Value {
+        let kind = match e.status {
+            StatusCode::TOO_MANY_REQUESTS => "overloaded",
+            StatusCode::SERVICE_UNAVAILABLE => "unhealthy",
+            s if s.is_server_error() => "backend",
+            _ if e.kind == ApiErrorKind::Empty => "empty",
+            _ => "validation",
+        };
+        json!({"error": e.message, "error_type": kind})
+    }
+}
+
+impl Api for Tei {
+    const TAG: &'static str = "tei";
+    const DESCRIPTION: &'static str = "text-embeddings-inference-compatible embeddings";
+
+    /// TEI's routes sit at the root, so unknown paths fall to the server's own 404; a wrong
+    /// method on one of them is answered here.
+    fn routes(_: &AppState) -> Router<AppState> {
+        Router::new()
+            .route("/embed", post(embed))
+            .route("/info", get(info))
+            .route("/tokenize", post(tokenize))
+            .method_not_allowed_fallback(wrong_method)
+    }
+
+    fn paths() -> utoipa::openapi::OpenApi {
+        Doc::openapi()
+    }
+
+    fn error_schema(components: &mut Components) -> String {
+        use utoipa::PartialSchema;
+        components
+            .schemas
+            .insert(TeiError::name().into_owned(), TeiError::schema());
+        TeiError::name().into_owned()
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(embed, info, tokenize),
+    components(schemas(EmbedRequest, TokenizeRequest, Token))
+)]
+struct Doc;
+
+/// TEI's error body.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct TeiError {
+    error: String,
+    /// `validation`, `empty`, `overloaded`, `unhealthy`, `backend`, ...
+    error_type: String,
+}
+
+async fn wrong_method(OriginalUri(uri): OriginalUri) -> Error {
+    ApiError::method_not_allowed(uri.path()).into()
+}
 
 /// Body of `POST /embed`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -77,7 +147,7 @@ pub struct Token {
 
 /// Embeds `inputs`; returns one vector per input.
 #[utoipa::path(post, operation_id = "tei_embed", path = "/embed", tag = "tei", request_body = EmbedRequest,
-    responses((status = 200, body = Vec<Vec<f32>>), (status = 400), (status = 422)))]
+    responses((status = 200, body = Vec<Vec<f32>>), (status = 400), (status = 404), (status = 422)))]
 pub async fn embed(
     State(state): State<AppState>,
     Json(req, _): Json<EmbedRequest, Tei>,
@@ -91,16 +161,17 @@ pub async fn embed(
         None | Some("right") => TruncationSide::Right,
         Some("left") => TruncationSide::Left,
         Some(other) => {
-            return Err(ApiError::invalid(format!(
-                "unknown `truncation_direction` `{other}`; use `Right` or `Left`"
-            ))
+            return Err(ApiError::invalid_field(
+                "truncation_direction",
+                format!("unknown `truncation_direction` `{other}`; use `Right` or `Left`"),
+            )
             .into())
         }
     };
     let texts = shared::parse_texts(req.inputs, "inputs", &state.limits)?;
+    let target = state.target(req.model.as_deref(), None)?;
     let job = EmbedJob {
-        model: req.model,
-        texts,
+        inputs: Inputs::Texts(texts),
         opts: EmbedOptions {
             normalize: req.normalize.unwrap_or(true),
             truncate: req.truncate.unwrap_or(true),
@@ -111,7 +182,7 @@ pub async fn embed(
         },
         ..EmbedJob::default()
     };
-    let out = state.embed(job).await?;
+    let out = state.embed(&target, job).await?;
     Ok((
         shared::timing_headers(&out),
         axum::Json(out.embeddings.iter().map(<[f32]>::to_vec).collect()),
@@ -120,20 +191,26 @@ pub async fn embed(
 
 /// The default model's description, in TEI's `Info` shape.
 #[utoipa::path(get, operation_id = "tei_info", path = "/info", tag = "tei",
-    responses((status = 200, description = "TEI's `Info`: model_id, max_input_length, ...")))]
+    responses((status = 200, description = "TEI's `Info`: model_id, max_input_length, ..."), (status = 404)))]
 pub async fn info(State(state): State<AppState>) -> Result<axum::Json<Value>, Error> {
-    let spec = state.manager.spec(None).map_err(ApiError::from)?;
-    // The loaded model knows its real limits (a model directory's catalog entry may not).
-    let model = shared::acquire(&state, None, None).await?;
-    let info = model.info();
-    let pooling = serde_json::to_value(info.pooling).unwrap_or(Value::Null);
+    // From the catalog: nothing is loaded. Only a model directory's entry, which does not know
+    // its length limit, asks the model (loaded if it is not yet).
+    let target = state.target(None, None)?;
+    let spec = &target.spec;
+    let (max_input_length, pooling) = if spec.max_seq_length > 0 {
+        (spec.max_seq_length, spec.pooling)
+    } else {
+        let model = shared::lease(&state, &target).await?;
+        (model.info().max_seq_length, model.info().pooling)
+    };
+    let pooling = serde_json::to_value(pooling).unwrap_or(Value::Null);
     Ok(axum::Json(json!({
         "model_id": spec.hub_repo.clone().unwrap_or_else(|| spec.id.clone()),
         "model_sha": spec.revision,
-        "model_dtype": info.dtype.as_str(),
+        "model_dtype": target.key.dtype.as_str(),
         "model_type": {"embedding": {"pooling": pooling}},
         "max_concurrent_requests": null,
-        "max_input_length": info.max_seq_length,
+        "max_input_length": max_input_length,
         "max_batch_tokens": null,
         "max_batch_requests": null,
         "max_client_batch_size": state.limits.max_client_batch,
@@ -147,27 +224,31 @@ pub async fn info(State(state): State<AppState>) -> Result<axum::Json<Value>, Er
 
 /// Tokenizes `inputs` with the model's tokenizer (no truncation).
 #[utoipa::path(post, operation_id = "tei_tokenize", path = "/tokenize", tag = "tei", request_body = TokenizeRequest,
-    responses((status = 200, body = Vec<Vec<Token>>), (status = 400)))]
+    responses((status = 200, body = Vec<Vec<Token>>), (status = 400), (status = 404)))]
 pub async fn tokenize(
     State(state): State<AppState>,
     Json(req, _): Json<TokenizeRequest, Tei>,
 ) -> Result<axum::Json<Vec<Vec<Token>>>, Error> {
     let texts = shared::parse_texts(req.inputs, "inputs", &state.limits)?;
-    let model = shared::acquire(&state, req.model.as_deref(), None).await?;
+    let target = state.target(req.model.as_deref(), None)?;
+    let model = shared::lease(&state, &target).await?;
     let prompt = match &req.prompt_name {
         None => String::new(),
         Some(name) => model.info().prompts.get(name).cloned().ok_or_else(|| {
-            ApiError::invalid(format!(
-                "unknown `prompt_name` `{name}` for model `{}`; known: {}",
-                model.id(),
-                model
-                    .info()
-                    .prompts
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
+            ApiError::invalid_field(
+                "prompt_name",
+                format!(
+                    "unknown `prompt_name` `{name}` for model `{}`; known: {}",
+                    model.id(),
+                    model
+                        .info()
+                        .prompts
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
         })?,
     };
     let keep_special = req.add_special_tokens.unwrap_or(true);

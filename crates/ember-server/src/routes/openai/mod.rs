@@ -1,23 +1,111 @@
 //! OpenAI-compatible routes: `POST /v1/embeddings` (and `/embeddings`), `GET /v1/models`,
 //! `GET /v1/models/{id}`. Every error, including malformed bodies and unknown routes under
 //! `/v1`, is answered in OpenAI's shape `{"error": {"message", "type", "param", "code"}}`.
+//! `inputs.rs` reads `input`: strings, or token ids (the model's own, or OpenAI's tokenizers'
+//! with `--openai-token-ids`).
 
-use axum::extract::State;
-use axum::http::{HeaderMap, Uri};
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
 use ember_core::EmbedOptions;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use utoipa::ToSchema;
+use serde_json::{json, Value};
+use utoipa::openapi::Components;
+use utoipa::{OpenApi, ToSchema};
+
+mod inputs;
 
 use super::shared::{self, Vector};
+use super::Api;
 use crate::engine::EmbedJob;
-use crate::error::{ApiError, DialectError, OpenAi};
+use crate::error::{ApiError, Dialect, DialectError};
 use crate::json::{Json, Path};
 use crate::AppState;
 
+/// OpenAI's API.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenAi;
+
 type Error = DialectError<OpenAi>;
+
+/// The error body: `{"error": {"message", "type", "param", "code"}}`. OpenAI's `type` is coarse;
+/// `code` carries Ember's specific kind and `param` the request field at fault.
+impl Dialect for OpenAi {
+    fn body(e: &ApiError) -> Value {
+        let kind = match e.status {
+            StatusCode::NOT_FOUND if e.kind.is_about_model() => "invalid_request_error",
+            StatusCode::NOT_FOUND => "not_found_error",
+            StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
+            StatusCode::UNAUTHORIZED => "authentication_error",
+            s if s.is_server_error() => "server_error",
+            _ => "invalid_request_error",
+        };
+        json!({
+            "error": {"message": e.message, "type": kind, "param": e.field, "code": e.kind.as_str()}
+        })
+    }
+}
+
+impl Api for OpenAi {
+    const TAG: &'static str = "openai";
+    const DESCRIPTION: &'static str = "OpenAI-compatible embeddings";
+
+    /// The `/v1` routes with OpenAI-shaped fallbacks, plus `/embeddings`.
+    fn routes(_: &AppState) -> Router<AppState> {
+        let v1 = Router::new()
+            .route("/embeddings", post(embeddings))
+            .route("/models", get(list_models))
+            .route("/models/{*id}", get(get_model))
+            .fallback(no_route)
+            .method_not_allowed_fallback(wrong_method);
+        Router::new()
+            .route("/embeddings", post(embeddings))
+            .method_not_allowed_fallback(wrong_method)
+            .nest("/v1", v1)
+    }
+
+    fn paths() -> utoipa::openapi::OpenApi {
+        Doc::openapi()
+    }
+
+    fn error_schema(components: &mut Components) -> String {
+        use utoipa::PartialSchema;
+        for (name, schema) in [
+            (OpenAiError::name(), OpenAiError::schema()),
+            (OpenAiErrorDetail::name(), OpenAiErrorDetail::schema()),
+        ] {
+            components.schemas.insert(name.into_owned(), schema);
+        }
+        OpenAiError::name().into_owned()
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(embeddings, list_models, get_model),
+    components(schemas(EmbeddingsRequest, EmbeddingsResponse, EmbeddingObject, OpenAiUsage))
+)]
+struct Doc;
+
+/// OpenAI's error body.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct OpenAiError {
+    error: OpenAiErrorDetail,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct OpenAiErrorDetail {
+    message: String,
+    /// `invalid_request_error`, `authentication_error`, `rate_limit_error`, `server_error`, ...
+    r#type: String,
+    /// The request field at fault, when one is.
+    param: Option<String>,
+    /// Ember's specific kind, as in the native shape.
+    code: Option<String>,
+}
 
 /// Body of `POST /v1/embeddings`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -75,98 +163,16 @@ pub struct EmbeddingsResponse {
     pub usage: OpenAiUsage,
 }
 
-/// The `/v1` routes with OpenAI-shaped fallbacks, plus `/embeddings`.
-pub fn router() -> Router<AppState> {
-    let v1 = Router::new()
-        .route("/embeddings", post(embeddings))
-        .route("/models", get(list_models))
-        .route("/models/{*id}", get(get_model))
-        .fallback(|uri: Uri| async move { Error::from(no_route(&uri)) })
-        .method_not_allowed_fallback(|uri: Uri| async move {
-            // Inside the nest the path has lost its `/v1`.
-            Error::from(ApiError::method_not_allowed(&format!("/v1{}", uri.path())))
-        });
-    Router::new()
-        .route("/embeddings", post(embeddings))
-        .nest("/v1", v1)
+async fn no_route(OriginalUri(uri): OriginalUri) -> Error {
+    ApiError::no_route(
+        uri.path(),
+        "OpenAI-compatible routes are POST /v1/embeddings and GET /v1/models",
+    )
+    .into()
 }
 
-fn no_route(uri: &Uri) -> ApiError {
-    ApiError {
-        message: format!(
-            "no route for /v1{}; OpenAI-compatible routes are POST /v1/embeddings and GET /v1/models",
-            uri.path()
-        ),
-        ..ApiError::no_route(uri.path())
-    }
-}
-
-/// A token id of input `index`, or an error naming where it is.
-fn token_id(v: &Value, at: &str) -> Result<u32, ApiError> {
-    v.as_u64()
-        .and_then(|n| u32::try_from(n).ok())
-        .ok_or_else(|| {
-            ApiError::invalid(format!(
-                "`{at}` must be a token id (a non-negative integer), got {}",
-                shared::type_name(v)
-            ))
-        })
-}
-
-/// Inputs as OpenAI accepts them: texts, or token-id lists to decode with the model's tokenizer.
-enum Inputs {
-    Texts(Vec<String>),
-    Tokens(Vec<Vec<u32>>),
-}
-
-fn parse_inputs(input: Value) -> Result<Inputs, ApiError> {
-    let items = match input {
-        Value::Array(items) => items,
-        other => return shared::parse_texts(other, "input", &no_limits()).map(Inputs::Texts),
-    };
-    match items.first() {
-        None => Err(ApiError {
-            kind: "empty",
-            ..ApiError::invalid("`input` is an empty list; send at least one string")
-        }),
-        Some(Value::Number(_)) => Ok(Inputs::Tokens(vec![items
-            .iter()
-            .enumerate()
-            .map(|(j, v)| token_id(v, &format!("input[{j}]")))
-            .collect::<Result<_, _>>()?])),
-        Some(Value::Array(_)) => items
-            .iter()
-            .enumerate()
-            .map(|(i, row)| match row {
-                Value::Array(ids) if ids.is_empty() => Err(ApiError::invalid(format!(
-                    "`input[{i}]` is an empty token list"
-                ))),
-                Value::Array(ids) => ids
-                    .iter()
-                    .enumerate()
-                    .map(|(j, v)| token_id(v, &format!("input[{i}][{j}]")))
-                    .collect(),
-                other => Err(ApiError::invalid(format!(
-                    "`input[{i}]` must be a list of token ids like the other inputs, got {}",
-                    shared::type_name(other)
-                ))),
-            })
-            .collect::<Result<_, _>>()
-            .map(Inputs::Tokens),
-        Some(_) => {
-            shared::parse_texts(Value::Array(items), "input", &no_limits()).map(Inputs::Texts)
-        }
-    }
-}
-
-/// Limits are checked once inputs are texts (token inputs are decoded first).
-fn no_limits() -> crate::Limits {
-    crate::Limits {
-        max_client_batch: usize::MAX,
-        max_body_bytes: usize::MAX,
-        max_input_chars: usize::MAX,
-        max_total_chars: usize::MAX,
-    }
+async fn wrong_method(OriginalUri(uri): OriginalUri) -> Error {
+    ApiError::method_not_allowed(uri.path()).into()
 }
 
 /// Creates embeddings, routed to the model the request names.
@@ -177,23 +183,10 @@ pub async fn embeddings(
     Json(req, _): Json<EmbeddingsRequest, OpenAi>,
 ) -> Result<(HeaderMap, axum::Json<EmbeddingsResponse>), Error> {
     let base64 = shared::parse_encoding(req.encoding_format.as_deref())?;
-    let texts = match parse_inputs(req.input)? {
-        Inputs::Texts(t) => t,
-        Inputs::Tokens(rows) => {
-            // Bounded before decoding, one character per id, so decoding work is bounded too.
-            let sizes = rows.iter().map(Vec::len);
-            shared::check_counts(sizes, rows.len(), "input", "token ids", &state.limits)?;
-            let model = shared::acquire(&state, req.model.as_deref(), None).await?;
-            rows.iter()
-                .enumerate()
-                .map(|(i, ids)| model.decode(i, ids))
-                .collect::<Result<Vec<_>, _>>()?
-        }
-    };
-    shared::check_texts(&texts, "input", &state.limits)?;
+    let target = state.target(req.model.as_deref(), None)?;
+    let inputs = inputs::read(req.input, &state.limits, state.openai.token_ids)?;
     let job = EmbedJob {
-        model: req.model,
-        texts,
+        inputs,
         opts: EmbedOptions {
             dimensions: req.dimensions,
             instruction: req.instruction,
@@ -201,7 +194,7 @@ pub async fn embeddings(
         },
         ..EmbedJob::default()
     };
-    let out = state.embed(job).await?;
+    let out = state.embed(&target, job).await?;
     let headers = shared::timing_headers(&out);
     let e = &out.embeddings;
     let data = shared::vectors(e, ember_core::Precision::Float32, base64)?

@@ -9,10 +9,13 @@ use serde::Serialize;
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::identity::InputType;
 use crate::loading::{load_parts, Backbone};
 use crate::models::dense::Dense;
 use crate::pooling::{Matryoshka, Pooling};
 use crate::tokenize::{Encoded, TextTokenizer, TruncationSide};
+
+mod ids;
 
 /// Options of one embedding call. `Default` gives Ember's API defaults (normalized, truncated).
 #[derive(Debug, Clone)]
@@ -25,6 +28,10 @@ pub struct EmbedOptions {
     pub prompt_name: Option<String>,
     /// An explicit prefix, prepended to every input (wins over `prompt_name`).
     pub prompt: Option<String>,
+    /// The inputs' role (query, document): the model's prompt for it
+    /// ([`InputType::prompt_names`]) is prepended (`prompt` and `prompt_name` win); a model
+    /// without one is an error ([`Error::NoInputTypePrompt`]).
+    pub input_type: Option<InputType>,
     /// Cut inputs longer than the limit (else: error naming the input).
     pub truncate: bool,
     /// Which end of an over-long input is cut.
@@ -49,6 +56,7 @@ impl Default for EmbedOptions {
             dimensions: None,
             prompt_name: None,
             prompt: None,
+            input_type: None,
             truncate: true,
             truncation_side: TruncationSide::Right,
             max_length: None,
@@ -64,6 +72,8 @@ impl Default for EmbedOptions {
 pub struct Embeddings {
     /// Id of the model that produced the vectors.
     pub model: String,
+    /// The dtype of the weights that produced them.
+    pub dtype: DType,
     /// Length of each vector.
     pub dimension: usize,
     /// Row-major `[rows, dimension]`.
@@ -234,6 +244,18 @@ impl Embedder {
         if let Some(p) = &opts.prompt {
             return Ok(Some(p.clone()));
         }
+        if let (Some(input_type), None) = (opts.input_type, &opts.prompt_name) {
+            let prompts = &self.info.prompts;
+            return match self.prompt_name_for(input_type) {
+                Some(name) => Ok(prompts.get(name).cloned()),
+                None => Err(Error::NoInputTypePrompt {
+                    model: self.info.id.clone(),
+                    input_type,
+                    names: input_type.prompt_names().to_vec(),
+                    known: prompts.keys().cloned().collect::<Vec<_>>().join(", "),
+                }),
+            };
+        }
         let name = opts
             .prompt_name
             .as_ref()
@@ -291,6 +313,7 @@ impl Embedder {
         let (dimension, data) = self.finish(&raw, opts);
         Ok(Embeddings {
             model: self.info.id.clone(),
+            dtype: self.info.dtype,
             dimension,
             data,
             rows: texts.len(),
@@ -522,8 +545,8 @@ impl Embedder {
         Ok(out)
     }
 
-    /// Text for the model's own token ids (for APIs that accept token-id inputs). Ids outside
-    /// the vocabulary are an error naming the input and the id.
+    /// Text for the model's own token ids, special tokens dropped. Ids outside the vocabulary
+    /// are an error naming the input and the id.
     pub fn decode(&self, index: usize, ids: &[u32]) -> Result<String> {
         if let Some(&bad) = ids.iter().find(|&&id| id as usize >= self.info.vocab_size) {
             return Err(Error::invalid(
