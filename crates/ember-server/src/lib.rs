@@ -7,6 +7,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod json;
+pub mod listen;
 pub mod metrics;
 pub mod middleware;
 pub mod routes;
@@ -205,9 +206,11 @@ pub async fn serve(
         let _ = stopping_rx.wait_for(|stopping| *stopping).await;
         tokio::time::sleep(grace).await;
     };
-    let server = axum::serve(listener, app(state)).with_graceful_shutdown(signal);
+    let header_timeout = (settings.server.header_timeout > 0)
+        .then(|| Duration::from_secs(settings.server.header_timeout));
+    let server = listen::serve(listener, app(state), header_timeout, signal);
     tokio::select! {
-        r = std::future::IntoFuture::into_future(server) => r?,
+        () = server => {},
         () = deadline => tracing::warn!(
             seconds = grace.as_secs(),
             "in-flight requests did not finish in time (--shutdown-timeout); exiting anyway"

@@ -265,3 +265,52 @@ async fn the_concurrency_limit_answers_429_with_retry_after() {
     gate.open();
     assert_eq!(first.await.unwrap().0, StatusCode::OK);
 }
+
+/// Bodies held by all requests together stay under `--max-inflight-body-bytes`: one more is
+/// answered 429 (in its dialect's shape) before its bytes are read, and served once the bytes
+/// in flight are released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bytes_of_bodies_in_flight_are_bounded_server_wide() {
+    let gate = Gate::default();
+    let limits = Limits {
+        max_body_bytes: 100,
+        max_inflight_body_bytes: 150,
+        ..Limits::default()
+    };
+    let state = AppState::new(manager(), limits).with_batching(BatchConfig {
+        gate: Some(gate.clone()),
+        ..BatchConfig::default()
+    });
+    let router = app(state.clone());
+    let body = |text: &str| json!({ "input": format!("{text} {}", "x".repeat(60)) }).to_string();
+    gate.close();
+    // The first request's body (~80 bytes) is read and held while its job waits at the gate.
+    let first = {
+        let (router, body) = (router.clone(), body("first"));
+        tokio::spawn(async move { call(&router, post_json("/api/v1/embed", &body)).await })
+    };
+    let start = Instant::now();
+    while state.limits_max_concurrent() - state.inflight.available_permits() < 1 {
+        assert!(start.elapsed() < Duration::from_secs(30), "never in flight");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (status, headers, got) = call(&router, post_json("/v1/embeddings", &body("second"))).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{got}");
+    assert_eq!(headers["retry-after"], "1");
+    assert_eq!(got["error"]["type"], "rate_limit_error", "{got}");
+    assert!(got["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("--max-inflight-body-bytes"));
+    gate.open();
+    assert_eq!(first.await.unwrap().0, StatusCode::OK);
+    // Released with the first answer: the same body is served now.
+    let (status, _, got) = call(&router, post_json("/v1/embeddings", &body("second"))).await;
+    assert_eq!(status, StatusCode::OK, "{got}");
+    assert_eq!(
+        state
+            .metrics
+            .counter("ember_rejected_requests_total", r#"reason="body_bytes""#),
+        1
+    );
+}

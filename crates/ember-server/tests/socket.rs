@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -151,4 +151,62 @@ async fn real_minilm_over_http_matches_sentence_transformers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_mpnet_over_http_matches_sentence_transformers() {
     real_model_over_http("all-mpnet-base-v2", "all-mpnet-base-v2").await;
+}
+
+/// A client that trickles its request headers (a Slowloris) has its connection closed after
+/// `--header-timeout`; other clients are served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_trickling_headers_is_cut_off() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let flags = ember_server::Flags::try_parse_from([
+        "ember-server",
+        "--header-timeout",
+        "1",
+        "--lazy",
+        "--no-warmup",
+    ])
+    .unwrap();
+    let settings = Settings::load(&flags).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        ember_server::serve(listener, &settings, manager(), async {
+            let _ = stop_rx.await;
+        })
+        .await
+    });
+    let trickle = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        s.write_all(b"POST /api/v1/embed HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+        let start = Instant::now();
+        let header = b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        for &b in header.iter().cycle() {
+            if s.write_all(&[b]).is_err() {
+                break; // closed by the server
+            }
+            // Waits ~100 ms for the server to say something or close.
+            let mut buf = [0u8; 512];
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => break,
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "a trickling client kept its connection"
+            );
+        }
+        start.elapsed()
+    });
+    // Meanwhile an ordinary client is served.
+    let ok = tokio::task::spawn_blocking(move || request(addr, "GET", "/health/live", None).0);
+    assert_eq!(ok.await.unwrap(), 200);
+    let held = trickle.await.unwrap();
+    assert!(held >= Duration::from_millis(900), "cut off after {held:?}");
+    let _ = stop_tx.send(());
+    server.await.unwrap().unwrap();
 }
