@@ -178,7 +178,9 @@ fn unknown_model_id_lists_known_models() {
 #[test]
 fn unsupported_architecture_says_so() {
     let mgr = ModelManager::new(Registry::builtin(), Resolver::from_env());
-    let err = mgr.lease(Some("nomic-embed-text-v2-moe"), None).unwrap_err();
+    let err = mgr
+        .lease(Some("nomic-embed-text-v2-moe"), None)
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported);
     assert!(err.to_string().contains("mixture-of-experts"), "{err}");
 }

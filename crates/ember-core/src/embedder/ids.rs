@@ -62,7 +62,11 @@ impl Embedder {
             }
             (None, Some(p)) => {
                 let prefix = self.tokenizer.content_ids(&p)?;
-                let skip = if self.include_prompt { 0 } else { skipped(&prefix)? };
+                let skip = if self.include_prompt {
+                    0
+                } else {
+                    skipped(&prefix)?
+                };
                 (prefix, skip)
             }
             (None, None) => (Vec::new(), 0),
