@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::pooling::Pooling;
 
@@ -73,9 +74,9 @@ pub struct ModelSpec {
     /// pooling by INSTRUCTOR's rule (`instructor-base`, `instructor-large`).
     #[serde(default)]
     pub prompts_are_instructions: bool,
-    /// Recommended weight dtype.
+    /// Recommended weight dtype (a misspelt one is an error when the registry loads).
     #[serde(default = "default_dtype")]
-    pub default_dtype: String,
+    pub default_dtype: DType,
     #[serde(default)]
     pub is_default: bool,
     #[serde(default)]
@@ -106,8 +107,8 @@ fn default_pooling() -> Pooling {
 fn default_true() -> bool {
     true
 }
-fn default_dtype() -> String {
-    "fp32".into()
+fn default_dtype() -> DType {
+    DType::Fp32
 }
 
 impl ModelSpec {
@@ -465,6 +466,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("bad.toml") && msg.contains("bogus"), "{msg}");
+    }
+
+    #[test]
+    fn a_misspelt_default_dtype_is_refused_when_the_registry_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("models.toml");
+        let entry = |dtype: &str| format!("[[models]]\nid = \"x\"\ndefault_dtype = \"{dtype}\"\n");
+        std::fs::write(&file, entry("fp61")).unwrap();
+        let msg = Registry::builtin()
+            .load_toml(&file)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("models.toml") && msg.contains("fp61") && msg.contains("default_dtype"),
+            "{msg}"
+        );
+        std::fs::write(&file, entry("int8")).unwrap();
+        let mut r = Registry::builtin();
+        r.load_toml(&file).unwrap();
+        assert_eq!(r.lookup("x").unwrap().default_dtype, DType::Int8);
     }
 
     /// A model-looking directory (the policy only checks where it is, not what is in it).

@@ -186,8 +186,7 @@ impl ModelManager {
             .dtypes
             .get(&spec.id)
             .copied()
-            .or_else(|| spec.default_dtype.parse().ok())
-            .unwrap_or(DType::Fp32)
+            .unwrap_or(spec.default_dtype)
     }
 
     /// Whether `id` is pinned: the default model, or named in the configuration.
