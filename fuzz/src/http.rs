@@ -5,7 +5,8 @@
 //!
 //! Input layout: byte 0 picks the route, byte 1 the content type (bits 0-2), the method (bit 3:
 //! GET instead of the route's own, expecting a 405) and the model id for the `/api/v1/models/{id}`
-//! routes (bits 4-5); the rest is the body (or the id / query for the routes that take one).
+//! routes (bits 4-5), and the API-key case (bits 6-7, see [`Auth`]); the rest is the body (or the
+//! id / query for the routes that take one).
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -14,7 +15,8 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use axum::Router;
 use ember_core::{ModelManager, ModelSpec, Registry, Resolver};
-use ember_server::{app, AppState, Limits};
+use ember_server::config::Secret;
+use ember_server::{app, AppState, AuthConfig, Limits};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -72,10 +74,29 @@ const MODEL_IDS: [&str; 4] = [
     "no-such-model",
 ];
 
+/// The API key of the keyed server the [`Auth`] cases other than `Open` talk to.
+const API_KEY: &str = "fuzz-key";
+/// Its admin key (the load and unload routes take only this one).
+const ADMIN_KEY: &str = "fuzz-admin";
+
+/// Which server a request goes to, and which key it presents (flags bits 6-7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// A server that asks for no key; no key sent.
+    Open,
+    /// A keyed server; the route's own key sent (the admin key on admin routes).
+    RightKey,
+    /// A keyed server; no `Authorization` header.
+    NoKey,
+    /// A keyed server; the API key everywhere, which the admin routes must refuse.
+    UserKey,
+}
+
 /// One decoded fuzz input.
 #[derive(Debug)]
 pub struct Case {
     pub route: Route,
+    pub auth: Auth,
     pub method: Method,
     pub uri: String,
     pub content_type: Option<&'static str>,
@@ -125,8 +146,10 @@ impl Case {
         } else {
             own
         };
+        let auth = [Auth::Open, Auth::RightKey, Auth::NoKey, Auth::UserKey][flags as usize >> 6];
         Some(Self {
             route,
+            auth,
             method,
             uri,
             content_type: CONTENT_TYPES[flags as usize & 7],
@@ -155,12 +178,25 @@ impl Case {
         }
     }
 
+    /// Loading and unloading models: routes behind the admin key.
+    fn is_admin(&self) -> bool {
+        matches!(self.route, Route::NativeLoad | Route::NativeUnload)
+    }
+
     fn request(&self) -> Option<Request<Body>> {
         let mut b = Request::builder()
             .method(self.method.clone())
             .uri(&self.uri);
         if let Some(ct) = self.content_type {
             b = b.header("content-type", ct);
+        }
+        let key = match self.auth {
+            Auth::Open | Auth::NoKey => None,
+            Auth::RightKey if self.is_admin() => Some(ADMIN_KEY),
+            Auth::RightKey | Auth::UserKey => Some(API_KEY),
+        };
+        if let Some(key) = key {
+            b = b.header("authorization", format!("Bearer {key}"));
         }
         b.body(Body::from(self.body.clone())).ok()
     }
@@ -209,7 +245,10 @@ fn scratch() -> PathBuf {
 
 struct Harness {
     runtime: tokio::runtime::Runtime,
-    router: Router,
+    /// Asks for no key.
+    open: Router,
+    /// Asks for [`API_KEY`], and [`ADMIN_KEY`] on admin routes; same models and manager.
+    keyed: Router,
 }
 
 fn harness() -> &'static Harness {
@@ -236,8 +275,17 @@ fn harness() -> &'static Harness {
             .enable_all()
             .build()
             .expect("tokio runtime");
-        let router = app(AppState::new(manager, Limits::default()));
-        Harness { runtime, router }
+        let state = AppState::new(manager, Limits::default());
+        let keyed = app(state.clone().with_auth(AuthConfig {
+            api_keys: vec![Secret::new(API_KEY)],
+            admin_key: Some(Secret::new(ADMIN_KEY)),
+            metrics_require_key: true,
+        }));
+        Harness {
+            runtime,
+            open: app(state),
+            keyed,
+        }
     })
 }
 
@@ -263,8 +311,11 @@ pub fn respond(data: &[u8]) -> Option<(Case, StatusCode, Vec<u8>)> {
     let req = case.request()?;
     let h = harness();
     let (status, bytes) = h.runtime.block_on(async {
-        let resp = h
-            .router
+        let router = match case.auth {
+            Auth::Open => &h.open,
+            _ => &h.keyed,
+        };
+        let resp = router
             .clone()
             .oneshot(req)
             .await
@@ -295,6 +346,24 @@ fn check(case: &Case, status: StatusCode, bytes: &[u8]) {
                 .named_model()
                 .is_some_and(|m| catalog_model_without_files(&m));
         assert!(allowed, "server error for a client's request: {}", shown());
+    }
+    // Without the route's key nothing is served, whatever else the request holds.
+    let refused = match case.auth {
+        Auth::NoKey => true,
+        Auth::UserKey => case.is_admin(),
+        Auth::Open | Auth::RightKey => false,
+    };
+    assert!(
+        !(refused && status.is_success()),
+        "served without the route's key: {}",
+        shown()
+    );
+    if !refused {
+        assert!(
+            !matches!(status.as_u16(), 401 | 403),
+            "refused with the route's key: {}",
+            shown()
+        );
     }
     if status.is_client_error() || status.is_server_error() {
         assert!(

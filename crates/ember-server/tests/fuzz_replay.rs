@@ -13,8 +13,8 @@ fn http_request_corpus() {
     replay::replay("http_request", 24, http::http_request);
 }
 
-/// The hand-written seeds reach what they were written for (a success in each dialect, and each
-/// kind of refusal), so the fuzzer starts from deep inside every route.
+/// The hand-written seeds reach what they were written for (a success in each dialect, each
+/// kind of refusal, and each API-key case), so the fuzzer starts from deep inside every route.
 #[test]
 fn http_seeds_reach_their_routes() {
     let expected = [
@@ -39,6 +39,10 @@ fn http_seeds_reach_their_routes() {
         ("wrong_method", 405),
         ("malformed_json", 400),
         ("unknown_field", 400),
+        ("auth_no_key", 401),
+        ("auth_api_key", 200),
+        ("auth_user_key_on_admin_route", 403),
+        ("auth_admin_key", 200),
     ];
     let seeds = replay::inputs("http_request");
     for (name, status) in expected {
