@@ -472,7 +472,9 @@ mod tests {
     fn a_misspelt_default_dtype_is_refused_when_the_registry_loads() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("models.toml");
-        let entry = |dtype: &str| format!("[[models]]\nid = \"x\"\ndefault_dtype = \"{dtype}\"\n");
+        let entry = |dtype: &str| {
+            format!("[[models]]\nid = \"x\"\npath = \"m\"\ndefault_dtype = \"{dtype}\"\n")
+        };
         std::fs::write(&file, entry("fp61")).unwrap();
         let msg = Registry::builtin()
             .load_toml(&file)
