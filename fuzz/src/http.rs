@@ -178,9 +178,10 @@ impl Case {
         }
     }
 
-    /// Loading and unloading models: routes behind the admin key.
+    /// Loading and unloading models: routes behind the admin key (as a GET, the unload route's
+    /// path is the keyed model-info route).
     fn is_admin(&self) -> bool {
-        matches!(self.route, Route::NativeLoad | Route::NativeUnload)
+        matches!(self.route, Route::NativeLoad | Route::NativeUnload) && self.method != Method::GET
     }
 
     fn request(&self) -> Option<Request<Body>> {
