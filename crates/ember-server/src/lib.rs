@@ -12,6 +12,8 @@ pub mod metrics;
 pub mod middleware;
 pub mod routes;
 pub mod settings;
+pub mod traffic;
+pub mod ui;
 pub mod warmup;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,6 +1,7 @@
 //! Prometheus metrics: counters and histograms the server records, rendered by hand in the text
 //! exposition format (version 0.0.4) at `GET /metrics`, together with the model manager's
-//! counters and the batch queues' depths read at scrape time.
+//! counters and the batch queues' depths read at scrape time. The same calls feed the per-model
+//! time buckets the web page charts ([`crate::traffic`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -8,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ember_core::ModelManager;
+
+use crate::traffic::Traffic;
 
 tokio::task_local! {
     /// The model a request was served by, filled in by the engine so the request counter can be
@@ -77,6 +80,7 @@ struct Inner {
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
     inner: Arc<Mutex<Inner>>,
+    traffic: Arc<Traffic>,
 }
 
 /// Renders `k="v"` pairs, escaping as the exposition format asks.
@@ -120,6 +124,10 @@ impl Metrics {
 
     /// One finished HTTP request.
     pub fn request(&self, route: &str, model: &str, status: u16, elapsed: Duration) {
+        if !model.is_empty() {
+            let t = &self.traffic;
+            t.request(model, t.now(), status >= 400, elapsed);
+        }
         let status = status.to_string();
         self.inc(
             "ember_requests_total",
@@ -151,6 +159,20 @@ impl Metrics {
         );
         self.observe("ember_batch_texts", &COUNT_BUCKETS, l.clone(), texts as f64);
         self.observe("ember_batch_tokens", &TOKEN_BUCKETS, l, tokens as f64);
+        let t = &self.traffic;
+        t.batch(model, t.now(), texts, tokens);
+    }
+
+    /// `depth` requests were waiting in `model`'s queue when its worker started a batch (the
+    /// traffic charts; Prometheus reads the queues' depths when it scrapes).
+    pub fn queued(&self, model: &str, depth: usize) {
+        let t = &self.traffic;
+        t.queued(model, t.now(), depth);
+    }
+
+    /// The per-model time buckets these counts also feed.
+    pub fn traffic(&self) -> &Traffic {
+        &self.traffic
     }
 
     /// Time one job waited in its model's queue.

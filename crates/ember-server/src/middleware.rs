@@ -112,8 +112,9 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
         if let Some(e) = resp.extensions().get::<ApiError>() {
             log_error(e);
         }
-        // Probes and scrapes are frequent and uninteresting: counted, not logged.
-        if !(route.starts_with("/health/") || route == "/metrics") {
+        // Probes, scrapes and the web page's files and polling are frequent and uninteresting:
+        // counted, not logged.
+        if !quiet(&route) {
             tracing::info!(
                 status = status.as_u16(),
                 model = %model,
@@ -126,6 +127,13 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
         .metrics
         .request(&route, &model, status.as_u16(), elapsed);
     resp
+}
+
+/// Routes whose requests are counted but not logged.
+fn quiet(route: &str) -> bool {
+    route.starts_with("/health/")
+        || route.starts_with("/ui")
+        || matches!(route, "/metrics" | "/" | "/api/v1/stats")
 }
 
 /// The log line of an error answered: server faults as errors, and the whole message of an

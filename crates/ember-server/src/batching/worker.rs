@@ -87,6 +87,8 @@ impl Worker {
         let cfg = &self.shared.config;
         let manager = &self.shared.manager;
         let started = Instant::now();
+        let waiting = 1 + self.depth.load(Ordering::Acquire);
+        self.shared.metrics.queued(&self.key.model, waiting);
         let model = match manager.lease_key(&self.key) {
             Ok(m) => m,
             Err(e) => {

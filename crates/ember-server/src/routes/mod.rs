@@ -57,10 +57,11 @@ fn mount<D: Api>(state: &AppState) -> Router<AppState> {
     crate::middleware::stack::<D>(D::routes(state), state)
 }
 
-/// Every route: each dialect's, the operational ones, and the fallback for paths no dialect
-/// owns (in the native shape).
+/// Every route: each dialect's, the operational ones, the web page's ([`crate::ui`]), and the
+/// fallback for paths no dialect owns (in the native shape).
 pub fn router(state: &AppState) -> Router<AppState> {
     for_each_dialect!(mount(state))
         .into_iter()
         .fold(ops::router(state), Router::merge)
+        .merge(crate::ui::router(state))
 }

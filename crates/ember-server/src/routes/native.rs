@@ -258,11 +258,25 @@ pub async fn embed(
 #[utoipa::path(get, operation_id = "native_list_models", path = "/api/v1/models", tag = "native",
     responses((status = 200, description = "`{default_model, models: [...]}`")))]
 pub async fn list_models(State(state): State<AppState>) -> Result<axum::Json<Value>, Error> {
-    let models: Vec<ModelStatus> = state.manager.status()?.into_iter().map(public).collect();
-    let default = state.manager.spec(None)?.id;
+    let c = catalog(&state)?;
     Ok(axum::Json(
-        serde_json::json!({"default_model": default, "models": models}),
+        serde_json::json!({"default_model": c.default_model, "models": c.models}),
     ))
+}
+
+/// The catalog as callers see it: every model's status, and the default model's id.
+#[derive(Debug)]
+pub struct Catalog {
+    pub default_model: String,
+    pub models: Vec<ModelStatus>,
+}
+
+/// The catalog with load states, as `GET /api/v1/models` answers it (the web page's stats too).
+pub fn catalog(state: &AppState) -> Result<Catalog, ApiError> {
+    Ok(Catalog {
+        models: state.manager.status()?.into_iter().map(public).collect(),
+        default_model: state.manager.spec(None)?.id,
+    })
 }
 
 /// `status` as callers see it: a load failure's message without file-system paths.

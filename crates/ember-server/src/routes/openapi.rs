@@ -1,11 +1,12 @@
 //! The OpenAPI document, served at `GET /openapi.json` and committed as `openapi.json`: each
 //! dialect's paths and schemas ([`Api::paths`]), with the error answers every operation may give
-//! added in that dialect's error shape, and the operational routes.
+//! added in that dialect's error shape, the web page's JSON, and the operational routes.
 
 use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, ResponseBuilder};
 use utoipa::OpenApi as _;
 
+use super::native::Native;
 use super::{ops, Api};
 
 /// The document's frame: title, description, the operational routes and their tag.
@@ -40,6 +41,17 @@ pub fn spec_doc() -> OpenApi {
         tags.extend(part.tags.clone().unwrap_or_default());
         doc.merge(part);
     }
+    // The web page's JSON, answered in the native shape.
+    let mut ui = crate::ui::Doc::openapi();
+    let native_error = Native::error_schema(&mut Default::default());
+    add_error_responses(&mut ui, &native_error);
+    doc.merge(ui);
+    tags.push(
+        TagBuilder::new()
+            .name("ui")
+            .description(Some("The web page's data (the page itself is `GET /`)"))
+            .build(),
+    );
     tags.push(
         TagBuilder::new()
             .name("health")
