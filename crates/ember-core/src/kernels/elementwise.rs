@@ -266,7 +266,7 @@ pub(crate) mod avx2 {
 
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    fn erf8(x: __m256) -> __m256 {
+    pub(crate) fn erf8(x: __m256) -> __m256 {
         let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-4.0)), _mm256_set1_ps(4.0));
         let x2 = _mm256_mul_ps(x, x);
         let mut p = _mm256_set1_ps(ERF_A[0]);

@@ -1,6 +1,7 @@
-//! Row kernels of the newer architectures: gated feed-forward activations (SwiGLU, as NomicBERT,
-//! Qwen3 and ModernBERT use; GeGLU with the tanh GELU, as T5 v1.1 and Gemma use), the tanh GELU
-//! alone, RMS norm (T5, Qwen3, Gemma) and the residual add that pre-norm layers need.
+//! Row kernels of the newer architectures: gated feed-forward activations (SwiGLU, as NomicBERT
+//! and Qwen3 use; GeGLU with the tanh GELU, as T5 v1.1 and Gemma use; GeGLU with the exact GELU,
+//! as ModernBERT and Alibaba's GTE use), the tanh GELU alone, RMS norm (T5, Qwen3, Gemma; in place
+//! for Q/K heads) and the residual add that pre-norm layers need.
 //!
 //! A gated feed-forward's two input projections run as one GEMM whose output rows hold the "up"
 //! half then the "gate" half (`[rows, 2 * inner]`); the gate kernels read both halves and write
@@ -9,7 +10,7 @@
 
 use rayon::prelude::*;
 
-use super::elementwise::exp;
+use super::elementwise::{erf, exp};
 use super::Simd;
 
 /// Rows below this many floats in total run on the calling thread (waking the pool costs more).
@@ -22,6 +23,8 @@ pub enum Gate {
     Silu,
     /// `up * gelu_tanh(gate)` (GeGLU with the tanh approximation, transformers' `gelu_new`).
     GeluTanh,
+    /// `up * gelu(gate)` with the exact (erf) GELU, transformers' `gelu`.
+    Gelu,
 }
 
 /// `out[r] = up[r] * act(gate[r])` for rows `ug[r] = [up | gate]` of width `2 * inner`.
@@ -66,6 +69,7 @@ pub fn gated_row_portable(gate: Gate, up: &[f32], g: &[f32], out: &mut [f32]) {
         *o = u * match gate {
             Gate::Silu => silu(g),
             Gate::GeluTanh => gelu_tanh(g),
+            Gate::Gelu => 0.5 * g * (1.0 + erf(g * std::f32::consts::FRAC_1_SQRT_2)),
         };
     }
 }
@@ -147,6 +151,28 @@ pub fn rms_row_portable(x: &[f32], gamma: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
+/// `x[r] = x[r] / sqrt(mean(x[r]^2) + eps) * gamma` in place, for each row of width
+/// `gamma.len()` (the per-head Q/K norms of Qwen3 and Gemma, a final norm).
+pub fn rms_norm_in_place(x: &mut [f32], gamma: &[f32], eps: f32) {
+    let w = gamma.len();
+    assert!(w > 0 && x.len() % w == 0, "x is not [rows, gamma.len()]");
+    let simd = Simd::detect();
+    let rows = |c: &mut [f32]| {
+        // The row kernels read one slice and write another: each row goes through a copy.
+        let mut row = vec![0f32; w];
+        for r in c.chunks_exact_mut(w) {
+            row.copy_from_slice(r);
+            rms_row_on(simd, &row, gamma, eps, r);
+        }
+    };
+    if x.len() >= PAR_MIN {
+        x.par_chunks_mut(w * (PAR_MIN / 4).div_ceil(w))
+            .for_each(rows);
+    } else {
+        rows(x);
+    }
+}
+
 /// `x += y` (a pre-norm layer's residual add).
 pub fn add_in_place(x: &mut [f32], y: &[f32]) {
     assert_eq!(x.len(), y.len(), "residual add of different lengths");
@@ -179,7 +205,7 @@ mod avx2 {
     //! AVX2 + FMA versions; callers check `has_avx2()` first.
     use std::arch::x86_64::*;
 
-    use super::super::elementwise::avx2::{exp8, hsum};
+    use super::super::elementwise::avx2::{erf8, exp8, hsum};
     use super::{Gate, GELU_C};
 
     /// `up * act(gate)` on 8 lanes.
@@ -200,6 +226,13 @@ mod avx2 {
                 );
                 let e = exp8(_mm256_mul_ps(_mm256_set1_ps(-2.0), y));
                 _mm256_div_ps(g, _mm256_add_ps(one, e))
+            }
+            Gate::Gelu => {
+                let e = erf8(_mm256_mul_ps(
+                    g,
+                    _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2),
+                ));
+                _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5), g), _mm256_add_ps(one, e))
             }
         }
     }
@@ -272,7 +305,7 @@ mod avx512 {
     //! Sixteen lanes per step; row tails go through the portable code.
     use std::arch::x86_64::*;
 
-    use super::super::elementwise::avx512::exp16;
+    use super::super::elementwise::avx512::{erf16, exp16};
     use super::{Gate, GELU_C};
 
     #[inline]
@@ -292,6 +325,13 @@ mod avx512 {
                 );
                 let e = exp16(_mm512_mul_ps(_mm512_set1_ps(-2.0), y));
                 _mm512_div_ps(g, _mm512_add_ps(one, e))
+            }
+            Gate::Gelu => {
+                let e = erf16(_mm512_mul_ps(
+                    g,
+                    _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2),
+                ));
+                _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5), g), _mm512_add_ps(one, e))
             }
         }
     }
@@ -405,11 +445,15 @@ mod tests {
             for n in [1usize, 7, 8, 15, 16, 17, 33, 384, 1000] {
                 let up = data(n, n as u32);
                 let g = data(n, 3 + n as u32);
-                for gate in [Gate::Silu, Gate::GeluTanh] {
+                for gate in [Gate::Silu, Gate::GeluTanh, Gate::Gelu] {
                     let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
                     gated_row_portable(gate, &up, &g, &mut a);
                     gated_row_on(simd, gate, &up, &g, &mut b);
-                    close(&b, &a, 1e-6, &format!("{simd:?} {gate:?} {n}"));
+                    // The exact GELU's `1 + erf(g / sqrt 2)` cancels for negative gates: the
+                    // FMA and the portable rounding of the same polynomial differ by ~1e-7 there,
+                    // times `0.5 * g * up` (up to 18 on this data), a few 1e-6 absolute.
+                    let tol = if gate == Gate::Gelu { 1e-5 } else { 1e-6 };
+                    close(&b, &a, tol, &format!("{simd:?} {gate:?} {n}"));
                 }
                 let (mut a, mut b) = (g.clone(), g.clone());
                 a.iter_mut().for_each(|v| *v = gelu_tanh(*v));
@@ -453,6 +497,24 @@ mod tests {
             let mut want = vec![0f32; inner];
             rms_row_portable(&x[inner..2 * inner], &gamma, 1e-6, &mut want);
             close(&y[inner..2 * inner], &want, 1e-5, "rms row 1");
+            // The exact-GELU gate is `up * gelu_erf(gate)`.
+            let mut exact = vec![0f32; rows * inner];
+            gated(&ug, inner, Gate::Gelu, &mut exact);
+            let mut want_g: Vec<f32> = (0..rows * inner)
+                .map(|i| ug[(i / inner) * 2 * inner + inner + i % inner])
+                .collect();
+            super::super::elementwise::gelu_erf_portable(&mut want_g);
+            for (i, (o, g)) in exact.iter().zip(&want_g).enumerate() {
+                let want = ug[(i / inner) * 2 * inner + i % inner] * g;
+                assert!(
+                    (o - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                    "gelu gate {i}"
+                );
+            }
+            // In place: the same rows.
+            let mut z = x.clone();
+            rms_norm_in_place(&mut z, &gamma, 1e-6);
+            close(&z, &y, 1e-6, "rms in place");
         }
     }
 }

@@ -62,12 +62,19 @@ impl Rope {
 
     /// The cos/sin table of positions `0..len` for `base`.
     pub fn table(&self, base: f64, len: usize) -> RopeTable {
-        let inv = self.inv_freq(base);
+        RopeTable::from_inv_freq(&self.inv_freq(base), len)
+    }
+}
+
+impl RopeTable {
+    /// The table of positions `0..len` for frequencies `inv` (one per rotated pair), the angle
+    /// `t * f` in f32 as the references compute it.
+    pub fn from_inv_freq(inv: &[f32], len: usize) -> RopeTable {
         let half = inv.len();
         let mut cos = Vec::with_capacity(len * half);
         let mut sin = Vec::with_capacity(len * half);
         for t in 0..len {
-            for &f in &inv {
+            for &f in inv {
                 let angle = (t as f32 * f) as f64;
                 cos.push(angle.cos() as f32);
                 sin.push(angle.sin() as f32);
@@ -100,6 +107,11 @@ impl RopeTable {
     /// True when the table covers no position.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// `(cos, sin)` of position `t`, frequency `i`.
+    pub fn at(&self, t: usize, i: usize) -> (f32, f32) {
+        (self.cos[t * self.half + i], self.sin[t * self.half + i])
     }
 }
 

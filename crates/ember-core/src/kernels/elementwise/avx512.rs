@@ -47,7 +47,7 @@ pub(crate) fn exp16(x: __m512) -> __m512 {
 /// `erf(x)`, lane by lane (Eigen's rational form, as `super::erf`).
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn erf16(x: __m512) -> __m512 {
+pub(crate) fn erf16(x: __m512) -> __m512 {
     let x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-4.0)), _mm512_set1_ps(4.0));
     let x2 = _mm512_mul_ps(x, x);
     let mut p = _mm512_set1_ps(ERF_A[0]);
