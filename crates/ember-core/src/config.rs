@@ -109,6 +109,11 @@ pub const SUPPORTED_ARCHITECTURES: &[&str] = &[
     "nomic_bert",
     "t5",
     "model2vec",
+    "qwen3",
+    "gemma3_text",
+    "modernbert",
+    "new",
+    "gte",
 ];
 
 /// A model's `config.json`, parsed by its `model_type` into the mirror of that architecture.
@@ -122,6 +127,8 @@ pub enum ModelConfig {
     T5(crate::models::t5::T5Config),
     /// A static model2vec model.
     Static(crate::models::static_embed::StaticConfig),
+    /// Qwen3, Gemma3, ModernBERT or Alibaba GTE.
+    Rotary(crate::models::rotary::RotaryConfig),
 }
 
 impl ModelConfig {
@@ -152,6 +159,11 @@ impl ModelConfig {
             "nomic_bert" => ModelConfig::Nomic(serde_json::from_slice(bytes).map_err(json)?),
             "t5" => ModelConfig::T5(serde_json::from_slice(bytes).map_err(json)?),
             "model2vec" => ModelConfig::Static(serde_json::from_slice(bytes).map_err(json)?),
+            t @ ("qwen3" | "qwen3_moe" | "gemma3_text" | "modernbert" | "new" | "gte") => {
+                ModelConfig::Rotary(
+                    crate::models::rotary::RotaryConfig::parse(t, bytes).map_err(json)?,
+                )
+            }
             other => {
                 return Err(Error::UnknownArchitecture {
                     path: path.to_path_buf(),
@@ -175,6 +187,7 @@ impl ModelConfig {
             ModelConfig::Nomic(c) => c.validate(path),
             ModelConfig::T5(c) => c.validate(path),
             ModelConfig::Static(_) => Ok(()),
+            ModelConfig::Rotary(c) => c.validate(path),
         }
     }
 
@@ -185,6 +198,7 @@ impl ModelConfig {
             ModelConfig::Nomic(_) => "nomic_bert",
             ModelConfig::T5(_) => "t5",
             ModelConfig::Static(_) => "model2vec",
+            ModelConfig::Rotary(c) => c.model_type(),
         }
     }
 }

@@ -56,6 +56,24 @@ pub(crate) struct Parts {
     pub matryoshka: Matryoshka,
 }
 
+/// The longest input accepted from any model, `EMBER_MAX_INPUT_TOKENS` (default 8,192): models
+/// trained on longer inputs (Qwen3: 32,768) are cut to it. Attention's memory grows linearly
+/// with the length (`kernels::flash`) but its time quadratically, so one input of 32k tokens
+/// would hold a worker for minutes; raise the cap to serve them.
+pub fn input_cap() -> usize {
+    static CAP: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CAP.get_or_init(|| {
+        std::env::var("EMBER_MAX_INPUT_TOKENS")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(DEFAULT_INPUT_CAP)
+    })
+}
+
+/// `input_cap`'s default.
+pub const DEFAULT_INPUT_CAP: usize = 8192;
+
 /// Reads `dir` for model `id`, storing matrices in `dtype` on `device`.
 pub(crate) fn load_parts(id: &str, dir: &Path, device: &Device, dtype: DType) -> Result<Parts> {
     if !dir.is_dir() {
@@ -120,7 +138,15 @@ pub(crate) fn load_parts(id: &str, dir: &Path, device: &Device, dtype: DType) ->
     // Size rayon's pool (GEMMs, attention, tokenizer batches) to EMBER_NUM_THREADS once.
     crate::kernels::threads::num_threads();
     let weights = Weights::load(id, &files, device)?
-        .with_prefixes(&["bert.", "roberta.", "mpnet.", "model.", "nomic_bert."])
+        .with_prefixes(&[
+            "bert.",
+            "roberta.",
+            "mpnet.",
+            "model.",
+            "nomic_bert.",
+            "new.",
+            "gte.",
+        ])
         .with_dtype(dtype);
     let encoder = Encoder::load(&weights, &cfg, &config_path)?;
     drop(weights);
@@ -151,6 +177,11 @@ pub(crate) fn load_parts(id: &str, dir: &Path, device: &Device, dtype: DType) ->
             c.pad_token_id.unwrap_or(0),
             c.n_positions.unwrap_or(512),
         ),
+        // Rotary positions: the length the model was trained to.
+        ModelConfig::Rotary(c) => {
+            let (vocab, pad, positions) = c.sizes();
+            (vocab, pad.unwrap_or(0), positions)
+        }
         ModelConfig::Static(_) => unreachable!("static models returned above"),
     };
     // sentence-transformers: `max_seq_length`, else the tokenizer's `model_max_length`, bounded
@@ -161,7 +192,8 @@ pub(crate) fn load_parts(id: &str, dir: &Path, device: &Device, dtype: DType) ->
     let max_seq_length = match &cfg {
         ModelConfig::T5(_) | ModelConfig::Nomic(_) => wanted.unwrap_or(position_limit),
         _ => wanted.unwrap_or(position_limit).min(position_limit),
-    };
+    }
+    .min(input_cap());
     let tokenizer = TextTokenizer::load(&tokenizer_path, id, pad_id, sbert.do_lower_case)?;
     let vocab_size = tokenizer.vocab_size();
     if vocab_size > vocab {

@@ -58,7 +58,15 @@ fn check(
 
 #[test]
 fn tiny_models_load_in_every_dtype() {
-    for kind in ["bert", "mpnet", "xlm-roberta"] {
+    for kind in [
+        "bert",
+        "mpnet",
+        "xlm-roberta",
+        "qwen3",
+        "gemma3",
+        "modernbert",
+        "gte-new",
+    ] {
         let texts = strings(&json(tiny(kind).join("expected.json"))["texts"]);
         // Tiny models have tiny matrices: only check that every dtype loads and embeds sanely.
         check(kind, &tiny(kind), &texts, false);

@@ -1,19 +1,29 @@
-//! Encoders (BERT, XLM-RoBERTa, MPNet, NomicBERT, T5), the static model2vec table, Dense heads,
-//! and the pieces they share.
+//! Encoders (BERT, XLM-RoBERTa, MPNet, NomicBERT, T5; the rotary families Qwen3, Gemma3,
+//! ModernBERT and Alibaba GTE), the static model2vec table, Dense heads, and the pieces they
+//! share.
 //!
 //! Each architecture follows the candle idiom: a config mirror, `load(weights, cfg)` per block,
 //! names that follow the checkpoint, and `forward`.
 
 pub mod bert;
+pub(crate) mod block;
 pub mod dense;
+pub mod gemma3;
+pub mod gte;
 pub(crate) mod host;
 pub mod linear;
+pub mod modernbert;
 pub mod mpnet;
 pub mod nomic;
 pub mod quant;
+pub mod qwen3;
 pub mod relpos;
+pub mod rotary;
 pub mod static_embed;
 pub mod t5;
+pub(crate) mod unpad;
+
+pub(crate) use unpad::Unpadded;
 
 use std::path::Path;
 
@@ -313,6 +323,8 @@ pub enum Encoder {
     Nomic(nomic::NomicBertModel),
     /// T5 encoders (INSTRUCTOR, sentence-t5).
     T5(t5::T5EncoderModel),
+    /// The rotary families: Qwen3, Gemma3, ModernBERT, Alibaba GTE.
+    Rotary(rotary::RotaryModel),
 }
 
 impl Encoder {
@@ -328,6 +340,9 @@ impl Encoder {
                 weights, c, path,
             )?)),
             ModelConfig::T5(c) => Ok(Encoder::T5(t5::T5EncoderModel::load(weights, c, path)?)),
+            ModelConfig::Rotary(c) => Ok(Encoder::Rotary(rotary::RotaryModel::load(
+                weights, c, path,
+            )?)),
             ModelConfig::Static(_) => Err(Error::Config {
                 path: path.to_path_buf(),
                 message: "a model2vec model has no transformer encoder".into(),
@@ -359,6 +374,7 @@ impl Encoder {
             Encoder::MPNet(m) => m.forward_host(batch),
             Encoder::Nomic(m) => m.forward_host(batch),
             Encoder::T5(m) => m.forward_host(batch),
+            Encoder::Rotary(m) => m.forward_host(batch),
         })?;
         Ok(Hidden {
             data,
@@ -369,12 +385,13 @@ impl Encoder {
     }
 
     /// The last hidden state computed with candle's own ops only (other devices, and the
-    /// benches' baseline). NomicBERT and T5 run on Ember's CPU kernels only.
+    /// benches' baseline). NomicBERT, T5 and the rotary families run on Ember's CPU kernels
+    /// only.
     pub fn forward_candle(&self, batch: &Batch) -> candle_core::Result<Tensor> {
         match self {
             Encoder::Bert(m) => m.forward_candle(batch),
             Encoder::MPNet(m) => m.forward_candle(batch),
-            Encoder::Nomic(_) | Encoder::T5(_) => candle_core::bail!(
+            Encoder::Nomic(_) | Encoder::T5(_) | Encoder::Rotary(_) => candle_core::bail!(
                 "this architecture runs on Ember's CPU kernels only (no candle path for other \
                  devices yet)"
             ),
@@ -388,6 +405,7 @@ impl Encoder {
             Encoder::MPNet(m) => m.hidden_size(),
             Encoder::Nomic(m) => m.hidden_size(),
             Encoder::T5(m) => m.hidden_size(),
+            Encoder::Rotary(m) => m.hidden_size(),
         }
     }
 
@@ -398,6 +416,7 @@ impl Encoder {
             Encoder::MPNet(m) => m.device(),
             Encoder::Nomic(m) => m.device(),
             Encoder::T5(m) => m.device(),
+            Encoder::Rotary(m) => m.device(),
         }
     }
 
@@ -408,6 +427,7 @@ impl Encoder {
             Encoder::MPNet(m) => m.bytes(),
             Encoder::Nomic(m) => m.bytes(),
             Encoder::T5(m) => m.bytes(),
+            Encoder::Rotary(m) => m.bytes(),
         }
     }
 }
