@@ -395,6 +395,13 @@ mod tests {
             "bge-micro-v2",
             "snowflake-arctic-embed-m-v1.5",
             "mxbai-embed-large-v1",
+            "Qwen3-Embedding-0.6B",
+            "embeddinggemma-300m",
+            "gte-modernbert-base",
+            "granite-embedding-small-english-r2",
+            "granite-embedding-english-r2",
+            "gte-multilingual-base",
+            "snowflake-arctic-embed-m-v2.0",
         ] {
             let m = r.lookup(id).unwrap();
             assert!(
@@ -402,6 +409,11 @@ mod tests {
                 "{id}"
             );
             assert!(m.supported && !m.license.is_empty(), "{id}");
+            assert!(
+                crate::config::SUPPORTED_ARCHITECTURES.contains(&m.architecture.as_str()),
+                "{id}: {}",
+                m.architecture
+            );
         }
         assert_eq!(r.default_model().id, "all-MiniLM-L6-v2");
         assert!(!r.lookup("nomic-embed-text-v2-moe").unwrap().supported);
@@ -411,6 +423,9 @@ mod tests {
             ("nomic-embed-text:latest", "nomic-embed-text-v1.5"),
             ("mxbai-embed-large", "mxbai-embed-large-v1"),
             ("bge-m3:latest", "bge-m3"),
+            ("qwen3-embedding:0.6b", "Qwen3-Embedding-0.6B"),
+            ("embeddinggemma", "embeddinggemma-300m"),
+            ("embeddinggemma:300m", "embeddinggemma-300m"),
         ] {
             assert_eq!(r.lookup(alias).unwrap().id, id, "{alias}");
         }
