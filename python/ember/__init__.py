@@ -31,6 +31,7 @@ from ember._errors import (
 from ember._native import (
     Embedder,
     ModelManager,
+    Reranker,
     __version__,
     download_model,
     get_model_spec,
@@ -53,6 +54,7 @@ __all__ = [
     "ModelLoadError",
     "ModelManager",
     "ModelNotFoundError",
+    "Reranker",
     "StoreError",
     "UnsupportedModelError",
     "__version__",

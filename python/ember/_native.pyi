@@ -11,6 +11,7 @@ import numpy.typing as npt
 __all__ = [
     "Embedder",
     "ModelManager",
+    "Reranker",
     "__version__",
     "download_model",
     "get_model_spec",
@@ -68,7 +69,18 @@ class Embedder:
         show_progress_bar: bool | None = None,
         convert_to_numpy: bool = True,
         instruction: str | None = None,
+        output_value: Literal["sentence_embedding", "token_embeddings"] = "sentence_embedding",
     ) -> Any: ...  # float32, int8 or uint8 array by precision; a list if not convert_to_numpy
+    def encode_sparse(
+        self,
+        sentences: str | Iterable[str],
+        *,
+        input_type: Literal["query", "document", "passage"] = "document",
+        top_k: int | None = None,
+        batch_size: int = 32,
+        truncate: bool = True,
+        csr: bool = False,
+    ) -> Any: ...  # (indices, values) per text, or ((data, indices, indptr), shape) with csr
     def encode_query(
         self,
         sentences: str | Iterable[str],
@@ -170,8 +182,71 @@ class ModelManager:
     ) -> dict[str, Any]: ...
     def unload(self, model: str, dtype: str | None = None) -> int: ...
     def status(self) -> list[dict[str, Any]]: ...
+    def rerank(
+        self,
+        query: str,
+        documents: Iterable[str],
+        model: str,
+        dtype: str | None = None,
+        *,
+        top_k: int | None = None,
+        return_documents: bool = False,
+        raw_scores: bool = False,
+        truncate: bool = True,
+        batch_size: int = 32,
+        keep_alive: _KeepAlive | None = None,
+    ) -> list[dict[str, Any]]: ...
     def model_status(self, model: str) -> dict[str, Any]: ...
     def stats(self) -> dict[str, Any]: ...
+
+@final
+class Reranker:
+    def __new__(
+        cls,
+        model: _Path,
+        *,
+        dtype: str | None = None,
+        max_length: int | None = None,
+        threads: int | None = None,
+    ) -> Reranker: ...
+    def predict(
+        self,
+        inputs: Any,  # a (query, document) pair, a text, or a sequence of them
+        *,
+        batch_size: int = 32,
+        raw_scores: bool = False,
+        apply_softmax: bool = False,
+        truncate: bool = True,
+        convert_to_numpy: bool = True,
+        show_progress_bar: bool | None = None,
+    ) -> Any: ...  # a float for one pair of a one-label model, else a float32 array
+    def rank(
+        self,
+        query: str,
+        documents: str | Iterable[str],
+        top_k: int | None = None,
+        return_documents: bool = False,
+        *,
+        batch_size: int = 32,
+        raw_scores: bool = False,
+        truncate: bool = True,
+    ) -> list[dict[str, Any]]: ...
+    @property
+    def num_labels(self) -> int: ...
+    @property
+    def labels(self) -> list[str]: ...
+    @property
+    def activation(self) -> str: ...
+    @property
+    def max_length(self) -> int: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def model_id(self) -> str: ...
+    @property
+    def spec(self) -> dict[str, Any]: ...
+    @property
+    def info(self) -> dict[str, Any]: ...
 
 def models() -> list[dict[str, Any]]: ...
 def kernels() -> dict[str, Any]: ...

@@ -1,4 +1,4 @@
-"""The `ember` command line: serve, embed, models, download, bench, index, search."""
+"""The `ember` command line: serve, embed, rerank, models, download, bench, index, search."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ from typing import Any
 
 import ember
 from ember import cli_index
+
+# `ember rerank`'s model when none is named.
+DEFAULT_RERANKER = "ms-marco-MiniLM-L6-v2"
 
 
 class _Version(argparse.Action):
@@ -75,6 +78,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     embed.add_argument("--dimensions", type=int, help="keep the first N components")
     embed.add_argument("--prompt-name", help="a prompt of the model to prepend (e.g. query)")
+
+    rerank = commands.add_parser(
+        "rerank",
+        help="rank documents against a query with a reranker",
+        description="Score each DOCUMENT against QUERY with a cross-encoder (a model of kind "
+        "reranker) and print them best first, one per line: rank, score, index, text "
+        "(DOCUMENT '-' reads one document per line from standard input).",
+    )
+    rerank.add_argument("query", metavar="QUERY", help="the query")
+    rerank.add_argument("documents", nargs="+", metavar="DOCUMENT", help="a document, or '-'")
+    rerank.add_argument(
+        "--model",
+        "-m",
+        default=DEFAULT_RERANKER,
+        help=f"reranker id, alias or directory (default: {DEFAULT_RERANKER})",
+    )
+    rerank.add_argument("--dtype", help="weight dtype: fp32, fp16, bf16 or int8")
+    rerank.add_argument("--top-k", type=int, help="print only the K best documents")
+    rerank.add_argument("--raw", action="store_true", help="raw scores (no sigmoid)")
+    rerank.add_argument("--url", help="rank on a running Ember server, e.g. http://127.0.0.1:8080")
+    rerank.add_argument(
+        "--json", action="store_true", help='print [{"index", "score", "text"}] as JSON'
+    )
 
     models = commands.add_parser(
         "models",
@@ -174,6 +200,29 @@ def _server_catalog(url: str) -> list[dict[str, Any]] | None:
         return None
 
 
+def _rerank(args: argparse.Namespace) -> int:
+    documents = _texts(args.documents)
+    if args.top_k is not None and args.top_k < 1:
+        raise ember.InvalidInputError(f"--top-k {args.top_k}: give at least 1")
+    if args.url:
+        ranked = ember.Client(args.url).rerank(
+            args.query, documents, model=args.model, top_n=args.top_k, raw_scores=args.raw
+        )
+        rows = [{"index": r["index"], "score": r["relevance_score"]} for r in ranked]
+    else:
+        reranker = ember.Reranker(args.model, dtype=args.dtype)
+        ranked = reranker.rank(args.query, documents, top_k=args.top_k, raw_scores=args.raw)
+        rows = [{"index": r["corpus_id"], "score": r["score"]} for r in ranked]
+    for r in rows:
+        r["text"] = documents[r["index"]]
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    for rank, r in enumerate(rows, 1):
+        print(f"{rank}\t{r['score']:.6f}\t{r['index']}\t{r['text']}")
+    return 0
+
+
 def _models(args: argparse.Namespace) -> int:
     if args.url:
         catalog = ember.Client(args.url, api_key=os.environ.get("EMBER_API_KEY")).models()
@@ -194,10 +243,11 @@ def _models(args: argparse.Namespace) -> int:
         print(json.dumps(entries, indent=2))
         print(f"({source})", file=sys.stderr)
         return 0
-    header = ("id", "dim", "max len", "arch", "supported", "loaded")
+    header = ("id", "kind", "dim", "max len", "arch", "supported", "loaded")
     rows = [header] + [
         (
             m["id"] + (" *" if m["is_default"] else ""),
+            m.get("kind", "embedder"),
             str(m["dimension"]),
             str(m["max_seq_length"]),
             m["architecture"],
@@ -317,6 +367,7 @@ def _main(argv: Sequence[str] | None) -> int:
     commands = {
         "serve": lambda a: _serve(a.argv),
         "embed": _embed,
+        "rerank": _rerank,
         "models": _models,
         "download": _download,
         "bench": _bench,

@@ -59,7 +59,8 @@ def _error(status: int, body: bytes, url: str) -> EmberError:
 
 
 class Client:
-    """A client for Ember's native HTTP API (`POST /api/v1/embed`, `GET /api/v1/models`) on a
+    """A client for Ember's native HTTP API (`POST /api/v1/embed`, `POST /api/v1/rerank`,
+    `GET /api/v1/models`) on a
     server started elsewhere (`ember serve`, `ember.serve()` or the `ember-server` binary).
 
     base_url: the server's address, e.g. "http://127.0.0.1:8080".
@@ -147,6 +148,33 @@ class Client:
             len(inputs), doc["dimension"]
         )
         return np.ascontiguousarray(vectors[0] if single else vectors)
+
+    def rerank(
+        self,
+        query: str,
+        documents: Iterable[str],
+        model: str | None = None,
+        *,
+        top_n: int | None = None,
+        return_documents: bool = False,
+        raw_scores: bool = False,
+        truncate: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Ranks `documents` against `query` with a reranker on the server (`POST
+        /api/v1/rerank`, Cohere's shape): a list of `{"index", "relevance_score"}` (plus
+        `"document": {"text"}` with `return_documents`), best first, cut to `top_n`. An
+        embedder named as `model` raises InvalidInputError naming its kind."""
+        body: dict[str, Any] = {
+            "query": query,
+            "documents": list(documents),
+            "return_documents": return_documents,
+            "raw_scores": raw_scores,
+            "truncate": truncate,
+        }
+        for key, value in (("model", model), ("top_n", top_n)):
+            if value is not None:
+                body[key] = value
+        return list(self._request("POST", "/api/v1/rerank", body)["results"])
 
     def models(self) -> list[dict[str, Any]]:
         """The server's catalog: one dict per model with its load state."""

@@ -106,6 +106,7 @@ pub const SUPPORTED_ARCHITECTURES: &[&str] = &[
     "xlm-roberta",
     "camembert",
     "mpnet",
+    "distilbert",
     "nomic_bert",
     "t5",
     "model2vec",
@@ -156,6 +157,11 @@ impl ModelConfig {
             "bert" | "roberta" | "xlm-roberta" | "camembert" | "mpnet" => {
                 ModelConfig::Transformer(serde_json::from_slice(bytes).map_err(json)?)
             }
+            // Read as BERT (`crate::heads::distilbert`); weight names are translated at load.
+            "distilbert" => ModelConfig::Transformer(crate::heads::distilbert::to_bert(
+                &serde_json::from_slice(bytes).map_err(json)?,
+                path,
+            )?),
             "nomic_bert" => ModelConfig::Nomic(serde_json::from_slice(bytes).map_err(json)?),
             "t5" => ModelConfig::T5(serde_json::from_slice(bytes).map_err(json)?),
             "model2vec" => ModelConfig::Static(serde_json::from_slice(bytes).map_err(json)?),

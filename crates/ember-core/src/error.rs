@@ -185,6 +185,16 @@ pub enum Error {
         limit: usize,
     },
 
+    /// A model was asked for what another kind computes (an embedder to rerank, a reranker to
+    /// embed).
+    #[error("model `{model}` is {}; {task} needs {}", kind.described(), wanted.described())]
+    WrongKind {
+        model: String,
+        kind: crate::heads::ModelKind,
+        task: &'static str,
+        wanted: crate::heads::ModelKind,
+    },
+
     /// A tensor operation failed.
     #[error("model `{model}`: tensor computation failed: {source}")]
     Tensor {
@@ -236,7 +246,8 @@ impl Error {
             | Error::UnknownPrompt { .. }
             | Error::NoInputTypePrompt { .. }
             | Error::Dimensions { .. }
-            | Error::InputTooLong { .. } => ErrorKind::InvalidInput,
+            | Error::InputTooLong { .. }
+            | Error::WrongKind { .. } => ErrorKind::InvalidInput,
             Error::Unsupported { .. }
             | Error::UnknownArchitecture { .. }
             | Error::UnsupportedFeature { .. } => ErrorKind::Unsupported,

@@ -1,5 +1,6 @@
 //! Ember's core: a registry of embedding models, file resolution, tokenization, encoders on candle
-//! tensors and pooling that give sentence-transformers' vectors.
+//! tensors and pooling that give sentence-transformers' vectors; cross-encoder scores and SPLADE
+//! sparse vectors from heads on the same encoders.
 //!
 //! Pure Rust and synchronous; the HTTP server and the Python bindings add concurrency at the edges.
 //!
@@ -15,6 +16,7 @@ pub mod config;
 pub mod dtype;
 pub mod embedder;
 pub mod error;
+pub mod heads;
 pub mod identity;
 pub mod kernels;
 pub(crate) mod loading;
@@ -24,7 +26,9 @@ pub mod packaged;
 pub mod pooling;
 pub mod precision;
 pub mod registry;
+pub mod rerank;
 pub mod resolve;
+pub mod sparse;
 pub mod tokenize;
 pub mod weights;
 
@@ -32,9 +36,13 @@ pub use dtype::DType;
 pub use embedder::{EmbedOptions, Embedder, Embeddings, ModelInfo};
 pub use error::{Error, ErrorKind, Result};
 pub use identity::{Chunk, InputType, ModelIdentity};
+pub use heads::sparse::SparseVector;
+pub use heads::ModelKind;
 pub use manager::{KeepAlive, ManagerConfig, ManagerStats, ModelManager, ModelStatus};
 pub use pooling::{Matryoshka, Pooling};
 pub use precision::{Precision, Quantized};
 pub use registry::{ModelSpec, Packaged, Registry};
+pub use rerank::{PredictInput, Ranked, RerankOptions, Scores};
 pub use resolve::Resolver;
+pub use sparse::{SparseEmbeddings, SparseOptions};
 pub use tokenize::{Encoded, TokenInfo, TruncationSide};

@@ -1,6 +1,7 @@
 //! Reads a model directory (Hugging Face / sentence-transformers layout, or model2vec's) into the
 //! parts of an [`Embedder`](crate::Embedder): the config by its `model_type`, the encoder or the
-//! static table, the tokenizer, pooling, the Dense chain, prompts and the input limit.
+//! static table, the tokenizer, pooling, the Dense chain, prompts and the input limit, and the
+//! head a reranker or sparse encoder adds (`crate::heads`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,11 +9,12 @@ use std::path::Path;
 use candle_core::Device;
 
 use crate::config::{
-    read_json_opt, ModelConfig, ModuleEntry, PoolingConfigFile, SentenceBertConfig,
+    read_json, read_json_opt, ModelConfig, ModuleEntry, PoolingConfigFile, SentenceBertConfig,
     SentenceTransformersConfig, TokenizerConfigFile,
 };
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::heads::{Head, Layout, ModelKind};
 use crate::models::dense::{self, Dense};
 use crate::models::static_embed::{StaticModel, UNLIMITED};
 use crate::models::Encoder;
@@ -54,6 +56,10 @@ pub(crate) struct Parts {
     pub prompts: BTreeMap<String, String>,
     pub default_prompt_name: Option<String>,
     pub matryoshka: Matryoshka,
+    /// What the model computes, read from its files (`crate::heads::Layout`).
+    pub kind: ModelKind,
+    /// Pooling for embedders, else a classifier or a masked-LM head.
+    pub head: Head,
 }
 
 /// The longest input accepted from any model, `EMBER_MAX_INPUT_TOKENS` (default 8,192): models
@@ -74,14 +80,24 @@ pub fn input_cap() -> usize {
 /// `input_cap`'s default.
 pub const DEFAULT_INPUT_CAP: usize = 8192;
 
-/// Reads `dir` for model `id`, storing matrices in `dtype` on `device`.
-pub(crate) fn load_parts(id: &str, dir: &Path, device: &Device, dtype: DType) -> Result<Parts> {
+/// Reads `dir` for model `id`, storing matrices in `dtype` on `device`; `hint` (the catalog's
+/// kind) decides for checkpoints whose files do not say.
+pub(crate) fn load_parts(
+    id: &str,
+    dir: &Path,
+    device: &Device,
+    dtype: DType,
+    hint: ModelKind,
+) -> Result<Parts> {
     if !dir.is_dir() {
         return Err(Error::FilesNotFound {
             id: id.to_string(),
             tried: vec![format!("{} (not a directory)", dir.display())],
         });
     }
+    let layout = Layout::read(dir, hint)?;
+    // A router's transformer may live in its own folder.
+    let dir = layout.transformer_dir.as_path();
     let config_path = dir.join("config.json");
     if !config_path.is_file() {
         return Err(Error::MissingFile {
@@ -116,6 +132,8 @@ pub(crate) fn load_parts(id: &str, dir: &Path, device: &Device, dtype: DType) ->
             prompts: st.prompts,
             default_prompt_name: st.default_prompt_name,
             matryoshka: Matryoshka::Slice,
+            kind: ModelKind::Embedder,
+            head: Head::Pooling,
         });
     }
 
@@ -137,7 +155,9 @@ pub(crate) fn load_parts(id: &str, dir: &Path, device: &Device, dtype: DType) ->
 
     // Size rayon's pool (GEMMs, attention, tokenizer batches) to EMBER_NUM_THREADS once.
     crate::kernels::threads::num_threads();
-    let weights = Weights::load(id, &files, device)?
+    let raw: serde_json::Value = read_json(&config_path)?;
+    let family = raw["model_type"].as_str().unwrap_or_default().to_string();
+    let mut weights = Weights::load(id, &files, device)?
         .with_prefixes(&[
             "bert.",
             "roberta.",
@@ -146,10 +166,13 @@ pub(crate) fn load_parts(id: &str, dir: &Path, device: &Device, dtype: DType) ->
             "nomic_bert.",
             "new.",
             "gte.",
+            "distilbert.",
         ])
         .with_dtype(dtype);
+    if family == "distilbert" {
+        weights = weights.with_renames(crate::heads::distilbert::bert_name);
+    }
     let encoder = Encoder::load(&weights, &cfg, &config_path)?;
-    drop(weights);
     let (vocab, pad_id, position_limit) = match &cfg {
         // Position tables bound the length; RoBERTa-style models lose `pad + 1` slots to the
         // offset.
@@ -195,6 +218,19 @@ pub(crate) fn load_parts(id: &str, dir: &Path, device: &Device, dtype: DType) ->
     }
     .min(input_cap());
     let tokenizer = TextTokenizer::load(&tokenizer_path, id, pad_id, sbert.do_lower_case)?;
+    let head = match (&cfg, layout.kind) {
+        (_, ModelKind::Embedder) => Head::Pooling,
+        (ModelConfig::Transformer(c), _) => {
+            Head::load(&layout, &mut weights, c, &raw, &family, &tokenizer)?
+        }
+        (other, kind) => {
+            return Err(Error::UnsupportedFeature {
+                path: config_path.clone(),
+                feature: format!("a {kind} head on a `{}` encoder", other.model_type()),
+            })
+        }
+    };
+    drop(weights);
     let vocab_size = tokenizer.vocab_size();
     if vocab_size > vocab {
         return Err(Error::Config {
@@ -216,7 +252,9 @@ pub(crate) fn load_parts(id: &str, dir: &Path, device: &Device, dtype: DType) ->
     let dense = dense::load_chain(id, dir, &modules, hidden, dtype, device)?;
     let dimension = dense.last().map_or(hidden, Dense::out_features);
     Ok(Parts {
-        architecture: cfg.model_type().to_string(),
+        architecture: family,
+        kind: layout.kind,
+        head,
         matryoshka: match &cfg {
             ModelConfig::Nomic(_) => Matryoshka::LayerNormThenSlice,
             _ => Matryoshka::Slice,

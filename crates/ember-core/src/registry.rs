@@ -46,6 +46,9 @@ pub struct ModelSpec {
     pub hub_repo: Option<String>,
     #[serde(default = "default_revision")]
     pub revision: String,
+    /// What the model computes: `embedder` (the default), `reranker` or `sparse`.
+    #[serde(default)]
+    pub kind: crate::heads::ModelKind,
     /// `model_type` of config.json (`bert`, `mpnet`, `xlm-roberta`, …).
     #[serde(default)]
     pub architecture: String,
@@ -112,13 +115,15 @@ fn default_dtype() -> DType {
 }
 
 impl ModelSpec {
-    /// A minimal entry for a model directory; facts are read from its files when it loads.
+    /// A minimal entry for a model directory; its kind is read from its files now, other facts
+    /// when it loads.
     pub fn for_path(id: &str, path: &Path) -> Self {
         ModelSpec {
             id: id.to_string(),
             display_name: id.to_string(),
             hub_repo: None,
             revision: default_revision(),
+            kind: crate::heads::detect_kind(path),
             architecture: String::new(),
             dimension: 0,
             parameters_m: 0.0,
@@ -220,12 +225,20 @@ impl Default for Registry {
 }
 
 impl Registry {
-    /// The built-in catalog.
+    /// The built-in catalog: embedders (`builtin_models.toml`), then rerankers and sparse
+    /// encoders (`builtin_heads.toml`).
     pub fn builtin() -> Self {
-        let file: RegistryFile = toml::from_str(include_str!("builtin_models.toml"))
-            .unwrap_or_else(|e| panic!("builtin_models.toml is invalid: {e}"));
+        let mut models = Vec::new();
+        for (name, text) in [
+            ("builtin_models.toml", include_str!("builtin_models.toml")),
+            ("builtin_heads.toml", include_str!("builtin_heads.toml")),
+        ] {
+            let file: RegistryFile =
+                toml::from_str(text).unwrap_or_else(|e| panic!("{name} is invalid: {e}"));
+            models.extend(file.models);
+        }
         Self {
-            models: file.models,
+            models,
             paths: PathPolicy::Any,
         }
     }
@@ -433,6 +446,41 @@ mod tests {
             r.lookup("instructor-base")
                 .unwrap()
                 .prompts_are_instructions
+        );
+    }
+
+    #[test]
+    fn builtin_catalog_lists_rerankers_and_sparse_encoders() {
+        use crate::heads::ModelKind;
+        let r = Registry::builtin();
+        for (id, kind, arch) in [
+            ("ms-marco-MiniLM-L6-v2", ModelKind::Reranker, "bert"),
+            ("ms-marco-MiniLM-L12-v2", ModelKind::Reranker, "bert"),
+            ("bge-reranker-base", ModelKind::Reranker, "xlm-roberta"),
+            ("bge-reranker-v2-m3", ModelKind::Reranker, "xlm-roberta"),
+            (
+                "splade-cocondenser-ensembledistil",
+                ModelKind::Sparse,
+                "bert",
+            ),
+            ("Splade_PP_en_v1", ModelKind::Sparse, "bert"),
+            (
+                "opensearch-neural-sparse-encoding-doc-v3-distill",
+                ModelKind::Sparse,
+                "distilbert",
+            ),
+        ] {
+            let m = r.lookup(id).unwrap();
+            assert_eq!((m.kind, m.architecture.as_str()), (kind, arch), "{id}");
+            assert!(m.dimension > 0 && m.max_seq_length > 0 && m.hub_repo.is_some());
+        }
+        assert_eq!(
+            r.lookup("cross-encoder/ms-marco-MiniLM-L6-v2").unwrap().id,
+            "ms-marco-MiniLM-L6-v2"
+        );
+        assert_eq!(
+            r.lookup("all-MiniLM-L6-v2").unwrap().kind,
+            ModelKind::Embedder
         );
     }
 

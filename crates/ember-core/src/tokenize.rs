@@ -229,6 +229,122 @@ impl TextTokenizer {
         Ok(out)
     }
 
+    /// Tokenizes (first, second) pairs as a cross-encoder reads them: both sides with the
+    /// pair template's special tokens and token type ids (`[CLS] q [SEP] d [SEP]`, types 0 then
+    /// 1 for BERT; `<s> q </s></s> d </s>` for XLM-RoBERTa).
+    ///
+    /// Over `max_len`, truncation keeps the query: the second text is cut first (at `side`);
+    /// only a first text longer than half the room is cut too, down to what the second leaves
+    /// (both then end up about half, as transformers' `longest_first` gives). With `truncate`
+    /// false an over-long pair is [`Error::InputTooLong`] naming its index.
+    pub fn encode_pairs(
+        &self,
+        firsts: &[String],
+        seconds: &[String],
+        max_len: usize,
+        truncate: bool,
+        side: TruncationSide,
+    ) -> Result<Vec<Encoded>> {
+        debug_assert_eq!(firsts.len(), seconds.len());
+        let added = self
+            .inner
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(true));
+        let budget = max_len.saturating_sub(added);
+        // Rerank sends one query with many documents: tokenize each distinct first text once.
+        let mut distinct: Vec<String> = Vec::new();
+        let mut which = Vec::with_capacity(firsts.len());
+        for f in firsts {
+            match distinct.iter().position(|d| d == f) {
+                Some(i) => which.push(i),
+                None if distinct.len() < 64 => {
+                    which.push(distinct.len());
+                    distinct.push(f.clone());
+                }
+                None => {
+                    distinct = firsts.to_vec();
+                    which = (0..firsts.len()).collect();
+                    break;
+                }
+            }
+        }
+        let encode = |texts: &[String]| {
+            let texts = self.lowered(texts);
+            let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            self.inner
+                .encode_batch(inputs, false)
+                .map_err(|e| self.err(e))
+        };
+        let queries = encode(&distinct)?;
+        let docs = encode(seconds)?;
+        let mut out = Vec::with_capacity(docs.len());
+        for (index, mut d) in docs.into_iter().enumerate() {
+            let mut q = queries[which[index]].clone();
+            let (ql, dl) = (q.len(), d.len());
+            if ql + dl > budget {
+                if !truncate {
+                    return Err(Error::InputTooLong {
+                        model: self.model.clone(),
+                        index,
+                        tokens: ql + dl + added,
+                        limit: max_len,
+                    });
+                }
+                let keep_d = budget.saturating_sub(ql).max(dl.min(budget / 2));
+                let keep_q = budget - keep_d;
+                if keep_q < ql {
+                    q.truncate(keep_q, 0, side.direction());
+                    drop(q.take_overflowing());
+                }
+                d.truncate(keep_d, 0, side.direction());
+                drop(d.take_overflowing());
+            }
+            let e = self
+                .inner
+                .post_process(q, Some(d), true)
+                .map_err(|e| self.err(e))?;
+            out.push(Encoded {
+                ids: e.get_ids().to_vec(),
+                type_ids: e.get_type_ids().to_vec(),
+                pool_skip: 0,
+            });
+        }
+        Ok(out)
+    }
+
+    /// [`encode_plain`](Self::encode_plain) ids (no special tokens: a static query route's
+    /// input) cut to `max_len` when `truncate`, else [`Error::InputTooLong`] for the first
+    /// longer text.
+    pub fn encode_plain_cut(
+        &self,
+        texts: &[String],
+        max_len: usize,
+        truncate: bool,
+    ) -> Result<Vec<Vec<u32>>> {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        self.encode_plain(&refs)?
+            .into_iter()
+            .enumerate()
+            .map(|(index, mut ids)| {
+                if ids.len() > max_len && !truncate {
+                    return Err(Error::InputTooLong {
+                        model: self.model.clone(),
+                        index,
+                        tokens: ids.len(),
+                        limit: max_len,
+                    });
+                }
+                ids.truncate(max_len);
+                Ok(ids)
+            })
+            .collect()
+    }
+
+    /// The id of `token` in the vocabulary (added tokens included).
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
     /// Tokens of one text without truncation (for inspection and `/tokenize`), with byte
     /// offsets into the text as tokenized (lowercased first for lowercasing models).
     pub fn tokens(&self, text: &str) -> Result<Vec<TokenInfo>> {

@@ -149,6 +149,27 @@ impl Weights {
         Ok(t.clone())
     }
 
+    /// Makes `name` find `target`'s tensor when the checkpoint has no `name` of its own (tied
+    /// weights, which transformers leaves out of the file). Returns whether `name` now resolves.
+    pub fn alias(&mut self, name: &str, target: &str) -> bool {
+        if self.find(name).is_some() {
+            return true;
+        }
+        match self.find(target).cloned() {
+            Some(t) => {
+                self.tensors.insert(name.to_string(), t);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Renames every tensor through `f` (another architecture's names for the same layers).
+    pub fn with_renames(mut self, f: impl Fn(&str) -> String) -> Self {
+        self.tensors = self.tensors.into_iter().map(|(k, v)| (f(&k), v)).collect();
+        self
+    }
+
     /// Layers built from these weights store their matrices in `dtype`.
     pub fn with_dtype(mut self, dtype: DType) -> Self {
         self.dtype = dtype;

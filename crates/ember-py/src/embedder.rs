@@ -253,6 +253,9 @@ impl PyEmbedder {
     /// ranges: int8/uint8 calibration, shape `(2, dimension)` (minimums, then maximums); by
     ///     default the batch itself calibrates, so a single input needs `ranges`.
     /// convert_to_numpy: False gives a list of 1-D arrays, as sentence-transformers does.
+    /// output_value: "sentence_embedding" (the default), or "token_embeddings": one float32
+    ///     array `(tokens, dimension)` per input, the last hidden state with special tokens and
+    ///     without padding or normalization, as sentence-transformers gives it.
     /// show_progress_bar: accepted for compatibility; ignored.
     ///
     /// >>> m = ember.Embedder("all-MiniLM-L6-v2")
@@ -262,7 +265,8 @@ impl PyEmbedder {
     #[pyo3(signature = (
         sentences, *, batch_size = 32, normalize_embeddings = false, prompt_name = None,
         prompt = None, truncate_dim = None, precision = "float32", ranges = None,
-        show_progress_bar = None, convert_to_numpy = true, instruction = None
+        show_progress_bar = None, convert_to_numpy = true, instruction = None,
+        output_value = "sentence_embedding"
     ))]
     #[allow(clippy::too_many_arguments)]
     fn encode<'py>(
@@ -279,8 +283,29 @@ impl PyEmbedder {
         show_progress_bar: Option<bool>,
         convert_to_numpy: bool,
         instruction: Option<String>,
+        output_value: &str,
     ) -> PyResult<Bound<'py, PyAny>> {
         let _ = show_progress_bar;
+        match output_value {
+            "sentence_embedding" => {}
+            "token_embeddings" => {
+                let (texts, single) = texts_of(sentences)?;
+                let batch = count("batch_size", batch_size)?.max(1);
+                return crate::sparse::token_embeddings(
+                    py,
+                    &self.model,
+                    &texts,
+                    single,
+                    self.limit(),
+                    batch,
+                );
+            }
+            other => {
+                return Err(invalid_input(format!(
+                    "output_value must be \"sentence_embedding\" or \"token_embeddings\", got {other:?}"
+                )))
+            }
+        }
         let args = Encode {
             batch_size,
             normalize_embeddings,
@@ -370,6 +395,58 @@ impl PyEmbedder {
             instruction,
         };
         self.encode_with(py, sentences, args, Some(InputType::Document))
+    }
+
+    /// Sparse vectors of a sparse encoder (a SPLADE model, kind "sparse"), as
+    /// sentence-transformers' `SparseEncoder.encode`: for each input an `(indices, values)` pair
+    /// of arrays (int64 vocabulary ids by increasing id, float32 weights); one pair for a single
+    /// string.
+    ///
+    /// input_type: "document" (the default) or "query": an inference-free model encodes queries
+    ///     by a weight look-up per token, with no model pass (`encode_query`).
+    /// top_k: keep only the k largest weights of each vector (`max_active_dims`).
+    /// csr: return `((data, indices, indptr), shape)`, the arguments of
+    ///     `scipy.sparse.csr_matrix`, instead of per-text pairs.
+    /// truncate: cut inputs over the limit; False raises InvalidInputError naming the input.
+    ///
+    /// >>> m = ember.Embedder("splade-cocondenser-ensembledistil")
+    /// >>> indices, values = m.encode_sparse("the quick brown fox")
+    /// >>> indices.dtype, values.dtype
+    /// (dtype('int64'), dtype('float32'))
+    #[pyo3(signature = (
+        sentences, *, input_type = "document", top_k = None, batch_size = 32, truncate = true,
+        csr = false
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn encode_sparse<'py>(
+        &self,
+        py: Python<'py>,
+        sentences: &Bound<'py, PyAny>,
+        input_type: &str,
+        top_k: Option<i64>,
+        batch_size: i64,
+        truncate: bool,
+        csr: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (texts, single) = texts_of(sentences)?;
+        let query = match input_type {
+            "query" => true,
+            "document" | "passage" => false,
+            other => {
+                return Err(invalid_input(format!(
+                    "input_type must be \"query\" or \"document\", got {other:?}"
+                )))
+            }
+        };
+        let opts = ember_core::SparseOptions {
+            top_k: top_k.map(|k| count("top_k", k)).transpose()?,
+            query,
+            truncate,
+            max_length: self.max_length,
+            batch_size: count("batch_size", batch_size)?,
+            ..ember_core::SparseOptions::default()
+        };
+        crate::sparse::encode_sparse(py, &self.model, &texts, single, &opts, csr)
     }
 
     /// Cosine similarity of every vector in `a` with every vector in `b` (each one vector or a

@@ -14,6 +14,8 @@ mod identity;
 mod logging;
 mod manager;
 mod options;
+mod reranker;
+mod sparse;
 
 use errors::{detached, invalid_input};
 
@@ -110,6 +112,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<embedder::PyEmbedder>()?;
     m.add_class::<manager::PyModelManager>()?;
+    m.add_class::<reranker::PyReranker>()?;
     m.add_function(wrap_pyfunction!(catalog::models, m)?)?;
     m.add_function(wrap_pyfunction!(catalog::get_model_spec, m)?)?;
     m.add_function(wrap_pyfunction!(catalog::register_model, m)?)?;

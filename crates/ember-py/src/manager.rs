@@ -124,7 +124,10 @@ impl PyModelManager {
             ..EmbedOptions::default()
         };
         let mm = &self.manager;
-        let embedder = detached(py, || mm.lease(model.as_deref(), dtype))?;
+        let embedder = detached(py, || {
+            mm.check_kind(model.as_deref(), ember_core::ModelKind::Embedder, "embed")?;
+            mm.lease(model.as_deref(), dtype)
+        })?;
         if let Some(k) = keep_alive {
             embedder.set_keep_alive(k);
         }
@@ -134,6 +137,65 @@ impl PyModelManager {
         py.detach(move || drop(embedder));
         let (data, dim) = result?;
         to_array(py, data, dim, single)
+    }
+
+    /// Ranks `documents` against `query` with the reranker `model` (kind "reranker"; an
+    /// embedder raises InvalidInputError naming its kind), best first: a list of
+    /// `{"corpus_id", "score"}` (plus `"text"` with `return_documents`), cut to `top_k`, as
+    /// `ember.Reranker.rank` gives it. The reranker shares this manager's budget, LRU and
+    /// keep-alive with its embedders.
+    ///
+    /// >>> mm = ember.ModelManager()
+    /// >>> mm.rerank("capital of France", ["Berlin", "Paris"], model="ms-marco-MiniLM-L6-v2")[0]["corpus_id"]
+    /// 1
+    #[pyo3(signature = (
+        query, documents, model, dtype = None, *, top_k = None, return_documents = false,
+        raw_scores = false, truncate = true, batch_size = 32, keep_alive = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn rerank<'py>(
+        &self,
+        py: Python<'py>,
+        query: String,
+        documents: &Bound<'py, PyAny>,
+        model: String,
+        dtype: Option<String>,
+        top_k: Option<i64>,
+        return_documents: bool,
+        raw_scores: bool,
+        truncate: bool,
+        batch_size: i64,
+        keep_alive: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let (docs, _) = texts_of(documents)?;
+        let dtype = options::dtype(dtype.as_deref())?;
+        let keep_alive = options::keep_alive(keep_alive)?;
+        let top_k = top_k.map(|k| count("top_k", k)).transpose()?;
+        let opts = ember_core::RerankOptions {
+            raw_scores,
+            truncate,
+            batch_size: count("batch_size", batch_size)?,
+            ..ember_core::RerankOptions::default()
+        };
+        let mm = &self.manager;
+        let ranked = detached(py, || {
+            if let Some(k) = keep_alive {
+                mm.check_kind(Some(&model), ember_core::ModelKind::Reranker, "rerank")?;
+                mm.lease(Some(&model), dtype)?.set_keep_alive(k);
+            }
+            mm.rerank(Some(&model), dtype, &query, &docs, &opts)
+        })?;
+        let out = PyList::empty(py);
+        for r in ranked.results.iter().take(top_k.unwrap_or(usize::MAX)) {
+            let d = pyo3::types::PyDict::new(py);
+            d.set_item("corpus_id", r.index)?;
+            d.set_item("score", r.score)?;
+            if return_documents {
+                d.set_item("text", &docs[r.index])?;
+            }
+            out.append(d)?;
+        }
+        Ok(out)
     }
 
     /// Loads `model` in `dtype` now (if not loaded yet) and sets its keep-alive (the manager's

@@ -1,5 +1,6 @@
-//! A loaded embedding model: encoder, tokenizer, pooling and prompts, and the `embed` call that
-//! turns texts into sentence-transformers' vectors.
+//! A loaded model: encoder, tokenizer, pooling and prompts, and the `embed` call that turns texts
+//! into sentence-transformers' vectors. Rerankers and sparse encoders are loaded models too, with
+//! a head from `crate::heads` (their calls live in `crate::rerank` and `crate::sparse`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,8 +11,10 @@ use serde::Serialize;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::identity::InputType;
+use crate::heads::{Head, ModelKind};
 use crate::loading::{load_parts, Backbone};
 use crate::models::dense::Dense;
+use crate::models::Batch;
 use crate::pooling::{Matryoshka, Pooling};
 use crate::tokenize::{Encoded, TextTokenizer, TruncationSide};
 
@@ -104,9 +107,16 @@ impl Embeddings {
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelInfo {
     pub id: String,
+    /// What the model computes: dense vectors, pair scores or sparse vectors.
+    pub kind: ModelKind,
     pub architecture: String,
+    /// Output width: the vector length (embedders), scores per pair (rerankers) or the
+    /// vocabulary size (sparse encoders).
     pub dimension: usize,
     pub max_seq_length: usize,
+    /// A reranker's label names, in score order (`id2label`); empty for other kinds.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
     pub pooling: Pooling,
     pub normalize: bool,
     pub prompts: BTreeMap<String, String>,
@@ -131,17 +141,19 @@ pub struct ModelInfo {
 /// A model ready to embed. `Send + Sync`: share it behind an `Arc`.
 #[derive(Debug)]
 pub struct Embedder {
-    info: ModelInfo,
-    backbone: Backbone,
+    pub(crate) info: ModelInfo,
+    pub(crate) backbone: Backbone,
     /// Dense modules after pooling, in order.
     dense: Vec<Dense>,
-    /// Width of the pooled vectors (the encoder's hidden size).
-    pooled: usize,
-    tokenizer: TextTokenizer,
+    /// Width of the pooled vectors and of the hidden state (the encoder's hidden size).
+    pub(crate) pooled: usize,
+    pub(crate) tokenizer: TextTokenizer,
     /// Drop the prompt's tokens from pooling (`include_prompt: false`).
     include_prompt: bool,
     /// SHA-256 of the weight files, computed on first use (see [`Embedder::weights_sha256`]).
     weights_sha256: std::sync::OnceLock<String>,
+    /// Pooling (embedders), a classifier or a masked-LM head.
+    pub(crate) head: Head,
 }
 
 impl Embedder {
@@ -158,15 +170,30 @@ impl Embedder {
     /// Loads a model directory in the sentence-transformers (or model2vec) layout onto
     /// `device`, storing its matrices (linear layers and embedding tables) in `dtype`.
     pub fn load_on(id: &str, dir: &Path, device: &Device, dtype: DType) -> Result<Self> {
-        let p = load_parts(id, dir, device, dtype)?;
-        let weight_bytes = p.backbone.bytes() + p.dense.iter().map(Dense::bytes).sum::<usize>();
+        Self::load_kind(id, dir, device, dtype, ModelKind::Embedder)
+    }
+
+    /// [`load_on`](Self::load_on) with the catalog's kind as a hint for checkpoints whose files
+    /// do not say (see `crate::heads`).
+    pub fn load_kind(
+        id: &str,
+        dir: &Path,
+        device: &Device,
+        dtype: DType,
+        hint: ModelKind,
+    ) -> Result<Self> {
+        let p = load_parts(id, dir, device, dtype, hint)?;
+        let weight_bytes =
+            p.backbone.bytes() + p.dense.iter().map(Dense::bytes).sum::<usize>() + p.head.bytes();
         let info = ModelInfo {
             id: id.to_string(),
+            kind: p.kind,
             architecture: p.architecture,
-            dimension: p.dimension,
+            dimension: p.head.output_dim().unwrap_or(p.dimension),
             max_seq_length: p.max_seq_length,
+            labels: p.head.labels(),
             pooling: p.pooling,
-            normalize: p.normalize,
+            normalize: p.normalize && p.kind == ModelKind::Embedder,
             prompts: p.prompts,
             default_prompt_name: p.default_prompt_name,
             prompts_are_instructions: false,
@@ -178,7 +205,7 @@ impl Embedder {
             bytes: weight_bytes + p.tokenizer.approx_bytes(),
             path: dir.to_path_buf(),
         };
-        tracing::info!(model = id, %dtype, dir = %dir.display(), bytes = info.bytes, "model loaded");
+        tracing::info!(model = id, kind = %info.kind, %dtype, dir = %dir.display(), bytes = info.bytes, "model loaded");
         Ok(Self {
             info,
             backbone: p.backbone,
@@ -187,6 +214,7 @@ impl Embedder {
             tokenizer: p.tokenizer,
             include_prompt: p.include_prompt,
             weights_sha256: std::sync::OnceLock::new(),
+            head: p.head,
         })
     }
 
@@ -203,6 +231,11 @@ impl Embedder {
     /// Output dimension.
     pub fn dimension(&self) -> usize {
         self.info.dimension
+    }
+
+    /// Width of the encoder's hidden state (of each token vector).
+    pub fn hidden_size(&self) -> usize {
+        self.pooled
     }
 
     /// The tokenizer.
@@ -282,8 +315,27 @@ impl Embedder {
         }
     }
 
+    /// What the model computes.
+    pub fn kind(&self) -> ModelKind {
+        self.info.kind
+    }
+
+    /// An error unless the model is of kind `want` (`task` names the call, e.g. `rerank`).
+    pub fn require_kind(&self, want: ModelKind, task: &'static str) -> Result<()> {
+        if self.info.kind == want {
+            return Ok(());
+        }
+        Err(Error::WrongKind {
+            model: self.info.id.clone(),
+            kind: self.info.kind,
+            task,
+            wanted: want,
+        })
+    }
+
     /// Checks options that do not depend on the inputs.
     pub fn check_options(&self, opts: &EmbedOptions) -> Result<()> {
+        self.require_kind(ModelKind::Embedder, "embed")?;
         if let Some(d) = opts.dimensions {
             if d == 0 || d > self.info.dimension {
                 return Err(Error::Dimensions {
@@ -444,6 +496,7 @@ impl Embedder {
     /// pooled and through the Dense modules. Rows are sorted by length and run `batch_size` at a
     /// time, each pass padded only to its longest member.
     pub fn embed_encoded(&self, encoded: &[Encoded], batch_size: usize) -> Result<Vec<f32>> {
+        self.require_kind(ModelKind::Embedder, "embed")?;
         if batch_size == 0 {
             return Err(Error::invalid("batch_size", "must be at least 1"));
         }
@@ -502,45 +555,90 @@ impl Embedder {
         )
     }
 
-    /// Per-token vectors of the last hidden state for each text (padding removed), as
-    /// sentence-transformers' `output_value="token_embeddings"`; `[len_i * hidden]` each.
-    /// Static models have no hidden states: each token's row of the table instead.
-    pub fn token_embeddings(&self, texts: &[String], truncate: bool) -> Result<Vec<Vec<f32>>> {
-        let tensor_err = |source| Error::Tensor {
-            model: self.info.id.clone(),
-            source,
+    /// The encoder's last hidden state of a padded batch on the host, `[batch × seq × hidden]`.
+    /// Static models have none (they are embedders only, and embed without it).
+    pub(crate) fn hidden_state(&self, batch: &Batch) -> Result<Vec<f32>> {
+        let Backbone::Encoder(encoder) = &self.backbone else {
+            return Err(Error::Internal(format!(
+                "model `{}` is a static table and has no hidden states",
+                self.info.id
+            )));
         };
-        let encoder = match &self.backbone {
-            Backbone::Encoder(e) => e,
-            Backbone::Static(m) => {
+        encoder
+            .forward(batch)
+            .map(|h| h.data)
+            .map_err(|source| Error::Tensor {
+                model: self.info.id.clone(),
+                source,
+            })
+    }
+
+    /// Per-token vectors of the last hidden state for each text (padding removed, special tokens
+    /// kept, not normalized), as sentence-transformers' `output_value="token_embeddings"`;
+    /// `[len_i * hidden]` each. Static models have no hidden states: each token's row of the
+    /// table instead.
+    pub fn token_embeddings(&self, texts: &[String], truncate: bool) -> Result<Vec<Vec<f32>>> {
+        self.token_embeddings_with(texts, self.info.max_seq_length, truncate, 32)
+    }
+
+    /// [`token_embeddings`](Self::token_embeddings) with inputs cut at `limit` tokens (at most
+    /// the model's), run `batch_size` at a time.
+    pub fn token_embeddings_with(
+        &self,
+        texts: &[String],
+        limit: usize,
+        truncate: bool,
+        batch_size: usize,
+    ) -> Result<Vec<Vec<f32>>> {
+        self.require_kind(ModelKind::Embedder, "token embeddings")?;
+        let limit = limit.min(self.info.max_seq_length);
+        let encoded = match &self.backbone {
+            Backbone::Static(_) => {
                 let opts = EmbedOptions {
                     truncate,
+                    max_length: Some(limit),
                     ..EmbedOptions::default()
                 };
-                let encoded = self.tokenize(texts, &opts)?;
-                let mut out = Vec::with_capacity(texts.len());
-                for e in encoded {
-                    let mut rows = vec![0f32; e.ids.len() * m.dim()];
-                    for (id, row) in e.ids.iter().zip(rows.chunks_exact_mut(m.dim().max(1))) {
-                        m.pool(std::slice::from_ref(id), row)?;
-                    }
-                    out.push(rows);
-                }
-                return Ok(out);
+                self.tokenize(texts, &opts)?
+            }
+            Backbone::Encoder(_) => {
+                self.tokenizer
+                    .encode(texts, limit, truncate, TruncationSide::Right)?
             }
         };
-        let encoded = self.tokenizer.encode(
-            texts,
-            self.info.max_seq_length,
-            truncate,
-            TruncationSide::Right,
-        )?;
+        self.token_embeddings_encoded(&encoded, batch_size)
+    }
+
+    /// Per-token vectors of `encoded` (from [`tokenize`](Self::tokenize)), in its order, run
+    /// `batch_size` at a time by length.
+    pub fn token_embeddings_encoded(
+        &self,
+        encoded: &[Encoded],
+        batch_size: usize,
+    ) -> Result<Vec<Vec<f32>>> {
+        self.require_kind(ModelKind::Embedder, "token embeddings")?;
+        if let Backbone::Static(m) = &self.backbone {
+            let mut out = Vec::with_capacity(encoded.len());
+            for e in encoded {
+                let mut rows = vec![0f32; e.ids.len() * m.dim()];
+                for (id, row) in e.ids.iter().zip(rows.chunks_exact_mut(m.dim().max(1))) {
+                    m.pool(std::slice::from_ref(id), row)?;
+                }
+                out.push(rows);
+            }
+            return Ok(out);
+        }
         let dim = self.pooled;
-        let mut out = Vec::with_capacity(texts.len());
-        for i in 0..encoded.len() {
-            let batch = self.tokenizer.pad(&encoded, &[i]);
-            let hidden = encoder.forward(&batch).map_err(tensor_err)?;
-            out.push(hidden.data[..batch.len_of(0) * dim].to_vec());
+        let mut out = vec![Vec::new(); encoded.len()];
+        let mut order: Vec<usize> = (0..encoded.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].ids.len()));
+        for rows in order.chunks(batch_size.max(1)) {
+            let batch = self.tokenizer.pad(encoded, rows);
+            let hidden = self.hidden_state(&batch)?;
+            for (r, &i) in rows.iter().enumerate() {
+                let start = r * batch.seq * dim;
+                out[i] = hidden[start..start + encoded[i].ids.len() * dim].to_vec();
+            }
         }
         Ok(out)
     }

@@ -18,6 +18,7 @@ mod lease;
 mod release;
 mod state;
 mod status;
+mod tasks;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -295,8 +296,10 @@ impl ModelManager {
         let estimate = state::estimate_bytes(&dir, dtype);
         self.make_room(key, estimate, None)?;
         let started = Instant::now();
-        let loaded = std::panic::catch_unwind(|| Embedder::load_dtype(&spec.id, &dir, dtype))
-            .unwrap_or_else(|_| Err(Error::Internal(format!("loading `{}` panicked", spec.id))));
+        let loaded = std::panic::catch_unwind(|| {
+            Embedder::load_kind(&spec.id, &dir, &candle_core::Device::Cpu, dtype, spec.kind)
+        })
+        .unwrap_or_else(|_| Err(Error::Internal(format!("loading `{}` panicked", spec.id))));
         if loaded.is_err() {
             self.inner
                 .state
@@ -418,6 +421,7 @@ impl ModelManager {
         texts: &[String],
         opts: &EmbedOptions,
     ) -> Result<Embeddings> {
+        self.check_kind(id, crate::heads::ModelKind::Embedder, "embed")?;
         let model = self.lease(id, dtype)?;
         if let Some(k) = keep_alive {
             model.set_keep_alive(k);
