@@ -111,7 +111,16 @@ def test_models_table() -> None:
     lines = out.stdout.splitlines()
     assert lines[0].split() == ["id", "kind", "dim", "max", "len", "arch", "supported", "loaded"]
     minilm = next(line for line in lines if line.startswith("all-MiniLM-L6-v2"))
-    assert minilm.split() == ["all-MiniLM-L6-v2", "*", "embedder", "384", "256", "bert", "yes", "no"]
+    assert minilm.split() == [
+        "all-MiniLM-L6-v2",
+        "*",
+        "embedder",
+        "384",
+        "256",
+        "bert",
+        "yes",
+        "no",
+    ]
     assert any(line.split()[:1] == ["nomic-embed-text-v2-moe"] and " no " in line for line in lines)
     assert lines[-1].startswith(f"(no Ember server answered at http://127.0.0.1:{nobody}")
     assert "load state of this process" in lines[-1]

@@ -10,9 +10,9 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import cosine, load_json, tiny_dir
 
 import ember
+from conftest import cosine, load_json, tiny_dir
 
 
 def expected(kind: str) -> dict:
@@ -151,8 +151,17 @@ def test_catalog_lists_kinds() -> None:
 def test_cli_rerank_prints_the_ranking() -> None:
     ref = expected("cross-bert")
     out = subprocess.run(
-        [sys.executable, "-m", "ember", "rerank", ref["query"], *ref["documents"][:4], "--json"]
-        + ["--model", str(tiny_dir("cross-bert"))],
+        [
+            sys.executable,
+            "-m",
+            "ember",
+            "rerank",
+            ref["query"],
+            *ref["documents"][:4],
+            "--json",
+            "--model",
+            str(tiny_dir("cross-bert")),
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -163,8 +172,19 @@ def test_cli_rerank_prints_the_ranking() -> None:
     assert all(abs(r["score"] - d["score"]) < 1e-4 for r, d in zip(rows, want))
     assert rows[0]["text"] == ref["documents"][rows[0]["index"]]
     text = subprocess.run(
-        [sys.executable, "-m", "ember", "rerank", "q", "a", "b", "--top-k", "1"]
-        + ["--model", str(tiny_dir("cross-bert"))],
+        [
+            sys.executable,
+            "-m",
+            "ember",
+            "rerank",
+            "q",
+            "a",
+            "b",
+            "--top-k",
+            "1",
+            "--model",
+            str(tiny_dir("cross-bert")),
+        ],
         capture_output=True,
         text=True,
         check=True,
