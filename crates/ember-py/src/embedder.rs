@@ -409,10 +409,8 @@ impl PyEmbedder {
     ///     `scipy.sparse.csr_matrix`, instead of per-text pairs.
     /// truncate: cut inputs over the limit; False raises InvalidInputError naming the input.
     ///
-    /// >>> m = ember.Embedder("splade-cocondenser-ensembledistil")
-    /// >>> indices, values = m.encode_sparse("the quick brown fox")
-    /// >>> indices.dtype, values.dtype
-    /// (dtype('int64'), dtype('float32'))
+    /// Example: `indices, values = ember.Embedder("Splade_PP_en_v1").encode_sparse("a fox")`
+    /// gives int64 `indices` and float32 `values` of equal length.
     #[pyo3(signature = (
         sentences, *, input_type = "document", top_k = None, batch_size = 32, truncate = true,
         csr = false

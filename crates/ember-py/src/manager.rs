@@ -145,9 +145,8 @@ impl PyModelManager {
     /// `ember.Reranker.rank` gives it. The reranker shares this manager's budget, LRU and
     /// keep-alive with its embedders.
     ///
-    /// >>> mm = ember.ModelManager()
-    /// >>> mm.rerank("capital of France", ["Berlin", "Paris"], model="ms-marco-MiniLM-L6-v2")[0]["corpus_id"]
-    /// 1
+    /// Example: `mm.rerank("capital of France", ["Berlin", "Paris"],
+    /// model="ms-marco-MiniLM-L6-v2")[0]["corpus_id"]` is `1` with the trained model.
     #[pyo3(signature = (
         query, documents, model, dtype = None, *, top_k = None, return_documents = false,
         raw_scores = false, truncate = true, batch_size = 32, keep_alive = None

@@ -31,9 +31,11 @@ const BATCHES_PER_CALL: usize = 8;
 /// max_length: cut pairs to this many tokens (at most the model's own limit); the document is
 ///     cut first, so the query is kept.
 ///
-/// >>> r = ember.Reranker("ms-marco-MiniLM-L6-v2")
-/// >>> r.rank("who wrote Hamlet?", ["Shakespeare wrote Hamlet.", "Paris is in France."])[0]["corpus_id"]
-/// 0
+/// Example (the model's files must be reachable: a hub download or a local directory)::
+///
+///     r = ember.Reranker("ms-marco-MiniLM-L6-v2")
+///     r.rank("who wrote Hamlet?", ["Shakespeare wrote Hamlet.", "Paris is in France."])
+///     # [{'corpus_id': 0, 'score': ...}, {'corpus_id': 1, 'score': ...}]
 #[pyclass(frozen, module = "ember", name = "Reranker")]
 #[derive(Debug)]
 pub(crate) struct PyReranker {
@@ -178,8 +180,7 @@ impl PyReranker {
     ///     naming the first pair that is too long.
     /// convert_to_numpy, show_progress_bar: accepted for compatibility.
     ///
-    /// >>> ember.Reranker("ms-marco-MiniLM-L6-v2").predict([("q", "a"), ("q", "b")]).shape
-    /// (2,)
+    /// Example: `reranker.predict([("q", "a"), ("q", "b")]).shape` is `(2,)`.
     #[pyo3(signature = (
         inputs, *, batch_size = 32, raw_scores = false, apply_softmax = false, truncate = true,
         convert_to_numpy = true, show_progress_bar = None
@@ -222,9 +223,8 @@ impl PyReranker {
     /// a list of `{"corpus_id", "score"}` (plus `"text"` with `return_documents`), cut to
     /// `top_k`.
     ///
-    /// >>> r = ember.Reranker("ms-marco-MiniLM-L6-v2")
-    /// >>> [d["corpus_id"] for d in r.rank("capital of France", ["Berlin", "Paris is the capital of France"])]
-    /// [1, 0]
+    /// Example: `[d["corpus_id"] for d in reranker.rank("capital of France", ["Berlin",
+    /// "Paris is the capital of France"])]` is `[1, 0]` with a trained reranker.
     #[pyo3(signature = (
         query, documents, top_k = None, return_documents = false, *, batch_size = 32,
         raw_scores = false, truncate = true
