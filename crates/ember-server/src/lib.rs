@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod routes;
 pub mod settings;
+pub mod tasks;
 pub mod traffic;
 pub mod ui;
 pub mod warmup;

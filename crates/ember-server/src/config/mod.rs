@@ -76,6 +76,12 @@ pub struct ServeArgs {
         default_value_t = Limits::default().max_client_batch)]
     pub max_client_batch: usize,
 
+    /// Most documents one rerank request may carry (`/rerank`, `/v1/rerank`, `/api/v1/rerank`);
+    /// more is answered 413 naming the limit.
+    #[arg(long, env = "EMBER_MAX_RERANK_DOCUMENTS",
+        default_value_t = Limits::default().max_rerank_documents)]
+    pub max_rerank_documents: usize,
+
     /// Most characters in one input (longer inputs are refused before tokenization).
     #[arg(long, env = "EMBER_MAX_INPUT_CHARS", default_value_t = Limits::default().max_input_chars)]
     pub max_input_chars: usize,

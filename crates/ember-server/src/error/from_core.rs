@@ -21,6 +21,7 @@ fn field_of(e: &Error) -> Option<String> {
         Error::UnknownPrompt { .. } => Some("prompt_name".into()),
         Error::Dimensions { .. } => Some("dimensions".into()),
         Error::InputTooLong { .. } => Some("input".into()),
+        Error::WrongKind { .. } => Some("model".into()),
         _ => None,
     }
 }

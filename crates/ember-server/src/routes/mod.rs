@@ -4,6 +4,7 @@
 //! `ops` holds the probes, `/metrics` and `/openapi.json`; `shared` the parsing every dialect
 //! uses. Adding a dialect is adding a module and one entry to [`for_each_dialect!`].
 
+pub mod cohere;
 pub mod native;
 pub mod ollama;
 pub mod openai;
@@ -48,6 +49,7 @@ macro_rules! for_each_dialect {
             $f::<$crate::routes::openai::OpenAi>($($arg),*),
             $f::<$crate::routes::ollama::Ollama>($($arg),*),
             $f::<$crate::routes::tei::Tei>($($arg),*),
+            $f::<$crate::routes::cohere::Cohere>($($arg),*),
         ]
     };
 }

@@ -45,6 +45,7 @@ impl Api for Native {
         let admin = from_fn_with_state(state.clone(), auth::require_admin::<Native>);
         let api = Router::new()
             .route("/embed", post(embed))
+            .route("/rerank", post(super::cohere::rerank::<Native>))
             .route("/models", get(list_models))
             // Ids may contain `/`: `POST …/{id}/load` is matched inside `load_model`.
             .route(
@@ -74,7 +75,7 @@ impl Api for Native {
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(embed, list_models, get_model, load_model, unload_model),
+    paths(embed, native_rerank, list_models, get_model, load_model, unload_model),
     components(schemas(EmbedRequest, EmbedResponse, LoadRequest, Usage))
 )]
 struct Doc;
@@ -253,6 +254,14 @@ pub async fn embed(
         }),
     ))
 }
+
+/// Ranks documents by relevance to a query with a reranker: Cohere's body and answer
+/// (`documents` as strings or `{"text"}`, `top_n`, `return_documents`), native errors.
+#[utoipa::path(post, operation_id = "native_rerank", path = "/api/v1/rerank", tag = "native",
+    request_body = super::cohere::RerankRequest,
+    responses((status = 200, body = super::cohere::RerankResponse), (status = 400), (status = 404), (status = 413)))]
+#[allow(dead_code)]
+fn native_rerank() {}
 
 /// The catalog with each model's load state, dtype, bytes held, last use and keep-alive.
 #[utoipa::path(get, operation_id = "native_list_models", path = "/api/v1/models", tag = "native",

@@ -36,6 +36,8 @@ pub struct Limits {
     pub max_inflight_body_bytes: usize,
     /// Most inputs one request may carry.
     pub max_client_batch: usize,
+    /// Most documents one rerank may carry.
+    pub max_rerank_documents: usize,
     /// Most characters in one input.
     pub max_input_chars: usize,
     /// Most characters in one request, all inputs together.
@@ -52,6 +54,7 @@ impl Default for Limits {
             max_body_bytes: 8 << 20,
             max_inflight_body_bytes: 256 << 20,
             max_client_batch: 2048,
+            max_rerank_documents: 1000,
             max_input_chars: 100_000,
             max_total_chars: 8 << 20,
             max_concurrent_requests: 512,
@@ -266,6 +269,7 @@ impl Settings {
             max_body_bytes => s.limits.max_body_bytes,
             max_inflight_body_bytes => s.limits.max_inflight_body_bytes,
             max_client_batch => s.limits.max_client_batch,
+            max_rerank_documents => s.limits.max_rerank_documents,
             max_input_chars => s.limits.max_input_chars,
             max_total_chars => s.limits.max_total_chars,
             max_concurrent_requests => s.limits.max_concurrent_requests,
@@ -309,6 +313,7 @@ impl Settings {
             ("max_batch_size", b.max_batch_size),
             ("max_models", self.budget.max_models),
             ("max_client_batch", l.max_client_batch),
+            ("max_rerank_documents", l.max_rerank_documents),
             ("max_input_chars", l.max_input_chars),
             ("max_total_chars", l.max_total_chars),
         ];

@@ -1,4 +1,5 @@
-//! Text-embeddings-inference-compatible routes: `POST /embed`, `GET /info`, `POST /tokenize`.
+//! Text-embeddings-inference-compatible routes: `POST /embed`, `GET /info`, `POST /tokenize`,
+//! and (in `heads.rs`) `POST /rerank`, `POST /predict` and `POST /embed_sparse`.
 //! Errors are `{"error": "...", "error_type": "..."}` as TEI answers them. Unlike TEI, which
 //! serves one model, the bodies may name a `model` (the default model otherwise).
 
@@ -11,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::openapi::Components;
 use utoipa::{OpenApi, ToSchema};
+
+mod heads;
 
 use super::shared;
 use super::Api;
@@ -51,6 +54,9 @@ impl Api for Tei {
             .route("/embed", post(embed))
             .route("/info", get(info))
             .route("/tokenize", post(tokenize))
+            .route("/rerank", post(heads::rerank))
+            .route("/predict", post(heads::predict))
+            .route("/embed_sparse", post(heads::embed_sparse))
             .method_not_allowed_fallback(wrong_method)
     }
 
@@ -69,8 +75,10 @@ impl Api for Tei {
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(embed, info, tokenize),
-    components(schemas(EmbedRequest, TokenizeRequest, Token))
+    paths(embed, info, tokenize, heads::rerank, heads::predict, heads::embed_sparse),
+    components(schemas(EmbedRequest, TokenizeRequest, Token, heads::RerankRequest,
+        heads::Rank, heads::PredictRequest, heads::Prediction, heads::SparseRequest,
+        heads::SparseValue))
 )]
 struct Doc;
 
@@ -145,6 +153,18 @@ pub struct Token {
     pub stop: Option<usize>,
 }
 
+/// TEI's `truncation_direction`: `Right` (default: keep the beginning) or `Left`.
+fn truncation_side(direction: Option<&str>) -> Result<TruncationSide, ApiError> {
+    match direction.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("right") => Ok(TruncationSide::Right),
+        Some("left") => Ok(TruncationSide::Left),
+        Some(other) => Err(ApiError::invalid_field(
+            "truncation_direction",
+            format!("unknown `truncation_direction` `{other}`; use `Right` or `Left`"),
+        )),
+    }
+}
+
 /// Embeds `inputs`; returns one vector per input.
 #[utoipa::path(post, operation_id = "tei_embed", path = "/embed", tag = "tei", request_body = EmbedRequest,
     responses((status = 200, body = Vec<Vec<f32>>), (status = 400), (status = 404), (status = 422)))]
@@ -152,22 +172,7 @@ pub async fn embed(
     State(state): State<AppState>,
     Json(req, _): Json<EmbedRequest, Tei>,
 ) -> Result<(HeaderMap, axum::Json<Vec<Vec<f32>>>), Error> {
-    let truncation_side = match req
-        .truncation_direction
-        .as_deref()
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        None | Some("right") => TruncationSide::Right,
-        Some("left") => TruncationSide::Left,
-        Some(other) => {
-            return Err(ApiError::invalid_field(
-                "truncation_direction",
-                format!("unknown `truncation_direction` `{other}`; use `Right` or `Left`"),
-            )
-            .into())
-        }
-    };
+    let truncation_side = truncation_side(req.truncation_direction.as_deref())?;
     let texts = shared::parse_texts(req.inputs, "inputs", &state.limits)?;
     let target = state.target(req.model.as_deref(), None)?;
     let job = EmbedJob {

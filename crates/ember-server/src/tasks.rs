@@ -1,0 +1,110 @@
+//! Rerank, classification and sparse requests. A handler resolves its model once
+//! ([`AppState::target`]), then [`AppState::run_task`] checks the catalog's kind before anything
+//! loads (an embedder asked to rerank, or a reranker asked to embed, is a 400 naming the model's
+//! kind) and runs the core call under a lease on a blocking thread: model work never runs on the
+//! async runtime. Each request's pairs or texts are batched by length inside the core call.
+//!
+//! [`parse_documents`] reads a rerank's documents (strings, or `{"text": ...}` objects as
+//! Cohere and Jina send them) against the server's limits.
+
+use ember_core::manager::Target;
+use ember_core::{Embedder, ModelKind};
+use serde_json::Value;
+
+use crate::error::{ApiError, ApiErrorKind};
+use crate::routes::shared::{check_texts, type_name};
+use crate::{AppState, Limits};
+
+impl AppState {
+    /// Runs `f` on `target`'s model once the catalog lists it as `want` (`task` names the call
+    /// in the error otherwise), under a lease on a blocking thread.
+    pub async fn run_task<T, F>(
+        &self,
+        target: &Target,
+        (want, task): (ModelKind, &'static str),
+        f: F,
+    ) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Embedder) -> ember_core::Result<T> + Send + 'static,
+    {
+        if target.spec.kind != want {
+            return Err(ember_core::Error::WrongKind {
+                model: target.spec.id.clone(),
+                kind: target.spec.kind,
+                task,
+                wanted: want,
+            }
+            .into());
+        }
+        let manager = self.manager.clone();
+        let key = target.key.clone();
+        tokio::task::spawn_blocking(move || {
+            let model = manager.lease_key(&key)?;
+            f(&model)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("{task} task failed: {e}")))?
+        .map_err(ApiError::from)
+    }
+}
+
+/// A rerank's `documents` (named `field`): strings or `{"text": "..."}` objects, at least one,
+/// at most `--max-rerank-documents` (413 naming the limit), within the character limits.
+pub fn parse_documents(
+    documents: Value,
+    field: &str,
+    limits: &Limits,
+) -> Result<Vec<String>, ApiError> {
+    let Value::Array(items) = documents else {
+        return Err(ApiError::invalid_field(
+            field.to_string(),
+            format!(
+                "`{field}` must be a list of strings or of {{\"text\": ...}} objects, got {}",
+                type_name(&documents)
+            ),
+        ));
+    };
+    if items.is_empty() {
+        return Err(ApiError::new(
+            ApiErrorKind::Empty,
+            format!("`{field}` is an empty list; send at least one document"),
+        )
+        .with_field(field.to_string()));
+    }
+    if items.len() > limits.max_rerank_documents {
+        return Err(ApiError::new(
+            ApiErrorKind::TooManyInputs,
+            format!(
+                "`{field}` has {} documents; this server reranks at most {} per request \
+                 (--max-rerank-documents)",
+                items.len(),
+                limits.max_rerank_documents
+            ),
+        )
+        .with_field(field.to_string()));
+    }
+    let texts = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| match v {
+            Value::String(s) => Ok(s),
+            Value::Object(mut o) => match o.remove("text") {
+                Some(Value::String(s)) => Ok(s),
+                _ => Err(ApiError::invalid_field(
+                    format!("{field}[{i}].text"),
+                    format!("`{field}[{i}]` is an object without a string `text`"),
+                )),
+            },
+            other => Err(ApiError::invalid_field(
+                format!("{field}[{i}]"),
+                format!(
+                    "`{field}[{i}]` must be a string or a {{\"text\": ...}} object, got {}",
+                    type_name(&other)
+                ),
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    check_texts(&texts, field, limits)?;
+    Ok(texts)
+}
