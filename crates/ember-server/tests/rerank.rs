@@ -54,14 +54,22 @@ async fn rerank_routes_match_cross_encoder_in_every_dialect() {
     assert_eq!(got.len(), rank.len());
     for (g, w) in got.iter().zip(rank) {
         assert_eq!(g["index"], w["index"], "{got:?}");
-        close(g["score"].as_f64().unwrap(), w["score"].as_f64().unwrap(), "tei");
+        close(
+            g["score"].as_f64().unwrap(),
+            w["score"].as_f64().unwrap(),
+            "tei",
+        );
         assert_eq!(g["text"], docs[g["index"].as_u64().unwrap() as usize]);
     }
     let body = json!({"model": "tiny-cross", "query": query, "texts": docs, "raw_scores": true});
     let (_, got) = send(&app, post_json("/rerank", &body.to_string())).await;
     for g in got.as_array().unwrap() {
         let i = g["index"].as_u64().unwrap() as usize;
-        close(g["score"].as_f64().unwrap(), want["raw"][i].as_f64().unwrap(), "raw");
+        close(
+            g["score"].as_f64().unwrap(),
+            want["raw"][i].as_f64().unwrap(),
+            "raw",
+        );
         assert!(g.get("text").is_none());
     }
 
@@ -106,7 +114,9 @@ async fn predict_and_embed_sparse_match_the_reference() {
     for (i, row) in got.as_array().unwrap().iter().enumerate() {
         let row = row.as_array().unwrap();
         assert_eq!(row.len(), 3);
-        assert!(row.windows(2).all(|w| w[0]["score"].as_f64() >= w[1]["score"].as_f64()));
+        assert!(row
+            .windows(2)
+            .all(|w| w[0]["score"].as_f64() >= w[1]["score"].as_f64()));
         for p in row {
             let j = labels.iter().position(|l| *l == p["label"]).unwrap();
             let want = nli["activated"][i][j].as_f64().unwrap();
@@ -118,14 +128,23 @@ async fn predict_and_embed_sparse_match_the_reference() {
     let (_, got) = send(&app, post_json("/predict", &body.to_string())).await;
     for p in got.as_array().unwrap() {
         let j = labels.iter().position(|l| *l == p["label"]).unwrap();
-        close(p["score"].as_f64().unwrap(), nli["raw"][0][j].as_f64().unwrap(), "raw");
+        close(
+            p["score"].as_f64().unwrap(),
+            nli["raw"][0][j].as_f64().unwrap(),
+            "raw",
+        );
     }
 
     let splade = expected("splade-bert");
     let body = json!({"model": "tiny-splade", "inputs": splade["texts"]});
     let (status, got) = send(&app, post_json("/embed_sparse", &body.to_string())).await;
     assert_eq!(status, StatusCode::OK, "{got}");
-    for (g, w) in got.as_array().unwrap().iter().zip(splade["vectors"].as_array().unwrap()) {
+    for (g, w) in got
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(splade["vectors"].as_array().unwrap())
+    {
         let g = g.as_array().unwrap();
         let idx: Vec<&Value> = g.iter().map(|e| &e["index"]).collect();
         let want_idx: Vec<&Value> = w["indices"].as_array().unwrap().iter().collect();
@@ -147,14 +166,20 @@ async fn bad_rerank_requests_name_the_field_kind_or_limit() {
     let body = json!({"model": "tiny-cross", "query": "q", "documents": docs}).to_string();
     let (status, got) = send(&app, post_json("/v1/rerank", &body)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{got}");
-    assert!(got["message"].as_str().unwrap().contains("at most 3"), "{got}");
+    assert!(
+        got["message"].as_str().unwrap().contains("at most 3"),
+        "{got}"
+    );
     let (status, got) = send(&app, post_json("/api/v1/rerank", &body)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(got["error"]["type"], "too_many_inputs", "{got}");
     let body = json!({"model": "tiny-cross", "query": "q", "texts": docs}).to_string();
     let (status, got) = send(&app, post_json("/rerank", &body)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(got["error"].as_str().unwrap().contains("--max-rerank-documents"));
+    assert!(got["error"]
+        .as_str()
+        .unwrap()
+        .contains("--max-rerank-documents"));
 
     // Empty documents: 400.
     let body = json!({"model": "tiny-cross", "query": "q", "documents": []}).to_string();
@@ -166,18 +191,27 @@ async fn bad_rerank_requests_name_the_field_kind_or_limit() {
     let body = json!({"model": "tiny-cross", "documents": ["a"]}).to_string();
     let (status, got) = send(&app, post_json("/api/v1/rerank", &body)).await;
     assert!(status.is_client_error(), "{status}");
-    assert!(got["error"]["message"].as_str().unwrap().contains("query"), "{got}");
+    assert!(
+        got["error"]["message"].as_str().unwrap().contains("query"),
+        "{got}"
+    );
 
     // An embedder asked to rerank, a reranker asked to embed or for sparse vectors: 400 naming
     // the kind.
     let body = json!({"query": "q", "documents": ["a"]}).to_string();
     let (status, got) = send(&app, post_json("/v1/rerank", &body)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{got}");
-    assert!(got["message"].as_str().unwrap().contains("is an embedder"), "{got}");
+    assert!(
+        got["message"].as_str().unwrap().contains("is an embedder"),
+        "{got}"
+    );
     let body = json!({"model": "tiny-cross", "inputs": ["a"]}).to_string();
     let (status, got) = send(&app, post_json("/embed_sparse", &body)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{got}");
-    assert!(got["error"].as_str().unwrap().contains("is a reranker"), "{got}");
+    assert!(
+        got["error"].as_str().unwrap().contains("is a reranker"),
+        "{got}"
+    );
     let body = json!({"model": "tiny-cross", "input": ["a"]}).to_string();
     let (status, got) = send(&app, post_json("/api/v1/embed", &body)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{got}");

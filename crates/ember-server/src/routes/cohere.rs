@@ -57,7 +57,13 @@ impl Api for Cohere {
 #[derive(OpenApi)]
 #[openapi(
     paths(cohere_rerank_v1, cohere_rerank_v2),
-    components(schemas(RerankRequest, RerankResponse, RerankResult, RerankDocument, RerankUsage))
+    components(schemas(
+        RerankRequest,
+        RerankResponse,
+        RerankResult,
+        RerankDocument,
+        RerankUsage
+    ))
 )]
 struct Doc;
 

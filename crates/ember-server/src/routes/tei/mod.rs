@@ -75,10 +75,25 @@ impl Api for Tei {
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(embed, info, tokenize, heads::rerank, heads::predict, heads::embed_sparse),
-    components(schemas(EmbedRequest, TokenizeRequest, Token, heads::RerankRequest,
-        heads::Rank, heads::PredictRequest, heads::Prediction, heads::SparseRequest,
-        heads::SparseValue))
+    paths(
+        embed,
+        info,
+        tokenize,
+        heads::rerank,
+        heads::predict,
+        heads::embed_sparse
+    ),
+    components(schemas(
+        EmbedRequest,
+        TokenizeRequest,
+        Token,
+        heads::RerankRequest,
+        heads::Rank,
+        heads::PredictRequest,
+        heads::Prediction,
+        heads::SparseRequest,
+        heads::SparseValue
+    ))
 )]
 struct Doc;
 
