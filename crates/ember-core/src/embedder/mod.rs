@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::identity::InputType;
 use crate::heads::{Head, ModelKind};
+use crate::identity::InputType;
 use crate::loading::{load_parts, Backbone};
 use crate::models::dense::Dense;
 use crate::models::Batch;
