@@ -8,7 +8,7 @@
 //! Cohere and Jina send them) against the server's limits.
 
 use ember_core::manager::Target;
-use ember_core::{Embedder, ModelKind};
+use ember_core::{Embedder, KeepAlive, ModelKind};
 use serde_json::Value;
 
 use crate::error::{ApiError, ApiErrorKind};
@@ -21,7 +21,23 @@ impl AppState {
     pub async fn run_task<T, F>(
         &self,
         target: &Target,
+        want: (ModelKind, &'static str),
+        f: F,
+    ) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Embedder) -> ember_core::Result<T> + Send + 'static,
+    {
+        self.run_task_with(target, want, None, f).await
+    }
+
+    /// [`run_task`](Self::run_task) that also sets the model's keep-alive (a request's
+    /// `keep_alive`), counted from the end of this use.
+    pub async fn run_task_with<T, F>(
+        &self,
+        target: &Target,
         (want, task): (ModelKind, &'static str),
+        keep_alive: Option<KeepAlive>,
         f: F,
     ) -> Result<T, ApiError>
     where
@@ -41,6 +57,9 @@ impl AppState {
         let key = target.key.clone();
         tokio::task::spawn_blocking(move || {
             let model = manager.lease_key(&key)?;
+            if let Some(k) = keep_alive {
+                model.set_keep_alive(k);
+            }
             f(&model)
         })
         .await

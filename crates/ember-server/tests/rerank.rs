@@ -223,3 +223,111 @@ async fn bad_rerank_requests_name_the_field_kind_or_limit() {
     let (status, got) = send(&app, post_json("/rerank", &body.to_string())).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{got}");
 }
+
+#[tokio::test]
+async fn native_sparse_output_matches_sparse_encoder() {
+    let app = heads_app(Limits::default());
+    let want = expected("splade-bert");
+    let vectors = want["vectors"].as_array().unwrap();
+    let body = json!({"model": "tiny-splade", "input": want["texts"], "output": "sparse"});
+    let (status, got) = send(&app, post_json("/api/v1/embed", &body.to_string())).await;
+    assert_eq!(status, StatusCode::OK, "{got}");
+    assert_eq!(got["output"], "sparse");
+    assert_eq!(got["model"], "tiny-splade");
+    assert!(got["usage"]["prompt_tokens"].as_u64().unwrap() > 0, "{got}");
+    let dimension = got["dimension"].as_u64().unwrap();
+    let embeddings = got["embeddings"].as_array().unwrap();
+    assert_eq!(embeddings.len(), vectors.len());
+    for (g, w) in embeddings.iter().zip(vectors) {
+        assert_eq!(g["indices"], w["indices"]);
+        assert!(g["indices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i.as_u64().unwrap() < dimension));
+        for (v, e) in floats(&g["values"]).iter().zip(floats(&w["values"])) {
+            close(*v as f64, e as f64, "native sparse");
+        }
+    }
+
+    // top_k keeps the k largest values of each full vector, still by increasing index.
+    let body =
+        json!({"model": "tiny-splade", "input": want["texts"], "output": "sparse", "top_k": 3});
+    let (status, got) = send(&app, post_json("/api/v1/embed", &body.to_string())).await;
+    assert_eq!(status, StatusCode::OK, "{got}");
+    for (g, w) in got["embeddings"].as_array().unwrap().iter().zip(vectors) {
+        let mut full: Vec<(f32, u64)> = floats(&w["values"])
+            .into_iter()
+            .zip(
+                w["indices"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| i.as_u64().unwrap()),
+            )
+            .collect();
+        full.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let idx: Vec<u64> = g["indices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i.as_u64().unwrap())
+            .collect();
+        assert_eq!(idx.len(), full.len().min(3), "{g}");
+        assert!(idx.windows(2).all(|p| p[0] < p[1]), "{g}");
+        // The smallest kept value is at least the fourth largest of the full vector.
+        let kept = floats(&g["values"]);
+        let floor = kept.iter().copied().fold(f32::INFINITY, f32::min);
+        if let Some(next) = full.get(3) {
+            assert!(floor as f64 >= next.0 as f64 - 1e-4, "{g} vs {full:?}");
+        }
+        for (i, v) in idx.iter().zip(&kept) {
+            let (e, _) = full.iter().find(|(_, j)| j == i).unwrap();
+            close(*v as f64, *e as f64, "top_k");
+        }
+    }
+}
+
+#[tokio::test]
+async fn native_output_kind_and_options_are_checked() {
+    let app = heads_app(Limits::default());
+    let cases = [
+        // A sparse request to an embedder, a dense one to a sparse encoder: the kind named.
+        (
+            json!({"input": ["a"], "output": "sparse"}),
+            "is an embedder (kind `embedder`)",
+        ),
+        (
+            json!({"model": "tiny-splade", "input": ["a"]}),
+            "is a sparse encoder (kind `sparse`); dense output needs an embedder",
+        ),
+        (
+            json!({"model": "tiny-cross", "input": ["a"], "output": "sparse"}),
+            "is a reranker",
+        ),
+        // Options of the other output, and an unknown output, name their field.
+        (
+            json!({"input": ["a"], "top_k": 3}),
+            "`top_k` applies to sparse output only",
+        ),
+        (
+            json!({"model": "tiny-splade", "input": ["a"], "output": "sparse", "normalize": true}),
+            "`normalize` applies to dense output only",
+        ),
+        (
+            json!({"input": ["a"], "output": "colbert"}),
+            "unknown `output` `colbert`",
+        ),
+        (
+            json!({"model": "tiny-splade", "input": ["a"], "output": "sparse", "top_k": 0}),
+            "top_k",
+        ),
+    ];
+    for (body, want) in cases {
+        let (status, got) = send(&app, post_json("/api/v1/embed", &body.to_string())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {got}");
+        assert_eq!(got["error"]["type"], "invalid_request", "{got}");
+        let message = got["error"]["message"].as_str().unwrap();
+        assert!(message.contains(want), "{body}: {message}");
+    }
+}

@@ -1,28 +1,33 @@
-//! Ember's native API: `POST /api/v1/embed`, `GET /api/v1/models`, `GET /api/v1/models/{id}`,
+//! Ember's native API: `POST /api/v1/embed` (dense or, in `sparse.rs`, sparse output),
+//! `POST /api/v1/rerank`, `GET /api/v1/models`, `GET /api/v1/models/{id}`,
 //! `POST /api/v1/models/{id}/load` and `DELETE /api/v1/models/{id}` (the last two behind the
 //! admin key). Errors are `{"error": {"type", "message", "code"}}`, for every path under
 //! `/api/v1` and for paths no dialect owns.
 
-use std::collections::HashMap;
-
-use axum::body::Bytes;
-use axum::extract::{OriginalUri, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{OriginalUri, State};
+use axum::http::HeaderMap;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::Router;
-use ember_core::{EmbedOptions, ModelStatus, Precision};
+use ember_core::{EmbedOptions, Precision};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::openapi::Components;
 use utoipa::{OpenApi, ToSchema};
 
+mod models;
+mod sparse;
+
+pub use models::{catalog, Catalog, LoadRequest};
+
 use super::shared::{self, Vector};
 use super::Api;
 use crate::engine::{EmbedJob, Inputs};
-use crate::error::{ApiError, ApiErrorKind, Dialect, DialectError};
-use crate::json::{Json, Path};
+use crate::error::{ApiError, Dialect, DialectError};
+use crate::json::Json;
 use crate::{auth, AppState};
+use models::{get_model, list_models, load_model, unload_model};
+use sparse::{Output, SparseEmbedResponse};
 
 /// Ember's own API.
 #[derive(Debug, Clone, Copy)]
@@ -75,8 +80,23 @@ impl Api for Native {
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(embed, native_rerank, list_models, get_model, load_model, unload_model),
-    components(schemas(EmbedRequest, EmbedResponse, LoadRequest, Usage))
+    paths(
+        embed,
+        native_rerank,
+        models::list_models,
+        models::get_model,
+        models::load_model,
+        models::unload_model
+    ),
+    components(schemas(
+        EmbedRequest,
+        EmbedAnswer,
+        EmbedResponse,
+        SparseEmbedResponse,
+        sparse::SparseEmbedding,
+        LoadRequest,
+        Usage
+    ))
 )]
 struct Doc;
 
@@ -160,6 +180,25 @@ pub struct EmbedRequest {
     #[serde(default)]
     #[schema(value_type = Option<shared::KeepAliveValue>, inline)]
     pub keep_alive: Option<Value>,
+    /// `dense` (default: an embedder's pooled vectors) or `sparse` (a sparse encoder's
+    /// `{indices, values}`).
+    #[serde(default)]
+    #[schema(value_type = Option<OutputName>, inline)]
+    pub output: Option<String>,
+    /// Sparse output: keep only the `top_k` largest values of each vector.
+    #[serde(default)]
+    pub top_k: Option<usize>,
+}
+
+/// What `POST /api/v1/embed` computes.
+#[derive(ToSchema)]
+#[schema(as = OutputName)]
+#[allow(dead_code)]
+enum OutputName {
+    #[schema(rename = "dense")]
+    Dense,
+    #[schema(rename = "sparse")]
+    Sparse,
 }
 
 /// Token usage, as OpenAI reports it.
@@ -183,27 +222,27 @@ pub struct EmbedResponse {
     pub usage: Usage,
 }
 
-/// Body of `POST /api/v1/models/{id}/load` (optional).
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LoadRequest {
-    /// Weight dtype to load (the model's default when absent).
-    #[serde(default)]
-    #[schema(value_type = Option<shared::DTypeName>, inline)]
-    pub dtype: Option<String>,
-    /// How long the model stays loaded when idle: `"5m"`, `"-1"` (forever) or seconds.
-    #[serde(default)]
-    #[schema(value_type = Option<shared::KeepAliveValue>, inline)]
-    pub keep_alive: Option<Value>,
+/// Response of `POST /api/v1/embed`: dense or sparse vectors, as the request's `output` asks.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum EmbedAnswer {
+    Dense(EmbedResponse),
+    Sparse(SparseEmbedResponse),
 }
 
-/// Embeds text with the named (or default) model.
+/// Embeds text with the named (or default) model: an embedder's dense vectors, or with
+/// `"output": "sparse"` a sparse encoder's.
 #[utoipa::path(post, operation_id = "native_embed", path = "/api/v1/embed", tag = "native", request_body = EmbedRequest,
-    responses((status = 200, body = EmbedResponse), (status = 400), (status = 404), (status = 413)))]
+    responses((status = 200, body = EmbedAnswer), (status = 400), (status = 404), (status = 413)))]
 pub async fn embed(
     State(state): State<AppState>,
     Json(req, _): Json<EmbedRequest, Native>,
-) -> Result<(HeaderMap, axum::Json<EmbedResponse>), Error> {
+) -> Result<(HeaderMap, axum::Json<EmbedAnswer>), Error> {
+    if Output::parse(req.output.as_deref())? == Output::Sparse {
+        let out = sparse::embed(state, req).await?;
+        return Ok((HeaderMap::new(), axum::Json(EmbedAnswer::Sparse(out))));
+    }
+    sparse::refuse_sparse_options(&req)?;
     let texts = shared::parse_texts(req.input, "input", &state.limits)?;
     let dtype = shared::parse_dtype(req.dtype.as_deref())?;
     let keep_alive = shared::parse_keep_alive(req.keep_alive.as_ref())?;
@@ -223,6 +262,7 @@ pub async fn embed(
     }
     let input_type = shared::parse_input_type(req.input_type.as_deref())?;
     let target = state.target(req.model.as_deref(), dtype)?;
+    sparse::require_dense(&target)?;
     let job = EmbedJob {
         keep_alive,
         inputs: Inputs::Texts(texts),
@@ -241,7 +281,7 @@ pub async fn embed(
     let e = &out.embeddings;
     Ok((
         headers,
-        axum::Json(EmbedResponse {
+        axum::Json(EmbedAnswer::Dense(EmbedResponse {
             model: e.model.clone(),
             dimension: e.dimension,
             dtype: e.dtype.to_string(),
@@ -251,7 +291,7 @@ pub async fn embed(
                 prompt_tokens: e.prompt_tokens,
                 total_tokens: e.prompt_tokens,
             },
-        }),
+        })),
     ))
 }
 
@@ -262,109 +302,3 @@ pub async fn embed(
     responses((status = 200, body = super::cohere::RerankResponse), (status = 400), (status = 404), (status = 413)))]
 #[allow(dead_code)]
 fn native_rerank() {}
-
-/// The catalog with each model's load state, dtype, bytes held, last use and keep-alive.
-#[utoipa::path(get, operation_id = "native_list_models", path = "/api/v1/models", tag = "native",
-    responses((status = 200, description = "`{default_model, models: [...]}`")))]
-pub async fn list_models(State(state): State<AppState>) -> Result<axum::Json<Value>, Error> {
-    let c = catalog(&state)?;
-    Ok(axum::Json(
-        serde_json::json!({"default_model": c.default_model, "models": c.models}),
-    ))
-}
-
-/// The catalog as callers see it: every model's status, and the default model's id.
-#[derive(Debug)]
-pub struct Catalog {
-    pub default_model: String,
-    pub models: Vec<ModelStatus>,
-}
-
-/// The catalog with load states, as `GET /api/v1/models` answers it (the web page's stats too).
-pub fn catalog(state: &AppState) -> Result<Catalog, ApiError> {
-    Ok(Catalog {
-        models: state.manager.status()?.into_iter().map(public).collect(),
-        default_model: state.manager.spec(None)?.id,
-    })
-}
-
-/// `status` as callers see it: a load failure's message without file-system paths.
-fn public(mut status: ModelStatus) -> ModelStatus {
-    status.error = status.error.map(|e| crate::error::redact_paths(&e));
-    status
-}
-
-fn status_json(status: ModelStatus) -> Result<axum::Json<Value>, Error> {
-    serde_json::to_value(public(status))
-        .map(axum::Json)
-        .map_err(|e| {
-            Error::from(ApiError::internal(format!(
-                "cannot serialize model status: {e}"
-            )))
-        })
-}
-
-/// One model's catalog entry and load state.
-#[utoipa::path(get, operation_id = "native_get_model", path = "/api/v1/models/{id}", tag = "native",
-    params(("id" = String, Path, description = "Model id or alias (may contain `/`)")),
-    responses((status = 200, description = "The model's status"), (status = 404)))]
-pub async fn get_model(
-    State(state): State<AppState>,
-    Path(id, _): Path<String, Native>,
-) -> Result<axum::Json<Value>, Error> {
-    status_json(state.manager.model_status(&id)?)
-}
-
-/// Loads a model now (body: `dtype`, `keep_alive`, both optional) and returns its status.
-#[utoipa::path(post, operation_id = "native_load_model", path = "/api/v1/models/{id}/load", tag = "native",
-    params(("id" = String, Path, description = "Model id or alias")),
-    request_body(content = LoadRequest, description = "Optional"),
-    responses((status = 200, description = "The model's status after loading"), (status = 403), (status = 404)))]
-pub async fn load_model(
-    State(state): State<AppState>,
-    Path(path, _): Path<String, Native>,
-    body: Bytes,
-) -> Result<axum::Json<Value>, Error> {
-    // Ids may contain `/`, so the route is a wildcard and the action its last segment.
-    let Some(id) = path.strip_suffix("/load") else {
-        return Err(no_route(&format!("/api/v1/models/{path}")).into());
-    };
-    let req: LoadRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        LoadRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                ApiErrorKind::InvalidJson,
-                format!("invalid load request body: {e}"),
-            )
-        })?
-    };
-    let dtype = shared::parse_dtype(req.dtype.as_deref())?;
-    let keep_alive = shared::parse_keep_alive(req.keep_alive.as_ref())?;
-    let manager = state.manager.clone();
-    let id = id.to_string();
-    let status = tokio::task::spawn_blocking(move || manager.load(&id, dtype, keep_alive))
-        .await
-        .map_err(|e| ApiError::internal(format!("model load task failed: {e}")))??;
-    status_json(status)
-}
-
-/// Unloads a model (`?dtype=` for one dtype, else all); pinned models cannot be unloaded.
-#[utoipa::path(delete, operation_id = "native_unload_model", path = "/api/v1/models/{id}", tag = "native",
-    params(("id" = String, Path, description = "Model id or alias"),
-        ("dtype" = inline(Option<shared::DTypeName>), Query, description = "Only this dtype")),
-    responses((status = 200, description = "`{id, unloaded}`: instances removed"),
-        (status = 400, description = "Pinned model"), (status = 403), (status = 404)))]
-pub async fn unload_model(
-    State(state): State<AppState>,
-    Path(id, _): Path<String, Native>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Result<(StatusCode, axum::Json<Value>), Error> {
-    let dtype = shared::parse_dtype(query.get("dtype").map(String::as_str))?;
-    let spec = state.manager.spec(Some(&id))?;
-    let n = state.manager.unload(&id, dtype)?;
-    Ok((
-        StatusCode::OK,
-        axum::Json(serde_json::json!({"id": spec.id, "unloaded": n})),
-    ))
-}
