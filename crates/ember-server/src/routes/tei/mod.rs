@@ -1,5 +1,6 @@
 //! Text-embeddings-inference-compatible routes: `POST /embed`, `GET /info`, `POST /tokenize`,
-//! and (in `heads.rs`) `POST /rerank`, `POST /predict` and `POST /embed_sparse`.
+//! (in `heads.rs`) `POST /rerank`, `POST /predict` and `POST /embed_sparse`, and (in
+//! `tokens.rs`) `POST /embed_all`.
 //! Errors are `{"error": "...", "error_type": "..."}` as TEI answers them. Unlike TEI, which
 //! serves one model, the bodies may name a `model` (the default model otherwise).
 
@@ -14,6 +15,7 @@ use utoipa::openapi::Components;
 use utoipa::{OpenApi, ToSchema};
 
 mod heads;
+mod tokens;
 
 use super::shared;
 use super::Api;
@@ -57,6 +59,7 @@ impl Api for Tei {
             .route("/rerank", post(heads::rerank))
             .route("/predict", post(heads::predict))
             .route("/embed_sparse", post(heads::embed_sparse))
+            .route("/embed_all", post(tokens::embed_all))
             .method_not_allowed_fallback(wrong_method)
     }
 
@@ -81,7 +84,8 @@ impl Api for Tei {
         tokenize,
         heads::rerank,
         heads::predict,
-        heads::embed_sparse
+        heads::embed_sparse,
+        tokens::embed_all
     ),
     components(schemas(
         EmbedRequest,
@@ -92,7 +96,8 @@ impl Api for Tei {
         heads::PredictRequest,
         heads::Prediction,
         heads::SparseRequest,
-        heads::SparseValue
+        heads::SparseValue,
+        tokens::EmbedAllRequest
     ))
 )]
 struct Doc;
