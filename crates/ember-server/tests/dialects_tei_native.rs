@@ -167,10 +167,10 @@ async fn tei_errors_in_tei_shape() {
     expect(&app, get("/embed"), t, 405, "/embed").await;
     expect(
         &app,
-        post_json("/predict", "{}"),
+        post_json("/classify", "{}"),
         Shape::Native,
         404,
-        "/predict",
+        "/classify",
     )
     .await;
     expect(
