@@ -319,14 +319,25 @@ impl Registry {
             message,
         };
         let file: RegistryFile = toml::from_str(text).map_err(|e| registry_err(e.to_string()))?;
+        // Entries that state no `kind` take their directory's (as a directory named directly
+        // does): a cross-encoder's `config.json`, a SPLADE `modules.json`.
+        let table: toml::Table = toml::from_str(text).map_err(|e| registry_err(e.to_string()))?;
+        let stated: Vec<bool> = table
+            .get("models")
+            .and_then(toml::Value::as_array)
+            .map(|a| a.iter().map(|m| m.get("kind").is_some()).collect())
+            .unwrap_or_default();
         let base = origin.parent().unwrap_or(Path::new("."));
         let mut staged = self.clone();
         let mut ids = Vec::with_capacity(file.models.len());
-        for mut spec in file.models {
+        for (i, mut spec) in file.models.into_iter().enumerate() {
             if let Some(p) = &spec.path {
                 if p.is_relative() {
                     spec.path = Some(base.join(p));
                 }
+            }
+            if let (false, Some(p)) = (stated.get(i).copied().unwrap_or(false), &spec.path) {
+                spec.kind = crate::heads::detect_kind(p);
             }
             if spec.display_name.is_empty() {
                 spec.display_name = spec.id.clone();

@@ -143,3 +143,34 @@ fn all_kinds_share_the_cache_budget_and_keep_alive() {
     assert!(!m.model_status("tiny-cross").unwrap().loaded);
     assert_eq!(m.stats().unwrap().loads, 1);
 }
+
+#[test]
+fn a_models_file_entry_without_a_kind_takes_its_directory_s() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("models.toml");
+    let entry = |id: &str, kind_dir: &str, kind: &str| {
+        format!(
+            "[[models]]\nid = \"{id}\"\npath = \"{}\"\n{kind}\n",
+            tiny(kind_dir).display()
+        )
+    };
+    let text = [
+        entry("cross", "cross-bert", ""),
+        entry("splade", "splade-bert", ""),
+        entry("plain", "bert", ""),
+        // A stated kind wins over the files.
+        entry("stated", "bert", "kind = \"sparse\""),
+    ]
+    .join("\n");
+    std::fs::write(&file, text).unwrap();
+    let mut reg = Registry::builtin();
+    assert_eq!(reg.load_toml(&file).unwrap(), 4);
+    for (id, kind) in [
+        ("cross", ModelKind::Reranker),
+        ("splade", ModelKind::Sparse),
+        ("plain", ModelKind::Embedder),
+        ("stated", ModelKind::Sparse),
+    ] {
+        assert_eq!(reg.lookup(id).unwrap().kind, kind, "{id}");
+    }
+}
