@@ -69,6 +69,7 @@ impl AppState {
     /// Queues `job` on `target`'s batch queue and awaits its vectors; a full queue is a 429
     /// (the server adds `Retry-After`).
     pub async fn embed(&self, target: &Target, job: EmbedJob) -> Result<EmbedOutput, ApiError> {
+        crate::metrics::note_task(crate::tasks::Task::Embed.label());
         let reply = self.batcher.submit(target.key.clone(), job)?;
         reply.await.map_err(|_| {
             ApiError::internal("the model worker stopped before answering this request")

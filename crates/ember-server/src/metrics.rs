@@ -13,16 +13,35 @@ use ember_core::ModelManager;
 use crate::traffic::Traffic;
 
 tokio::task_local! {
-    /// The model a request was served by, filled in by the engine so the request counter can be
-    /// labelled by model (the middleware that counts requests does not parse bodies).
-    pub static REQUEST_MODEL: Arc<Mutex<Option<String>>>;
+    /// The model a request was served by and the task it asked of it, filled in by the engine so
+    /// the request counter can be labelled by both (the middleware that counts requests does
+    /// not parse bodies).
+    pub static REQUEST_MODEL: Arc<Mutex<Served>>;
+}
+
+/// What served the current request, as far as it got.
+#[derive(Debug, Clone, Default)]
+pub struct Served {
+    /// The catalog id of the model.
+    pub model: Option<String>,
+    /// The task's label (`embed`, `rerank`, `predict`, `sparse`, `token_embeddings`).
+    pub task: Option<&'static str>,
 }
 
 /// Records the model serving the current request, if a request scope is active.
 pub fn note_model(model: &str) {
     let _ = REQUEST_MODEL.try_with(|slot| {
         if let Ok(mut m) = slot.lock() {
-            *m = Some(model.to_string());
+            m.model = Some(model.to_string());
+        }
+    });
+}
+
+/// Records the task (its metrics label) the current request asks, if a request scope is active.
+pub fn note_task(task: &'static str) {
+    let _ = REQUEST_MODEL.try_with(|slot| {
+        if let Ok(mut m) = slot.lock() {
+            m.task = Some(task);
         }
     });
 }
@@ -122,8 +141,10 @@ impl Metrics {
         }
     }
 
-    /// One finished HTTP request.
-    pub fn request(&self, route: &str, model: &str, status: u16, elapsed: Duration) {
+    /// One finished HTTP request (`model` and `task` empty when it never reached a model).
+    pub fn request(&self, route: &str, served: &Served, status: u16, elapsed: Duration) {
+        let model = served.model.as_deref().unwrap_or_default();
+        let task = served.task.unwrap_or_default();
         if !model.is_empty() {
             let t = &self.traffic;
             t.request(model, t.now(), status >= 400, elapsed);
@@ -131,7 +152,12 @@ impl Metrics {
         let status = status.to_string();
         self.inc(
             "ember_requests_total",
-            labels(&[("route", route), ("model", model), ("status", &status)]),
+            labels(&[
+                ("route", route),
+                ("model", model),
+                ("task", task),
+                ("status", &status),
+            ]),
             1,
         );
         self.observe(
@@ -363,7 +389,7 @@ fn render_manager(out: &mut String, manager: &ModelManager) {
 
 fn help(name: &str) -> &'static str {
     match name {
-        "ember_requests_total" => "HTTP requests by route, model and status.",
+        "ember_requests_total" => "HTTP requests by route, model, task and status.",
         "ember_request_duration_seconds" => "HTTP request latency by route.",
         "ember_batches_total" => "Batches run by the model workers.",
         "ember_forward_passes_total" => "Encoder forward passes.",

@@ -22,7 +22,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 use crate::error::{ApiError, ApiErrorKind, Dialect};
-use crate::metrics::REQUEST_MODEL;
+use crate::metrics::{Served, REQUEST_MODEL};
 use crate::AppState;
 
 /// The header carrying the request id.
@@ -88,7 +88,7 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let method = req.method().clone();
     let span = tracing::info_span!("request", id = %id, method = %method, route = %route);
-    let slot = Arc::new(Mutex::new(None::<String>));
+    let slot = Arc::new(Mutex::new(Served::default()));
     let mut resp = REQUEST_MODEL
         .scope(slot.clone(), next.run(req).instrument(span.clone()))
         .await;
@@ -106,7 +106,8 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(REQUEST_ID, v);
     }
-    let model = slot.lock().ok().and_then(|m| m.clone()).unwrap_or_default();
+    let served = slot.lock().map(|s| s.clone()).unwrap_or_default();
+    let model = served.model.clone().unwrap_or_default();
     let elapsed = started.elapsed();
     span.in_scope(|| {
         if let Some(e) = resp.extensions().get::<ApiError>() {
@@ -125,7 +126,7 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     });
     state
         .metrics
-        .request(&route, &model, status.as_u16(), elapsed);
+        .request(&route, &served, status.as_u16(), elapsed);
     resp
 }
 

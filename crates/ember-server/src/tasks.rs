@@ -1,6 +1,6 @@
-//! Rerank, classification and sparse requests. A handler resolves its model once
-//! ([`AppState::target`]), then [`AppState::run_task`] checks the catalog's kind before anything
-//! loads (an embedder asked to rerank, or a reranker asked to embed, is a 400 naming the model's
+//! Rerank, classification, sparse and per-token requests. A handler resolves its model once
+//! ([`AppState::target`]), then [`AppState::run_task`] notes the [`Task`] for the request
+//! metrics and checks the catalog's kind before anything loads (an embedder asked to rerank, or a reranker asked to embed, is a 400 naming the model's
 //! kind) and runs the core call under a lease on a blocking thread: model work never runs on the
 //! async runtime. Each request's pairs or texts are batched by length inside the core call.
 //!
@@ -15,20 +15,64 @@ use crate::error::{ApiError, ApiErrorKind};
 use crate::routes::shared::{check_texts, type_name};
 use crate::{AppState, Limits};
 
+/// What a request asks of a model: the model kind it needs, the name errors give it and the
+/// `task` label of the request metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// Dense vectors (through the batch queues, not [`AppState::run_task`]).
+    Embed,
+    /// A cross-encoder's ranking of documents against a query.
+    Rerank,
+    /// A classifier's scores per label.
+    Predict,
+    /// SPLADE vectors.
+    Sparse,
+    /// Per-token vectors of the last hidden state.
+    TokenEmbeddings,
+}
+
+impl Task {
+    /// The model kind this task runs on.
+    pub fn kind(self) -> ModelKind {
+        match self {
+            Task::Embed | Task::TokenEmbeddings => ModelKind::Embedder,
+            Task::Rerank | Task::Predict => ModelKind::Reranker,
+            Task::Sparse => ModelKind::Sparse,
+        }
+    }
+
+    /// The task as errors name it (``…; rerank needs a reranker``).
+    pub fn described(self) -> &'static str {
+        match self {
+            Task::Embed => "embed",
+            Task::Rerank => "rerank",
+            Task::Predict => "predict",
+            Task::Sparse => "sparse embedding",
+            Task::TokenEmbeddings => "token embeddings",
+        }
+    }
+
+    /// The `task` label of the request metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Task::Embed => "embed",
+            Task::Rerank => "rerank",
+            Task::Predict => "predict",
+            Task::Sparse => "sparse",
+            Task::TokenEmbeddings => "token_embeddings",
+        }
+    }
+}
+
 impl AppState {
-    /// Runs `f` on `target`'s model once the catalog lists it as `want` (`task` names the call
-    /// in the error otherwise), under a lease on a blocking thread.
-    pub async fn run_task<T, F>(
-        &self,
-        target: &Target,
-        want: (ModelKind, &'static str),
-        f: F,
-    ) -> Result<T, ApiError>
+    /// Runs `f` on `target`'s model once the catalog lists it as the kind `task` needs (a 400
+    /// naming the model's kind otherwise), under a lease on a blocking thread.
+    pub async fn run_task<T, F>(&self, target: &Target, task: Task, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(&Embedder) -> ember_core::Result<T> + Send + 'static,
     {
-        self.run_task_with(target, want, None, f).await
+        self.run_task_with(target, task, None, f).await
     }
 
     /// [`run_task`](Self::run_task) that also sets the model's keep-alive (a request's
@@ -36,7 +80,7 @@ impl AppState {
     pub async fn run_task_with<T, F>(
         &self,
         target: &Target,
-        (want, task): (ModelKind, &'static str),
+        task: Task,
         keep_alive: Option<KeepAlive>,
         f: F,
     ) -> Result<T, ApiError>
@@ -44,12 +88,13 @@ impl AppState {
         T: Send + 'static,
         F: FnOnce(&Embedder) -> ember_core::Result<T> + Send + 'static,
     {
-        if target.spec.kind != want {
+        crate::metrics::note_task(task.label());
+        if target.spec.kind != task.kind() {
             return Err(ember_core::Error::WrongKind {
                 model: target.spec.id.clone(),
                 kind: target.spec.kind,
-                task,
-                wanted: want,
+                task: task.described(),
+                wanted: task.kind(),
             }
             .into());
         }
@@ -63,7 +108,7 @@ impl AppState {
             f(&model)
         })
         .await
-        .map_err(|e| ApiError::internal(format!("{task} task failed: {e}")))?
+        .map_err(|e| ApiError::internal(format!("{} task failed: {e}", task.described())))?
         .map_err(ApiError::from)
     }
 }

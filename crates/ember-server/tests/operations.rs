@@ -125,8 +125,8 @@ async fn metrics_are_prometheus_text_with_requests_batches_and_models() {
         .unwrap()
         .starts_with("text/plain; version=0.0.4"));
     for line in [
-        r#"ember_requests_total{route="/api/v1/embed",model="tiny-bert",status="200"} 1"#,
-        r#"ember_requests_total{route="/api/v1/embed",model="",status="404"} 1"#,
+        r#"ember_requests_total{route="/api/v1/embed",model="tiny-bert",task="embed",status="200"} 1"#,
+        r#"ember_requests_total{route="/api/v1/embed",model="",task="",status="404"} 1"#,
         r#"ember_batches_total{model="tiny-bert"} 1"#,
         r#"ember_forward_passes_total{model="tiny-bert"} 1"#,
         r#"ember_embedded_texts_total{model="tiny-bert"} 2"#,

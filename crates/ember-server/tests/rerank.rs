@@ -331,3 +331,52 @@ async fn native_output_kind_and_options_are_checked() {
         assert!(message.contains(want), "{body}: {message}");
     }
 }
+
+#[tokio::test]
+async fn the_catalog_shows_kinds_and_metrics_carry_the_task() {
+    let app = heads_app(Limits::default());
+    let (status, got) = send(&app, get("/api/v1/models")).await;
+    assert_eq!(status, StatusCode::OK, "{got}");
+    let kind = |id: &str| {
+        got["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == id)
+            .map(|m| m["kind"].clone())
+    };
+    assert_eq!(kind("tiny-bert"), Some(json!("embedder")));
+    assert_eq!(kind("tiny-cross"), Some(json!("reranker")));
+    assert_eq!(kind("tiny-splade"), Some(json!("sparse")));
+    assert_eq!(kind("ms-marco-MiniLM-L6-v2"), Some(json!("reranker")));
+    let (_, one) = send(&app, get("/api/v1/models/tiny-splade")).await;
+    assert_eq!(one["kind"], "sparse", "{one}");
+
+    let rerank = json!({"model": "tiny-cross", "query": "q", "documents": ["a", "b"]});
+    let (status, _) = send(&app, post_json("/v1/rerank", &rerank.to_string())).await;
+    assert_eq!(status, StatusCode::OK);
+    let sparse = json!({"model": "tiny-splade", "input": "a", "output": "sparse"});
+    let (status, _) = send(&app, post_json("/api/v1/embed", &sparse.to_string())).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = send(&app, post_json("/embed_all", r#"{"inputs": "a"}"#)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = send(&app, post_json("/api/v1/embed", r#"{"input": "a"}"#)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let resp = tower::ServiceExt::oneshot(app.clone(), get("/metrics"))
+        .await
+        .unwrap();
+    let bytes = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    for line in [
+        r#"ember_requests_total{route="/v1/rerank",model="tiny-cross",task="rerank",status="200"} 1"#,
+        r#"ember_requests_total{route="/api/v1/embed",model="tiny-splade",task="sparse",status="200"} 1"#,
+        r#"ember_requests_total{route="/embed_all",model="tiny-bert",task="token_embeddings",status="200"} 1"#,
+        r#"ember_requests_total{route="/api/v1/embed",model="tiny-bert",task="embed",status="200"} 1"#,
+    ] {
+        assert!(text.contains(line), "missing {line} in\n{text}");
+    }
+}

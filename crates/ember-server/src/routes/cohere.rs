@@ -6,7 +6,7 @@
 use axum::extract::{OriginalUri, State};
 use axum::routing::post;
 use axum::Router;
-use ember_core::{ModelKind, RerankOptions};
+use ember_core::RerankOptions;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::openapi::Components;
@@ -15,7 +15,7 @@ use utoipa::{OpenApi, ToSchema};
 use super::Api;
 use crate::error::{ApiError, Dialect, DialectError};
 use crate::json::Json;
-use crate::tasks::parse_documents;
+use crate::tasks::{parse_documents, Task};
 use crate::AppState;
 
 /// Cohere's (and Jina's) rerank API.
@@ -152,7 +152,7 @@ pub async fn rerank<D: Dialect>(
     let query = req.query;
     let docs = documents.clone();
     let ranked = state
-        .run_task(&target, (ModelKind::Reranker, "rerank"), move |m| {
+        .run_task(&target, Task::Rerank, move |m| {
             m.rerank(&query, &docs, &opts)
         })
         .await?;

@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use super::{EmbedRequest, Usage};
 use crate::error::ApiError;
 use crate::routes::shared;
+use crate::tasks::Task;
 use crate::AppState;
 
 /// What `POST /api/v1/embed` computes.
@@ -67,6 +68,7 @@ pub struct SparseEmbedResponse {
 /// sparse encoder, with the output to ask for), before anything loads.
 pub fn require_dense(target: &Target) -> Result<(), ApiError> {
     let spec = &target.spec;
+    crate::metrics::note_task(Task::Embed.label());
     if spec.kind == ModelKind::Embedder {
         return Ok(());
     }
@@ -137,12 +139,9 @@ pub async fn embed(state: AppState, req: EmbedRequest) -> Result<SparseEmbedResp
     };
     let target = state.target(req.model.as_deref(), dtype)?;
     let out = state
-        .run_task_with(
-            &target,
-            (ModelKind::Sparse, "sparse output"),
-            keep_alive,
-            move |m| m.embed_sparse(&texts, &opts),
-        )
+        .run_task_with(&target, Task::Sparse, keep_alive, move |m| {
+            m.embed_sparse(&texts, &opts)
+        })
         .await?;
     Ok(SparseEmbedResponse {
         model: out.model,

@@ -4,7 +4,7 @@
 //! routes, a body may name a `model`; the kind is checked before anything loads.
 
 use axum::extract::State;
-use ember_core::{ModelKind, PredictInput, RerankOptions, SparseOptions};
+use ember_core::{PredictInput, RerankOptions, SparseOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -13,7 +13,7 @@ use super::{truncation_side, Error, Tei};
 use crate::error::ApiError;
 use crate::json::Json;
 use crate::routes::shared::{self, type_name};
-use crate::tasks::parse_documents;
+use crate::tasks::{parse_documents, Task};
 use crate::AppState;
 
 /// Body of `POST /rerank`.
@@ -68,7 +68,7 @@ pub async fn rerank(
     let target = state.target(req.model.as_deref(), None)?;
     let (query, docs) = (req.query, texts.clone());
     let ranked = state
-        .run_task(&target, (ModelKind::Reranker, "rerank"), move |m| {
+        .run_task(&target, Task::Rerank, move |m| {
             m.rerank(&query, &docs, &opts)
         })
         .await?;
@@ -172,9 +172,7 @@ pub async fn predict(
     };
     let target = state.target(req.model.as_deref(), None)?;
     let scores = state
-        .run_task(&target, (ModelKind::Reranker, "predict"), move |m| {
-            m.predict(&inputs, &opts)
-        })
+        .run_task(&target, Task::Predict, move |m| m.predict(&inputs, &opts))
         .await?;
     let label = |j: usize| {
         scores
@@ -244,7 +242,7 @@ pub async fn embed_sparse(
     };
     let target = state.target(req.model.as_deref(), None)?;
     let out = state
-        .run_task(&target, (ModelKind::Sparse, "sparse embedding"), move |m| {
+        .run_task(&target, Task::Sparse, move |m| {
             m.embed_sparse(&texts, &opts)
         })
         .await?;

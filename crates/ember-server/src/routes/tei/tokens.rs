@@ -4,7 +4,7 @@
 //! and late chunking. A reranker or sparse encoder asked for them is a 400 naming its kind.
 
 use axum::extract::State;
-use ember_core::{EmbedOptions, ModelKind};
+use ember_core::EmbedOptions;
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use super::{truncation_side, Error, Tei};
 use crate::json::Json;
 use crate::routes::shared;
+use crate::tasks::Task;
 use crate::AppState;
 
 /// Texts per forward pass.
@@ -55,22 +56,18 @@ pub async fn embed_all(
     };
     let target = state.target(req.model.as_deref(), None)?;
     let out = state
-        .run_task(
-            &target,
-            (ModelKind::Embedder, "token embeddings"),
-            move |m| {
-                let encoded = m.tokenize(&texts, &opts)?;
-                let rows = m.token_embeddings_encoded(&encoded, BATCH)?;
-                Ok(encoded
-                    .iter()
-                    .zip(rows)
-                    .map(|(e, flat)| {
-                        let dim = flat.len() / e.ids.len().max(1);
-                        flat.chunks_exact(dim.max(1)).map(<[f32]>::to_vec).collect()
-                    })
-                    .collect())
-            },
-        )
+        .run_task(&target, Task::TokenEmbeddings, move |m| {
+            let encoded = m.tokenize(&texts, &opts)?;
+            let rows = m.token_embeddings_encoded(&encoded, BATCH)?;
+            Ok(encoded
+                .iter()
+                .zip(rows)
+                .map(|(e, flat)| {
+                    let dim = flat.len() / e.ids.len().max(1);
+                    flat.chunks_exact(dim.max(1)).map(<[f32]>::to_vec).collect()
+                })
+                .collect())
+        })
         .await?;
     Ok(axum::Json(out))
 }
