@@ -1,7 +1,8 @@
 // Try and compare: one to three models over the user's texts (or a query and documents), side by
 // side: each model's cosine-similarity matrix as a heat map, the nearest document to the query,
-// latency and token counts; with a reranker loaded, its order of the documents too. Vectors come
-// from `POST api/v1/embed`; cosines are computed here in double precision.
+// latency and token counts; with a reranker, its order of the documents too (from
+// `POST api/v1/rerank`; a loaded reranker is picked until the user chooses). Vectors come from
+// `POST api/v1/embed`; cosines are computed here in double precision.
 
 import { h, replace } from "./dom.js";
 import * as fmt from "./format.js";
@@ -99,7 +100,7 @@ function ranking(order, labels, texts, scoreName) {
     order.map(({ index, score }) =>
       h(
         "li",
-        { dataset: { index } },
+        { dataset: { index, score } },
         h("strong", null, labels[index]),
         ` ${scoreName} ${score.toFixed(3)} `,
         h("span", { class: "muted" }, texts[index]),
@@ -124,6 +125,11 @@ export class CompareView {
       r.addEventListener("change", () => this.showMode());
     }
     this.modelList.addEventListener("change", () => this.limitChoice());
+    // Until the user picks a reranker (or none), the first loaded one is used.
+    this.rerankChosen = false;
+    this.reranker.addEventListener("change", () => {
+      this.rerankChosen = true;
+    });
     this.showMode();
   }
 
@@ -139,11 +145,13 @@ export class CompareView {
     this.rerankRow.hidden = !query || this.reranker.options.length <= 1;
   }
 
-  /** The catalog changed: the model choices (embedders) and the loaded rerankers. */
+  /** The catalog changed: the model choices (embedders) and the rerankers, loaded ones first. */
   update(models) {
     const embedders = models.models.filter((m) => (m.kind || "embedder") === "embedder" && m.supported !== false);
-    const rerankers = models.models.filter((m) => m.kind === "reranker" && m.loaded);
-    const shape = JSON.stringify([embedders.map((m) => [m.id, m.loaded]), rerankers.map((m) => m.id)]);
+    const rerankers = models.models
+      .filter((m) => m.kind === "reranker" && m.supported !== false)
+      .sort((a, b) => Number(b.loaded) - Number(a.loaded));
+    const shape = JSON.stringify([embedders.map((m) => [m.id, m.loaded]), rerankers.map((m) => [m.id, m.loaded])]);
     // The `input_type`s each model has prompts for (the server's `tasks`); others refuse one.
     this.tasks = new Map(embedders.map((m) => [m.id, m.tasks || []]));
     if (shape === this.shape) return;
@@ -169,11 +177,14 @@ export class CompareView {
         ),
       ),
     );
-    const current = this.reranker.value;
+    const loaded = rerankers.find((m) => m.loaded);
+    const current = this.rerankChosen || !loaded ? this.reranker.value : loaded.id;
     replace(
       this.reranker,
       h("option", { value: "" }, "No reranker"),
-      rerankers.map((m) => h("option", { value: m.id, selected: m.id === current }, m.id)),
+      rerankers.map((m) =>
+        h("option", { value: m.id, selected: m.id === current }, `${m.id}${m.loaded ? " (loaded)" : " (loads on first use)"}`),
+      ),
     );
     this.limitChoice();
     this.showMode();
