@@ -19,7 +19,9 @@ def expected(kind: str) -> dict:
     return load_json(tiny_dir(kind) / "expected.json")
 
 
-@pytest.mark.parametrize("kind", ["cross-bert", "cross-xlm-roberta"])
+@pytest.mark.parametrize(
+    "kind", ["cross-bert", "cross-xlm-roberta", "cross-modernbert", "cross-gte"]
+)
 def test_reranker_matches_cross_encoder(kind: str) -> None:
     ref = expected(kind)
     r = ember.Reranker(str(tiny_dir(kind)))

@@ -223,6 +223,16 @@ pub(crate) fn load_parts(
         (ModelConfig::Transformer(c), _) => {
             Head::load(&layout, &mut weights, c, &raw, &family, &tokenizer)?
         }
+        // The rotary families' classifiers (ModernBERT, GTE) read only the raw config.
+        (_, ModelKind::Reranker) => {
+            let arch = raw["architectures"][0].as_str().unwrap_or_default();
+            Head::Classifier(crate::heads::classifier::Classifier::load(
+                &weights,
+                &raw,
+                arch,
+                encoder.hidden_size(),
+            )?)
+        }
         (other, kind) => {
             return Err(Error::UnsupportedFeature {
                 path: config_path.clone(),

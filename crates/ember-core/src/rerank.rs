@@ -199,11 +199,14 @@ impl Embedder {
         for rows in order.chunks(batch_size.max(1)) {
             let batch = self.tokenizer.pad(encoded, rows);
             let hidden = self.hidden_state(&batch)?;
-            let first: Vec<f32> = (0..rows.len())
-                .flat_map(|r| &hidden[r * batch.seq * h..r * batch.seq * h + h])
-                .copied()
-                .collect();
-            let logits = head.logits(&first, h).map_err(|source| Error::Tensor {
+            let pooled = match head.mean_pooled() {
+                true => mean_rows(&hidden, &batch.mask, rows.len(), batch.seq, h),
+                false => (0..rows.len())
+                    .flat_map(|r| &hidden[r * batch.seq * h..r * batch.seq * h + h])
+                    .copied()
+                    .collect(),
+            };
+            let logits = head.logits(&pooled, h).map_err(|source| Error::Tensor {
                 model: self.info.id.clone(),
                 source,
             })?;
@@ -310,6 +313,24 @@ fn reindex(err: Error, inputs: &[PredictInput], pairs: bool) -> Error {
         }
         other => other,
     }
+}
+
+/// The mean of each row's real tokens' vectors (`hidden` is `[rows × seq × h]`, `mask`
+/// `[rows × seq]`), as transformers' ModernBERT classifier pools with `classifier_pooling: mean`.
+fn mean_rows(hidden: &[f32], mask: &[u32], rows: usize, seq: usize, h: usize) -> Vec<f32> {
+    let mut out = vec![0f32; rows * h];
+    for (r, o) in out.chunks_exact_mut(h.max(1)).enumerate() {
+        let real: Vec<usize> = (0..seq).filter(|&p| mask[r * seq + p] != 0).collect();
+        for &p in &real {
+            let at = (r * seq + p) * h;
+            o.iter_mut()
+                .zip(&hidden[at..at + h])
+                .for_each(|(a, &x)| *a += x);
+        }
+        let n = real.len().max(1) as f32;
+        o.iter_mut().for_each(|a| *a /= n);
+    }
+    out
 }
 
 #[cfg(test)]

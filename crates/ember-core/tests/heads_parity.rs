@@ -125,6 +125,18 @@ fn xlm_roberta_cross_encoder_matches_sentence_transformers() {
     check_cross("cross-xlm-roberta");
 }
 
+/// ModernBERT's head: mean pooling, then dense, GELU and layer norm before the classifier.
+#[test]
+fn modernbert_cross_encoder_matches_sentence_transformers() {
+    check_cross("cross-modernbert");
+}
+
+/// GTE's head: the pooler (first token, dense, tanh), then the classifier.
+#[test]
+fn gte_cross_encoder_matches_sentence_transformers() {
+    check_cross("cross-gte");
+}
+
 #[test]
 fn three_label_classifier_predicts_pairs_and_texts() {
     let expected = json(tiny("cross-bert-nli").join("expected.json"));
@@ -325,6 +337,8 @@ fn heads_load_in_every_dtype() {
     for kind in [
         "cross-bert",
         "cross-xlm-roberta",
+        "cross-modernbert",
+        "cross-gte",
         "splade-bert",
         "splade-distilbert-if",
     ] {

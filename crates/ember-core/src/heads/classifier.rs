@@ -5,7 +5,12 @@
 //!   token through `pooler.dense` and tanh, then `classifier`;
 //! - `RobertaClassificationHead` (XLM-RoBERTa, RoBERTa, CamemBERT; MPNet's head is the same):
 //!   the first token through `classifier.dense` and tanh, then `classifier.out_proj`;
-//! - `DistilBertForSequenceClassification`: `pre_classifier`, ReLU, `classifier`.
+//! - `DistilBertForSequenceClassification`: `pre_classifier`, ReLU, `classifier`;
+//! - `GteForSequenceClassification` (`modeling_gte.py`; Alibaba's `NewForSequenceClassification`
+//!   is the same head): `GtePooler` (first token, `pooler.dense`, tanh), then `classifier`;
+//! - `ModernBertForSequenceClassification` (`modeling_modernbert.py`): the first token, or the
+//!   mean over the real tokens with `classifier_pooling: mean`, through `ModernBertPredictionHead`
+//!   (`head.dense`, `classifier_activation`, `head.norm`), then `classifier`.
 //!
 //! The activation follows sentence-transformers' `CrossEncoder.get_default_activation_fn`: the
 //! one the config names under `sentence_transformers.activation_fn` (or the pre-v4
@@ -16,7 +21,8 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::kernels::int8::QuantizedRows;
-use crate::models::Linear;
+use crate::models::block::Norm;
+use crate::models::{Activation, Linear};
 use crate::weights::Weights;
 
 /// The function applied to a cross-encoder's logits unless raw scores are asked for.
@@ -73,13 +79,16 @@ impl ScoreActivation {
     }
 }
 
-/// How the first token's vector becomes logits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the pooled vector becomes logits.
+#[derive(Debug)]
 enum Style {
-    /// Dense, tanh, linear (BERT's pooler, RoBERTa's and MPNet's classification heads).
+    /// Dense, tanh, linear (BERT's and GTE's poolers, RoBERTa's and MPNet's classification
+    /// heads).
     Tanh,
     /// Dense, ReLU, linear (DistilBERT).
     Relu,
+    /// Dense, an activation, layer norm, linear (ModernBERT's prediction head).
+    ActNorm(Activation, Norm),
 }
 
 /// A sequence-classification head.
@@ -88,6 +97,9 @@ pub struct Classifier {
     dense: Linear,
     out: Linear,
     style: Style,
+    /// Mean over the real tokens rather than the first token (ModernBERT's
+    /// `classifier_pooling: mean`).
+    mean: bool,
     labels: Vec<String>,
     activation: ScoreActivation,
 }
@@ -119,6 +131,7 @@ impl Classifier {
     ) -> Result<Self> {
         let labels = labels_of(cfg);
         let n = labels.len();
+        let mut mean = false;
         let (dense, out, style) = match architecture {
             "BertForSequenceClassification" => (
                 Linear::load(w, "pooler.dense", hidden, hidden)?,
@@ -138,12 +151,27 @@ impl Classifier {
                 Linear::load(w, "classifier", hidden, n)?,
                 Style::Relu,
             ),
+            "GteForSequenceClassification" | "NewForSequenceClassification" => (
+                Linear::load(w, "pooler.dense", hidden, hidden)?,
+                Linear::load(w, "classifier", hidden, n)?,
+                Style::Tanh,
+            ),
+            "ModernBertForSequenceClassification" => {
+                let (style, pooled_mean) = modernbert_head(w, cfg, hidden)?;
+                mean = pooled_mean;
+                let flag = cfg.get("classifier_bias").and_then(Value::as_bool);
+                (
+                    Linear::load_opt(w, "head.dense", hidden, hidden, flag.unwrap_or(false))?,
+                    Linear::load(w, "classifier", hidden, n)?,
+                    style,
+                )
+            }
             other => {
                 return Err(Error::Unsupported {
                     id: w.model().to_string(),
                     architecture: other.to_string(),
                     reason: "Ember's reranker heads are BERT, RoBERTa, XLM-RoBERTa, CamemBERT, \
-                             MPNet and DistilBERT ForSequenceClassification"
+                             MPNet, DistilBERT, GTE and ModernBERT ForSequenceClassification"
                         .into(),
                 })
             }
@@ -173,9 +201,15 @@ impl Classifier {
             dense,
             out,
             style,
+            mean,
             labels,
             activation,
         })
+    }
+
+    /// True when the head reads the mean of the real tokens' vectors, not the first token's.
+    pub fn mean_pooled(&self) -> bool {
+        self.mean
     }
 
     /// Scores per pair.
@@ -195,23 +229,67 @@ impl Classifier {
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.dense.bytes() + self.out.bytes()
+        let norm = match &self.style {
+            Style::ActNorm(_, norm) => norm.bytes(),
+            _ => 0,
+        };
+        self.dense.bytes() + self.out.bytes() + norm
     }
 
-    /// Logits `[rows × num_labels]` from the first token's vector of each row (`[rows × hidden]`).
+    /// Logits `[rows × num_labels]` from each row's pooled vector (`[rows × hidden]`: the first
+    /// token's, or the mean when [`mean_pooled`](Self::mean_pooled)).
     pub(crate) fn logits(&self, first: &[f32], hidden: usize) -> candle_core::Result<Vec<f32>> {
         let rows = first.len() / hidden.max(1);
         let mut xq = QuantizedRows::default();
         let mut mid = vec![0f32; rows * hidden];
         self.dense.forward_host(first, &mut xq, &mut mid)?;
-        match self.style {
+        match &self.style {
             Style::Tanh => mid.iter_mut().for_each(|x| *x = x.tanh()),
             Style::Relu => mid.iter_mut().for_each(|x| *x = x.max(0.0)),
+            Style::ActNorm(act, norm) => {
+                // Never gated (refused at load): the activation runs in place.
+                act.apply_host(&mut mid, hidden, &mut Vec::new());
+                norm.add_in_place(&mut mid, &[]);
+            }
         }
         let mut out = vec![0f32; rows * self.labels.len()];
         self.out.forward_host(&mid, &mut xq, &mut out)?;
         Ok(out)
     }
+}
+
+/// ModernBERT's prediction head after its dense layer (`classifier_activation`, default GELU;
+/// `head.norm`, with a bias when `norm_bias`) and whether it pools by mean
+/// (`classifier_pooling`: `cls`, the default, or `mean`).
+fn modernbert_head(w: &Weights, cfg: &Value, hidden: usize) -> Result<(Style, bool)> {
+    let unsupported = |what: String| Error::Unsupported {
+        id: w.model().to_string(),
+        architecture: "ModernBertForSequenceClassification".into(),
+        reason: what,
+    };
+    let name = cfg
+        .get("classifier_activation")
+        .and_then(Value::as_str)
+        .unwrap_or("gelu");
+    let act = Activation::from_name(name)
+        .filter(|a| !matches!(a, Activation::SwiGlu | Activation::GeGluTanh))
+        .ok_or_else(|| unsupported(format!("classifier_activation `{name}`")))?;
+    let mean = match cfg.get("classifier_pooling").and_then(Value::as_str) {
+        None | Some("cls") => false,
+        Some("mean") => true,
+        Some(other) => {
+            return Err(unsupported(format!(
+                "classifier_pooling `{other}` (Ember pools `cls` or `mean`)"
+            )))
+        }
+    };
+    let eps = cfg.get("norm_eps").and_then(Value::as_f64).unwrap_or(1e-5);
+    let bias = cfg
+        .get("norm_bias")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let norm = Norm::layer(w, "head.norm", hidden, eps, bias)?;
+    Ok((Style::ActNorm(act, norm), mean))
 }
 
 #[cfg(test)]
