@@ -450,6 +450,18 @@ mod tests {
             ("qwen3-embedding:0.6b", "Qwen3-Embedding-0.6B"),
             ("embeddinggemma", "embeddinggemma-300m"),
             ("embeddinggemma:300m", "embeddinggemma-300m"),
+            ("qwen3-embedding", "Qwen3-Embedding-0.6B"),
+            ("qwen3-embedding:latest", "Qwen3-Embedding-0.6B"),
+            ("granite-embedding", "granite-embedding-small-english-r2"),
+            (
+                "granite-embedding:latest",
+                "granite-embedding-small-english-r2",
+            ),
+            ("snowflake-arctic-embed2", "snowflake-arctic-embed-m-v2.0"),
+            (
+                "snowflake-arctic-embed2:latest",
+                "snowflake-arctic-embed-m-v2.0",
+            ),
         ] {
             assert_eq!(r.lookup(alias).unwrap().id, id, "{alias}");
         }
