@@ -163,6 +163,7 @@ class ModelManager:
         keep_alive: _KeepAlive | None = None,
         *,
         dtypes: dict[str, str] | None = None,
+        max_input_tokens: int | None = None,
     ) -> ModelManager: ...
     def embed(
         self,

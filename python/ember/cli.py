@@ -42,6 +42,16 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+def _cap_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-input-tokens",
+        type=int,
+        metavar="N",
+        help="most tokens of one input, whatever the model's own maximum (default: "
+        "EMBER_MAX_INPUT_TOKENS, else 8192; the server's --max-input-tokens)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ember",
@@ -78,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     embed.add_argument("--dimensions", type=int, help="keep the first N components")
     embed.add_argument("--prompt-name", help="a prompt of the model to prepend (e.g. query)")
+    _cap_option(embed)
 
     rerank = commands.add_parser(
         "rerank",
@@ -101,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     rerank.add_argument(
         "--json", action="store_true", help='print [{"index", "score", "text"}] as JSON'
     )
+    _cap_option(rerank)
 
     models = commands.add_parser(
         "models",
@@ -147,6 +159,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--threads", type=int, help="compute threads (default: every core)")
     bench.add_argument("--json", action="store_true", help="print the results as JSON")
+    _cap_option(bench)
     cli_index.add_commands(commands)
     return parser
 
@@ -375,6 +388,13 @@ def _main(argv: Sequence[str] | None) -> int:
         "search": cli_index.run_search,
     }
     run = commands[args.command]
+    cap = getattr(args, "max_input_tokens", None)
+    if cap is not None:
+        if cap < 1:
+            print(f"ember: error: --max-input-tokens {cap}: give at least 1", file=sys.stderr)
+            return 2
+        # The process's models load through one manager, whose cap is this variable.
+        os.environ["EMBER_MAX_INPUT_TOKENS"] = str(cap)
     try:
         return run(args)
     except ember.EmberError as e:

@@ -96,6 +96,21 @@ def test_embed_json_and_stdin() -> None:
     assert len(doc["embeddings"]) == 2 and len(doc["embeddings"][0]) == 8
 
 
+def test_embed_max_input_tokens_cuts_inputs_at_the_cap() -> None:
+    text = "hello world " * 40
+    want = ember.Embedder(TINY, max_seq_length=8).embed([text])[0]
+    full = ember.Embedder(TINY).embed([text])[0]
+    flag = run("embed", text, "--model", TINY, "--max-input-tokens", "8")
+    env = run("embed", text, "--model", TINY, EMBER_MAX_INPUT_TOKENS="8")
+    for out in (flag, env):
+        assert out.returncode == 0, out.stderr
+        got = json.loads(out.stdout)
+        assert max(abs(a - float(b)) for a, b in zip(got, want)) < 1e-5
+        assert max(abs(a - float(b)) for a, b in zip(got, full)) > 1e-3
+    zero = run("embed", "x", "--model", TINY, "--max-input-tokens", "0")
+    assert zero.returncode == 2 and "--max-input-tokens" in zero.stderr, zero.stderr
+
+
 def test_embed_errors_are_one_line() -> None:
     out = run("embed", "x", "--model", "no-such-model")
     assert out.returncode == 1

@@ -77,3 +77,17 @@ def test_unsupported_qwen3_option_is_named(tmp_path) -> None:
     (d / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ember.UnsupportedModelError, match="`yarn`"):
         ember.Embedder(str(d))
+
+
+def test_the_input_cap_cuts_or_refuses_at_the_cap() -> None:
+    path = str(tiny_dir("qwen3"))
+    long = "hello world " * 100
+    mm = ember.ModelManager(max_input_tokens=64)
+    want = ember.Embedder(path, max_seq_length=64).embed([long])
+    assert cosine(mm.embed([long], model=path), want).min() > 0.99999
+    with pytest.raises(ember.InvalidInputError, match="accepts 64"):
+        mm.embed(["fine", long], model=path, truncate=False)
+    # The process's own manager keeps the default cap, over the tiny model's 2048.
+    assert ember.Embedder(path).max_seq_length == 2048
+    with pytest.raises(ember.InvalidInputError, match="max_input_tokens"):
+        ember.ModelManager(max_input_tokens=0)

@@ -38,6 +38,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use heads::sparse::SparseVector;
 pub use heads::ModelKind;
 pub use identity::{Chunk, InputType, ModelIdentity};
+pub use loading::{LoadOptions, DEFAULT_MAX_INPUT_TOKENS};
 pub use manager::{KeepAlive, ManagerConfig, ManagerStats, ModelManager, ModelStatus};
 pub use pooling::{Matryoshka, Pooling};
 pub use precision::{Precision, Quantized};

@@ -62,33 +62,50 @@ pub(crate) struct Parts {
     pub head: Head,
 }
 
-/// The longest input accepted from any model, `EMBER_MAX_INPUT_TOKENS` (default 8,192): models
-/// trained on longer inputs (Qwen3: 32,768) are cut to it. Attention's memory grows linearly
-/// with the length (`kernels::flash`) but its time quadratically, so one input of 32k tokens
-/// would hold a worker for minutes; raise the cap to serve them.
-pub fn input_cap() -> usize {
-    static CAP: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CAP.get_or_init(|| {
-        std::env::var("EMBER_MAX_INPUT_TOKENS")
-            .ok()
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .filter(|&n| n > 0)
-            .unwrap_or(DEFAULT_INPUT_CAP)
-    })
+/// The default of [`LoadOptions::max_input_tokens`]: 8,192 tokens.
+pub const DEFAULT_MAX_INPUT_TOKENS: usize = 8192;
+
+/// How a model directory is loaded. The edges set `max_input_tokens` from their settings (the
+/// server's `--max-input-tokens` / `EMBER_MAX_INPUT_TOKENS`, Python's `ModelManager` argument);
+/// the core reads no environment for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// How the weights are stored.
+    pub dtype: DType,
+    /// The catalog's kind, for checkpoints whose files do not say (see `crate::heads`).
+    pub kind: ModelKind,
+    /// The longest input accepted, whatever the model's own maximum: models trained on longer
+    /// inputs (Qwen3: 32,768) are cut to it, or refused with truncation off. Attention's memory
+    /// grows linearly with the length (`kernels::flash`) but its time quadratically, so one
+    /// input of 32k tokens would hold a worker for minutes; raise it to serve them. Static
+    /// (model2vec) models, which have no attention, keep their own limit.
+    pub max_input_tokens: usize,
 }
 
-/// `input_cap`'s default.
-pub const DEFAULT_INPUT_CAP: usize = 8192;
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            dtype: DType::Fp32,
+            kind: ModelKind::Embedder,
+            max_input_tokens: DEFAULT_MAX_INPUT_TOKENS,
+        }
+    }
+}
 
-/// Reads `dir` for model `id`, storing matrices in `dtype` on `device`; `hint` (the catalog's
-/// kind) decides for checkpoints whose files do not say.
+/// Reads `dir` for model `id` on `device` as `opts` say.
 pub(crate) fn load_parts(
     id: &str,
     dir: &Path,
     device: &Device,
-    dtype: DType,
-    hint: ModelKind,
+    opts: &LoadOptions,
 ) -> Result<Parts> {
+    let (dtype, hint) = (opts.dtype, opts.kind);
+    if opts.max_input_tokens == 0 {
+        return Err(Error::invalid(
+            "max_input_tokens",
+            "`max_input_tokens` must be at least 1",
+        ));
+    }
     if !dir.is_dir() {
         return Err(Error::FilesNotFound {
             id: id.to_string(),
@@ -216,7 +233,7 @@ pub(crate) fn load_parts(
         ModelConfig::T5(_) | ModelConfig::Nomic(_) => wanted.unwrap_or(position_limit),
         _ => wanted.unwrap_or(position_limit).min(position_limit),
     }
-    .min(input_cap());
+    .min(opts.max_input_tokens);
     let tokenizer = TextTokenizer::load(&tokenizer_path, id, pad_id, sbert.do_lower_case)?;
     let head = match (&cfg, layout.kind) {
         (_, ModelKind::Embedder) => Head::Pooling,

@@ -1,10 +1,16 @@
 //! Bad input to the rotary families: configs with options Ember does not run get an error that
-//! names the option; an input over the limit without truncation names both numbers.
+//! names the option; an input over the limit without truncation names both numbers; the input
+//! cap (`LoadOptions::max_input_tokens`, the manager's `max_input_tokens`) below a model's own
+//! limit cuts inputs to it, or refuses them naming it.
 
 mod common;
 
-use common::tiny;
-use ember_core::{EmbedOptions, Embedder, Error, ErrorKind};
+use candle_core::Device;
+use common::{cosine, tiny};
+use ember_core::{
+    EmbedOptions, Embedder, Error, ErrorKind, LoadOptions, ManagerConfig, ModelManager, ModelSpec,
+    Registry, Resolver,
+};
 use serde_json::{json, Value};
 
 /// Loads a copy of the tiny Qwen3 whose config `edit` changes; the error's message, after
@@ -92,4 +98,59 @@ fn over_the_limit_without_truncation_names_both_numbers() {
         }
         other => panic!("unexpected {other}"),
     }
+}
+
+#[test]
+fn the_input_cap_cuts_or_refuses_at_the_cap() {
+    let mut reg = Registry::builtin();
+    reg.register(ModelSpec::for_path("tiny-qwen3", &tiny("qwen3")))
+        .unwrap();
+    let manager = ModelManager::with_config(
+        reg,
+        Resolver::from_env(),
+        ManagerConfig {
+            max_input_tokens: 64,
+            ..ManagerConfig::default()
+        },
+    );
+    let capped = manager.lease(Some("tiny-qwen3"), None).unwrap();
+    assert_eq!(capped.info().max_seq_length, 64);
+    // The default cap (8,192) is over the tiny model's own 2,048.
+    let own = Embedder::load("qwen3", &tiny("qwen3")).unwrap();
+    assert_eq!(own.info().max_seq_length, 2048);
+
+    let long = vec!["hello world ".repeat(100)];
+    let cut = capped.tokenize(&long, &EmbedOptions::default()).unwrap();
+    assert_eq!(cut[0].ids.len(), 64);
+    // Cut at the cap: the vector of the uncapped model asked for 64 tokens.
+    let at_64 = EmbedOptions {
+        max_length: Some(64),
+        ..Default::default()
+    };
+    let want = own.embed(&long, &at_64).unwrap();
+    let got = capped.embed(&long, &EmbedOptions::default()).unwrap();
+    assert!(cosine(got.row(0), want.row(0)) > 0.99999);
+
+    let refuse = EmbedOptions {
+        truncate: false,
+        ..Default::default()
+    };
+    let err = capped.embed(&long, &refuse).unwrap_err();
+    assert!(
+        matches!(err, Error::InputTooLong { limit: 64, tokens, .. } if tokens > 64),
+        "{err}"
+    );
+    assert!(err.to_string().contains("accepts 64"), "{err}");
+    // Inputs within the cap pass.
+    let short = vec!["hello world".to_string()];
+    capped.embed(&short, &refuse).unwrap();
+
+    // A cap of zero is refused, naming the setting.
+    let zero = LoadOptions {
+        max_input_tokens: 0,
+        ..LoadOptions::default()
+    };
+    let err = Embedder::load_with("qwen3", &tiny("qwen3"), &Device::Cpu, &zero).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("max_input_tokens"), "{err}");
 }

@@ -4,18 +4,44 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use ember_core::{Error, ModelManager, ModelSpec, Registry, Resolver};
+use ember_core::{
+    Error, ManagerConfig, ModelManager, ModelSpec, Registry, Resolver, DEFAULT_MAX_INPUT_TOKENS,
+};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 use serde::Serialize;
 
 use crate::errors::{detached, invalid_input, EmberError};
 
-/// The manager every `Embedder` of this process loads through, so a model loads once.
+/// The manager every `Embedder` of this process loads through, so a model loads once. Its input
+/// cap is EMBER_MAX_INPUT_TOKENS (the server setting's variable), else the core's default.
 pub(crate) fn manager() -> &'static ModelManager {
     static MANAGER: OnceLock<ModelManager> = OnceLock::new();
     // `Resolver::from_env` reads EMBER_PYTHON_PATH, which `ember/__init__.py` sets first.
-    MANAGER.get_or_init(|| ModelManager::new(Registry::builtin(), Resolver::from_env()))
+    MANAGER.get_or_init(|| {
+        let max_input_tokens = env_max_input_tokens().unwrap_or_else(|e| {
+            tracing::warn!("{e}; models load with the default input cap");
+            DEFAULT_MAX_INPUT_TOKENS
+        });
+        let config = ManagerConfig {
+            max_input_tokens,
+            ..ManagerConfig::default()
+        };
+        ModelManager::with_config(Registry::builtin(), Resolver::from_env(), config)
+    })
+}
+
+/// EMBER_MAX_INPUT_TOKENS when set (a positive integer), else the core's default (8,192).
+pub(crate) fn env_max_input_tokens() -> Result<usize, String> {
+    match std::env::var("EMBER_MAX_INPUT_TOKENS") {
+        Err(_) => Ok(DEFAULT_MAX_INPUT_TOKENS),
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!(
+                "EMBER_MAX_INPUT_TOKENS={v:?} is not a whole number of tokens of at least 1"
+            )),
+        },
+    }
 }
 
 /// A serde value as plain Python objects (dicts, lists, str, int, float, bool, None).

@@ -28,7 +28,9 @@ use crate::options;
 ///
 /// dtype: how the weights are stored: "fp32", "fp16", "bf16" or "int8" ("float32", "float16",
 ///     "bfloat16" too); None takes the catalog's recommendation for the model.
-/// max_seq_length: cut inputs to this many tokens (at most the model's own limit).
+/// max_seq_length: cut inputs to this many tokens (at most the model's own limit, itself at most
+///     the input cap: EMBER_MAX_INPUT_TOKENS, default 8192; `ModelManager(max_input_tokens=)`
+///     sets another per manager).
 /// threads: size of Ember's compute thread pool. The pool is process-wide and sized once, when
 ///     the first model runs (default: EMBER_NUM_THREADS, else one thread per core); a different
 ///     value after that only warns.
@@ -177,8 +179,14 @@ impl PyEmbedder {
         })?;
         let own = model.info().max_seq_length;
         if let Some(m) = max_length.filter(|&m| m > own) {
+            let cap = manager().config().max_input_tokens;
+            let why = if own == cap {
+                " (the input cap, EMBER_MAX_INPUT_TOKENS)"
+            } else {
+                ""
+            };
             return Err(invalid_input(format!(
-                "`max_seq_length` {m} is over the limit of model `{}`, {own} tokens",
+                "`max_seq_length` {m} is over the limit of model `{}`, {own} tokens{why}",
                 model.id()
             )));
         }

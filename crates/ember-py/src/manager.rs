@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 
 use crate::arrays::{count, embed_chunked, texts_of, to_array};
-use crate::catalog::{manager, to_python};
+use crate::catalog::{env_max_input_tokens, manager, to_python};
 use crate::errors::{detached, invalid_input, IntoPyException};
 use crate::options;
 
@@ -28,6 +28,10 @@ use crate::options;
 /// keep_alive: how long an idle model stays loaded, as Ollama takes it: seconds, "5m", "1h",
 ///     "-1" (forever, the default) or 0 (unload right after each call); a timedelta works too.
 /// dtypes: per-model weight dtype, e.g. {"all-mpnet-base-v2": "int8"}, overriding the catalog.
+/// max_input_tokens: most tokens of one input, whatever the model's own maximum: models trained
+///     on longer inputs (Qwen3-Embedding: 32768) are cut to it, or refused with
+///     `truncate=False`. None: EMBER_MAX_INPUT_TOKENS, else 8192 (the server's
+///     `--max-input-tokens`).
 ///
 /// >>> mm = ember.ModelManager(max_models=2, max_memory="1GB")
 /// >>> mm.embed(["hello", "world"], model="all-MiniLM-L6-v2", dtype="int8").shape
@@ -46,7 +50,8 @@ pub(crate) struct PyModelManager {
 impl PyModelManager {
     #[new]
     #[pyo3(signature = (
-        max_models = 16, max_memory = None, pinned = None, keep_alive = None, *, dtypes = None
+        max_models = 16, max_memory = None, pinned = None, keep_alive = None, *, dtypes = None,
+        max_input_tokens = None
     ))]
     fn new(
         py: Python<'_>,
@@ -55,6 +60,7 @@ impl PyModelManager {
         pinned: Option<Vec<String>>,
         keep_alive: Option<&Bound<'_, PyAny>>,
         dtypes: Option<HashMap<String, String>>,
+        max_input_tokens: Option<i64>,
     ) -> PyResult<Self> {
         let defaults = ManagerConfig::default();
         let max_models = count("max_models", max_models)?;
@@ -69,10 +75,17 @@ impl PyModelManager {
             pinned: pinned.unwrap_or_default(),
             keep_alive: options::keep_alive(keep_alive)?.unwrap_or(defaults.keep_alive),
             dtypes,
+            max_input_tokens: match max_input_tokens {
+                None => env_max_input_tokens().map_err(invalid_input)?,
+                Some(n) => count("max_input_tokens", n)?,
+            },
             ..defaults
         };
         if config.max_models == 0 {
             return Err(invalid_input("`max_models` must be at least 1"));
+        }
+        if config.max_input_tokens == 0 {
+            return Err(invalid_input("`max_input_tokens` must be at least 1"));
         }
         let manager = detached(py, || {
             let registry = manager().registry()?;

@@ -71,6 +71,13 @@ async fn every_family_matches_its_reference_on_every_dialect() {
         let (s, b) = post(&app, "/api/v1/embed", json!({"input": t, "model": model})).await;
         assert_eq!(s, StatusCode::OK, "{kind}: {b}");
         assert_close(&format!("{kind} native"), &rows_of(&b["embeddings"]), &want);
+        // One padded batch, and the references of both padding sides.
+        let left = rows_of(&e["normalized_left"]);
+        assert_close(
+            &format!("{kind} native/left"),
+            &rows_of(&b["embeddings"]),
+            &left,
+        );
         // Every text's tokens are counted, the cut ones at the limit.
         let tokens: u64 = e["token_counts"]
             .as_array()
@@ -153,4 +160,76 @@ async fn over_the_limit_without_truncation_is_refused_naming_both_numbers() {
             "{msg}"
         );
     }
+}
+
+/// The catalog entries of issue 17 answer to their Ollama names on the Ollama and native routes:
+/// each entry is pointed at the tiny model of its family, so the name resolves to the entry and
+/// the entry's files give the reference vectors.
+#[tokio::test]
+async fn ollama_names_of_the_frontier_entries_resolve_on_both_routes() {
+    let mut reg = Registry::builtin();
+    let names = [
+        ("qwen3-embedding", "Qwen3-Embedding-0.6B", "qwen3"),
+        ("embeddinggemma", "embeddinggemma-300m", "gemma3"),
+        (
+            "granite-embedding",
+            "granite-embedding-small-english-r2",
+            "modernbert",
+        ),
+        (
+            "snowflake-arctic-embed2:latest",
+            "snowflake-arctic-embed-m-v2.0",
+            "gte",
+        ),
+    ];
+    for (_, id, kind) in names {
+        let mut spec = reg.lookup(id).unwrap();
+        (spec.path, spec.hub_repo) = (Some(tiny(kind)), None);
+        reg.register(spec).unwrap();
+    }
+    let manager = Arc::new(ModelManager::new(reg, Resolver::from_env()));
+    let app = app(AppState::new(manager, Limits::default()));
+    for (name, id, kind) in names {
+        let e = expected(kind);
+        let t: Vec<String> = texts(&e).into_iter().take(3).collect();
+        let want: Vec<Vec<f32>> = rows_of(&e["normalized_right"])
+            .into_iter()
+            .take(3)
+            .collect();
+        let (s, b) = post(&app, "/api/embed", json!({"input": t, "model": name})).await;
+        assert_eq!(s, StatusCode::OK, "{name}: {b}");
+        assert_close(&format!("{name} ollama"), &rows_of(&b["embeddings"]), &want);
+        let (s, b) = post(&app, "/api/v1/embed", json!({"input": t, "model": name})).await;
+        assert_eq!(s, StatusCode::OK, "{name}: {b}");
+        assert_eq!(b["model"], id, "{name}: {b}");
+        assert_close(&format!("{name} native"), &rows_of(&b["embeddings"]), &want);
+    }
+}
+
+/// `--max-input-tokens` below the tiny Qwen3's own 2,048: the settings reach the manager, inputs
+/// are cut to the cap, or refused naming it with truncation off.
+#[tokio::test]
+async fn the_input_cap_setting_cuts_or_refuses_at_the_cap() {
+    let flags =
+        ember_server::Flags::try_parse_from(["ember-server", "--max-input-tokens", "64"]).unwrap();
+    let settings = ember_server::Settings::load(&flags).unwrap();
+    let mut reg = Registry::builtin();
+    reg.register(ModelSpec::for_path("tiny-qwen3", &tiny("qwen3")))
+        .unwrap();
+    let config = settings.manager_config(|_| None);
+    let manager = Arc::new(ModelManager::with_config(reg, Resolver::from_env(), config));
+    let app = app(AppState::new(manager, settings.limits.clone()));
+    let long = "hello world ".repeat(100);
+    let body = json!({"input": [long], "model": "tiny-qwen3"});
+    let (s, b) = post(&app, "/api/v1/embed", body).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["usage"]["prompt_tokens"], 64, "{b}");
+    let body = json!({"input": ["fine", long], "model": "tiny-qwen3", "truncate": false});
+    let (s, b) = post(&app, "/api/v1/embed", body).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{b}");
+    let msg = b["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("input 1") && msg.contains("accepts 64"),
+        "{msg}"
+    );
 }

@@ -41,7 +41,28 @@ fn flag_beats_env_beats_file_beats_default_even_at_default_values() {
     let s = load(&["--port", "8080", "--max-models", "2"]);
     assert_eq!((s.server.port, s.budget.max_models), (8080, 2));
 
-    for v in ["EMBER_PORT", "EMBER_MAX_MODELS", "EMBER_NO_WARMUP"] {
+    // The input cap: the variable over the file, the flag over the variable.
+    let capped = |argv: &[&str]| {
+        let flags =
+            Flags::try_parse_from(std::iter::once("ember-server").chain(argv.iter().copied()))
+                .unwrap();
+        let file = "[limits]\nmax_input_tokens = 100\n";
+        Settings::from_toml(&flags, file, Path::new("e.toml"))
+            .unwrap()
+            .manager_config(|_| None)
+            .max_input_tokens
+    };
+    assert_eq!(capped(&[]), 100);
+    std::env::set_var("EMBER_MAX_INPUT_TOKENS", "200");
+    assert_eq!(capped(&[]), 200);
+    assert_eq!(capped(&["--max-input-tokens", "300"]), 300);
+
+    for v in [
+        "EMBER_PORT",
+        "EMBER_MAX_MODELS",
+        "EMBER_NO_WARMUP",
+        "EMBER_MAX_INPUT_TOKENS",
+    ] {
         std::env::remove_var(v);
     }
 }

@@ -12,7 +12,7 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::heads::{Head, ModelKind};
 use crate::identity::InputType;
-use crate::loading::{load_parts, Backbone};
+use crate::loading::{load_parts, Backbone, LoadOptions};
 use crate::models::dense::Dense;
 use crate::models::Batch;
 use crate::pooling::{Matryoshka, Pooling};
@@ -170,19 +170,17 @@ impl Embedder {
     /// Loads a model directory in the sentence-transformers (or model2vec) layout onto
     /// `device`, storing its matrices (linear layers and embedding tables) in `dtype`.
     pub fn load_on(id: &str, dir: &Path, device: &Device, dtype: DType) -> Result<Self> {
-        Self::load_kind(id, dir, device, dtype, ModelKind::Embedder)
+        let opts = LoadOptions {
+            dtype,
+            ..LoadOptions::default()
+        };
+        Self::load_with(id, dir, device, &opts)
     }
 
-    /// [`load_on`](Self::load_on) with the catalog's kind as a hint for checkpoints whose files
-    /// do not say (see `crate::heads`).
-    pub fn load_kind(
-        id: &str,
-        dir: &Path,
-        device: &Device,
-        dtype: DType,
-        hint: ModelKind,
-    ) -> Result<Self> {
-        let p = load_parts(id, dir, device, dtype, hint)?;
+    /// Loads a model directory onto `device` as `opts` say: the dtype, the catalog's kind as a
+    /// hint for checkpoints whose files do not say (see `crate::heads`), the input cap.
+    pub fn load_with(id: &str, dir: &Path, device: &Device, opts: &LoadOptions) -> Result<Self> {
+        let (dtype, p) = (opts.dtype, load_parts(id, dir, device, opts)?);
         let weight_bytes =
             p.backbone.bytes() + p.dense.iter().map(Dense::bytes).sum::<usize>() + p.head.bytes();
         let info = ModelInfo {

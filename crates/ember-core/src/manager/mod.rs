@@ -35,6 +35,7 @@ pub use status::{InstanceStatus, LoadState, ModelStatus};
 use crate::dtype::DType;
 use crate::embedder::{EmbedOptions, Embedder, Embeddings};
 use crate::error::{Error, Result};
+use crate::loading::{LoadOptions, DEFAULT_MAX_INPUT_TOKENS};
 use crate::registry::{ModelSpec, Registry};
 use crate::resolve::Resolver;
 
@@ -55,6 +56,9 @@ pub struct ManagerConfig {
     pub tick: Duration,
     /// How long a load waits for evicted-but-in-use models to be released before giving up.
     pub release_wait: Duration,
+    /// The longest input any model takes, whatever its own maximum
+    /// ([`LoadOptions::max_input_tokens`]; default 8,192).
+    pub max_input_tokens: usize,
 }
 
 impl Default for ManagerConfig {
@@ -67,6 +71,7 @@ impl Default for ManagerConfig {
             dtypes: HashMap::new(),
             tick: Duration::from_millis(250),
             release_wait: Duration::from_secs(30),
+            max_input_tokens: DEFAULT_MAX_INPUT_TOKENS,
         }
     }
 }
@@ -297,7 +302,12 @@ impl ModelManager {
         self.make_room(key, estimate, None)?;
         let started = Instant::now();
         let loaded = std::panic::catch_unwind(|| {
-            Embedder::load_kind(&spec.id, &dir, &candle_core::Device::Cpu, dtype, spec.kind)
+            let opts = LoadOptions {
+                dtype,
+                kind: spec.kind,
+                max_input_tokens: self.inner.config.max_input_tokens,
+            };
+            Embedder::load_with(&spec.id, &dir, &candle_core::Device::Cpu, &opts)
         })
         .unwrap_or_else(|_| Err(Error::Internal(format!("loading `{}` panicked", spec.id))));
         if loaded.is_err() {

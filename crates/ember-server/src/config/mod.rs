@@ -90,6 +90,13 @@ pub struct ServeArgs {
     #[arg(long, env = "EMBER_MAX_TOTAL_CHARS", default_value_t = Limits::default().max_total_chars)]
     pub max_total_chars: usize,
 
+    /// Most tokens of one input, whatever the model's own maximum: models trained on longer
+    /// inputs (Qwen3-Embedding: 32768) are cut to it, or refused with truncation off. Attention's
+    /// time grows with the square of the length; raise it to serve longer inputs.
+    #[arg(long, env = "EMBER_MAX_INPUT_TOKENS",
+        default_value_t = Limits::default().max_input_tokens)]
+    pub max_input_tokens: usize,
+
     /// Skip loading the default model at start (it then loads on first use).
     #[arg(long, env = "EMBER_LAZY", default_value_t = ServerSettings::default().lazy,
         num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set,

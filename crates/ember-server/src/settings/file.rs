@@ -17,6 +17,7 @@
 //! max_client_batch = 2048
 //! max_input_chars = 100000
 //! max_total_chars = 8388608
+//! max_input_tokens = 8192
 //! max_concurrent_requests = 512
 //! body_timeout = 30
 //!

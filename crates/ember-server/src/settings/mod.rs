@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use ember_core::{DType, KeepAlive, ManagerConfig};
+use ember_core::{DType, KeepAlive, ManagerConfig, DEFAULT_MAX_INPUT_TOKENS};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthConfig;
@@ -42,6 +42,9 @@ pub struct Limits {
     pub max_input_chars: usize,
     /// Most characters in one request, all inputs together.
     pub max_total_chars: usize,
+    /// Most tokens of one input, whatever the model's own maximum (the core's
+    /// `LoadOptions::max_input_tokens`): longer inputs are cut, or refused with truncation off.
+    pub max_input_tokens: usize,
     /// Most requests served at once.
     pub max_concurrent_requests: usize,
     /// Seconds a client has to send a body; 0: no limit.
@@ -57,6 +60,7 @@ impl Default for Limits {
             max_rerank_documents: 1000,
             max_input_chars: 100_000,
             max_total_chars: 8 << 20,
+            max_input_tokens: DEFAULT_MAX_INPUT_TOKENS,
             max_concurrent_requests: 512,
             body_timeout: 30,
         }
@@ -272,6 +276,7 @@ impl Settings {
             max_rerank_documents => s.limits.max_rerank_documents,
             max_input_chars => s.limits.max_input_chars,
             max_total_chars => s.limits.max_total_chars,
+            max_input_tokens => s.limits.max_input_tokens,
             max_concurrent_requests => s.limits.max_concurrent_requests,
             body_timeout => s.limits.body_timeout,
             queue_size => s.batching.queue_size,
@@ -316,6 +321,7 @@ impl Settings {
             ("max_rerank_documents", l.max_rerank_documents),
             ("max_input_chars", l.max_input_chars),
             ("max_total_chars", l.max_total_chars),
+            ("max_input_tokens", l.max_input_tokens),
         ];
         for (name, v) in positive {
             anyhow::ensure!(v > 0, "`{name}` must be at least 1");
@@ -347,6 +353,7 @@ impl Settings {
             max_models: self.budget.max_models,
             max_memory: self.budget.max_memory,
             keep_alive: self.budget.keep_alive,
+            max_input_tokens: self.limits.max_input_tokens,
             ..ManagerConfig::default()
         };
         for p in &self.preload {

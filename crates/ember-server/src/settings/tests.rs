@@ -99,3 +99,21 @@ fn the_effective_configuration_reads_as_key_value_lines() {
     );
     assert!(lines.iter().all(|l| l.len() < 400), "{all}");
 }
+
+#[test]
+fn max_input_tokens_is_a_limit_the_manager_loads_with() {
+    assert_eq!(from(&[], "").limits.max_input_tokens, 8192);
+    let file = "[limits]\nmax_input_tokens = 32768\n";
+    let s = from(&[], file);
+    assert_eq!(s.limits.max_input_tokens, 32768);
+    assert_eq!(s.manager_config(|_| None).max_input_tokens, 32768);
+    // A flag equal to the default still wins over the file.
+    let s = from(&["--max-input-tokens", "8192"], file);
+    assert_eq!(s.manager_config(|_| None).max_input_tokens, 8192);
+    let f = flags(&["--max-input-tokens", "512"]);
+    let lines = Settings::load(&f).unwrap().describe(&f).join("\n");
+    assert!(lines.contains("max_input_tokens=512"), "{lines}");
+    let zero = "[limits]\nmax_input_tokens = 0\n";
+    let e = Settings::from_toml(&flags(&[]), zero, Path::new("e.toml")).unwrap_err();
+    assert!(e.to_string().contains("max_input_tokens"), "{e}");
+}
