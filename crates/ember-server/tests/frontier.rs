@@ -1,8 +1,10 @@
-//! The rotary families over HTTP (issue 17): Qwen3, Gemma3 (Dense heads), ModernBERT and Alibaba
-//! GTE (both layouts) answer the native, OpenAI and Ollama routes with the reference vectors of
-//! `fixtures/reference/tiny/*`, texts past 1,000 tokens included; prompts reach them; an input
-//! over the limit with truncation off is refused naming both numbers (413 natively, 400 in
-//! Ollama's dialect, as for every model).
+//! The rotary families over HTTP (issue 17): Qwen3 (causal and bidirectional), Gemma3 (Dense
+//! heads), ModernBERT and Alibaba GTE (both layouts) answer the native, OpenAI and Ollama routes
+//! with the reference vectors of `fixtures/reference/tiny/*` (left- and right-padded, one padded
+//! batch), texts past 1,000 tokens included; prompts reach them; an input over the limit with
+//! truncation off is refused naming both numbers (413 natively, 400 in Ollama's dialect, as for
+//! every model); the input cap setting cuts or refuses at the cap; the catalog entries answer to
+//! their Ollama names.
 
 mod common;
 
@@ -10,11 +12,18 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use common::{cosine, floats, post_json, send, tiny};
-use ember_core::{ModelManager, ModelSpec, Registry, Resolver};
+use ember_core::{DType, ModelManager, ModelSpec, Registry, Resolver};
 use ember_server::{app, AppState, Limits};
 use serde_json::{json, Value};
 
-const KINDS: [&str; 5] = ["qwen3", "gemma3", "modernbert", "gte", "gte-new"];
+const KINDS: [&str; 6] = [
+    "qwen3",
+    "qwen3-bidir",
+    "gemma3",
+    "modernbert",
+    "gte",
+    "gte-new",
+];
 
 fn expected(kind: &str) -> Value {
     serde_json::from_slice(&std::fs::read(tiny(kind).join("expected.json")).unwrap()).unwrap()
@@ -78,6 +87,18 @@ async fn every_family_matches_its_reference_on_every_dialect() {
             &rows_of(&b["embeddings"]),
             &left,
         );
+        // Batch invariance: the shortest text (the most padded in the batch) alone gives the
+        // same vector.
+        let counts = e["token_counts"].as_array().unwrap();
+        let shortest = (0..t.len())
+            .min_by_key(|&i| counts[i].as_u64().unwrap())
+            .unwrap();
+        let batched = rows_of(&b["embeddings"]);
+        let one = json!({"input": [t[shortest]], "model": model});
+        let (s, alone) = post(&app, "/api/v1/embed", one).await;
+        assert_eq!(s, StatusCode::OK, "{kind}: {alone}");
+        let alone = rows_of(&alone["embeddings"]);
+        assert!(cosine(&alone[0], &batched[shortest]) > 0.99999, "{kind}");
         // Every text's tokens are counted, the cut ones at the limit.
         let tokens: u64 = e["token_counts"]
             .as_array()
@@ -185,6 +206,8 @@ async fn ollama_names_of_the_frontier_entries_resolve_on_both_routes() {
     for (_, id, kind) in names {
         let mut spec = reg.lookup(id).unwrap();
         (spec.path, spec.hub_repo) = (Some(tiny(kind)), None);
+        // FP32 for the references (the Qwen3 entry recommends int8).
+        spec.default_dtype = DType::Fp32;
         reg.register(spec).unwrap();
     }
     let manager = Arc::new(ModelManager::new(reg, Resolver::from_env()));
