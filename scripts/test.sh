@@ -57,9 +57,23 @@ step "cargo test"
 cargo test --release --workspace
 
 step "real-model parity on the narrower kernels (EMBER_ISA caps what this CPU would run)"
-EMBER_ISA=avx2 cargo test --release -p ember-core --test real_parity --test dtype_quality -- \
-  --skip mpnet_dtypes
-EMBER_ISA=portable cargo test --release -p ember-core --test real_parity -- all_minilm
+# The test binaries cargo test just built, run again: `cargo test -p ember-core` alone would
+# resolve the dependencies' features for one package and rebuild them.
+test_bin() {
+  cargo test --release --workspace --no-run --message-format=json 2>/dev/null |
+    $PY -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    t = m.get("target", {})
+    if m.get("executable") and t.get("name") == sys.argv[1] and "test" in t.get("kind", []):
+        print(m["executable"])' "$1"
+}
+PARITY=$(test_bin real_parity)
+QUALITY=$(test_bin dtype_quality)
+[ -x "$PARITY" ] && [ -x "$QUALITY" ] || { echo "test binaries not found" >&2; exit 1; }
+(cd crates/ember-core &&
+  EMBER_ISA=avx2 "$PARITY" && EMBER_ISA=avx2 "$QUALITY" --skip mpnet_dtypes &&
+  EMBER_ISA=portable "$PARITY" all_minilm)
 
 step "kernel tests on AArch64 (NEON), cross-built and run under qemu-user"
 bash scripts/test_aarch64.sh

@@ -53,10 +53,10 @@ def postgres_url() -> Iterator[str]:
 def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     """`ray start ... --block` in its own process group, so the test can stop exactly the
     processes it started (`ray stop` would stop every Ray process of the machine)."""
-    ray = Path(sys.executable).with_name("ray")
+    # Ray's console script by module, so it is found in a venv and without one alike.
     with log.open("wb") as out:
         return subprocess.Popen(
-            [str(ray), "start", "--block", *args],
+            [sys.executable, "-m", "ray.scripts.scripts", "start", "--block", *args],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

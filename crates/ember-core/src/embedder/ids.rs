@@ -88,32 +88,47 @@ impl Embedder {
         limit: usize,
         truncate: bool,
     ) -> Result<Vec<Encoded>> {
-        let mut out = Vec::with_capacity(rows.len());
-        for (index, row) in rows.iter().enumerate() {
-            let mut ids: Vec<u32> = prefix.iter().chain(row).copied().collect();
-            match truncate {
-                true => ids.truncate(limit),
-                false => {
-                    let known = ids.iter().filter(|&&id| Some(id) != m.unk()).count();
-                    if known > limit {
-                        return Err(Error::InputTooLong {
-                            model: self.info.id.clone(),
-                            index,
-                            tokens: known,
-                            limit,
-                        });
-                    }
+        rows.iter()
+            .enumerate()
+            .map(|(index, row)| {
+                let ids = prefix.iter().chain(row).copied().collect();
+                self.static_row(m, index, ids, limit, truncate)
+            })
+            .collect()
+    }
+
+    /// Input `index` of a static model from its ids: cut to `limit` when `truncate` (model2vec
+    /// cuts in the tokenizer, before the unknown tokens go), else refused when it has more than
+    /// `limit` known ids; then the unknown-token ids dropped.
+    pub(super) fn static_row(
+        &self,
+        m: &crate::models::static_embed::StaticModel,
+        index: usize,
+        mut ids: Vec<u32>,
+        limit: usize,
+        truncate: bool,
+    ) -> Result<Encoded> {
+        match truncate {
+            true => ids.truncate(limit),
+            false => {
+                let known = ids.iter().filter(|&&id| Some(id) != m.unk()).count();
+                if known > limit {
+                    return Err(Error::InputTooLong {
+                        model: self.info.id.clone(),
+                        index,
+                        tokens: known,
+                        limit,
+                    });
                 }
             }
-            if let Some(unk) = m.unk() {
-                ids.retain(|&id| id != unk);
-            }
-            out.push(Encoded {
-                type_ids: Vec::new(),
-                ids,
-                pool_skip: 0,
-            });
         }
-        Ok(out)
+        if let Some(unk) = m.unk() {
+            ids.retain(|&id| id != unk);
+        }
+        Ok(Encoded {
+            type_ids: Vec::new(),
+            ids,
+            pool_skip: 0,
+        })
     }
 }

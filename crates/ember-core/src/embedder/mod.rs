@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::dtype::DType;
@@ -450,44 +451,23 @@ impl Embedder {
         truncate: bool,
     ) -> Result<Vec<Encoded>> {
         let chars = m.char_limit(limit);
-        let inputs: Vec<String> = texts
+        // A text shorter in bytes than the cut is shorter in characters too: kept as it is.
+        let inputs: Vec<std::borrow::Cow<str>> = texts
             .iter()
-            .map(|t| {
-                let full = format!("{prefix}{t}");
-                match truncate {
-                    true => full.chars().take(chars).collect(),
-                    false => full,
-                }
+            .map(|t| match (prefix.is_empty(), truncate) {
+                (true, false) => t.as_str().into(),
+                (true, true) if t.len() <= chars => t.as_str().into(),
+                (_, true) => format!("{prefix}{t}").chars().take(chars).collect(),
+                (false, false) => format!("{prefix}{t}").into(),
             })
             .collect();
-        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        let mut out = Vec::with_capacity(texts.len());
-        for (index, mut ids) in self.tokenizer.encode_plain(&refs)?.into_iter().enumerate() {
-            match truncate {
-                // model2vec cuts in the tokenizer, before the unknown tokens go.
-                true => ids.truncate(limit),
-                false => {
-                    let known = ids.iter().filter(|&&id| Some(id) != m.unk()).count();
-                    if known > limit {
-                        return Err(Error::InputTooLong {
-                            model: self.info.id.clone(),
-                            index,
-                            tokens: known,
-                            limit,
-                        });
-                    }
-                }
-            }
-            if let Some(unk) = m.unk() {
-                ids.retain(|&id| id != unk);
-            }
-            out.push(Encoded {
-                type_ids: Vec::new(),
-                ids,
-                pool_skip: 0,
-            });
-        }
-        Ok(out)
+        let refs: Vec<&str> = inputs.iter().map(|t| t.as_ref()).collect();
+        self.tokenizer
+            .encode_plain(&refs)?
+            .into_iter()
+            .enumerate()
+            .map(|(index, ids)| self.static_row(m, index, ids, limit, truncate))
+            .collect()
     }
 
     /// Raw (unnormalized, full-width) vectors of `encoded`, in its order, `[rows × dim]`:
@@ -503,9 +483,10 @@ impl Embedder {
             Backbone::Static(m) => {
                 let dim = m.dim();
                 let mut data = vec![0f32; encoded.len() * dim];
-                for (e, out) in encoded.iter().zip(data.chunks_exact_mut(dim.max(1))) {
-                    m.pool(&e.ids, out)?;
-                }
+                data.par_chunks_exact_mut(dim.max(1))
+                    .zip(encoded.par_iter())
+                    .with_min_len(64)
+                    .try_for_each(|(out, e)| m.pool(&e.ids, out))?;
                 return Ok(data);
             }
         };

@@ -1,8 +1,12 @@
 //! Tokenization with the `tokenizers` crate: our own truncation (the model's max_seq_length or a
 //! smaller limit), special tokens, and padded batches built by length.
 
-use std::path::Path;
+mod wordpiece;
 
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use rayon::prelude::*;
 use tokenizers::{Encoding, PaddingParams, PostProcessor, Token, Tokenizer, TruncationDirection};
 
 use crate::error::{Error, Result};
@@ -64,6 +68,9 @@ pub struct TextTokenizer {
     added: usize,
     pad_id: u32,
     lowercase: bool,
+    /// The fast path of [`TextTokenizer::encode_plain`], made at its first use (`None`: the
+    /// tokenizer is not one it reproduces).
+    fast: OnceLock<Option<Arc<wordpiece::FastWordPiece>>>,
 }
 
 impl TextTokenizer {
@@ -90,6 +97,7 @@ impl TextTokenizer {
             added,
             pad_id,
             lowercase,
+            fast: OnceLock::new(),
         })
     }
 
@@ -113,6 +121,15 @@ impl TextTokenizer {
         Error::Tokenizer {
             model: self.model.clone(),
             source,
+        }
+    }
+
+    /// `text` as the tokenizer gets it: lowercased for models that ask for it
+    /// (sentence-transformers' `do_lower_case`).
+    fn prepared<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        match self.lowercase {
+            true => text.to_lowercase().into(),
+            false => text.into(),
         }
     }
 
@@ -179,14 +196,9 @@ impl TextTokenizer {
 
     /// The ids of `text` without special tokens (a prompt to put before token-id inputs).
     pub fn content_ids(&self, text: &str) -> Result<Vec<u32>> {
-        let text = if self.lowercase {
-            text.to_lowercase()
-        } else {
-            text.to_string()
-        };
         let e = self
             .inner
-            .encode(text.as_str(), false)
+            .encode(self.prepared(text), false)
             .map_err(|e| self.err(e))?;
         Ok(e.get_ids().to_vec())
     }
@@ -348,14 +360,10 @@ impl TextTokenizer {
     /// Tokens of one text without truncation (for inspection and `/tokenize`), with byte
     /// offsets into the text as tokenized (lowercased first for lowercasing models).
     pub fn tokens(&self, text: &str) -> Result<Vec<TokenInfo>> {
-        let text = if self.lowercase {
-            text.to_lowercase()
-        } else {
-            text.to_string()
-        };
+        let text = self.prepared(text);
         let e = self
             .inner
-            .encode(text.as_str(), true)
+            .encode(text.as_ref(), true)
             .map_err(|e| self.err(e))?;
         Ok(e.get_ids()
             .iter()
@@ -430,13 +438,49 @@ impl TextTokenizer {
             })
     }
 
-    /// Ids of `texts` without special tokens, truncation or offsets (`encode_batch_fast`): what
-    /// static models read.
+    /// Whether [`TextTokenizer::encode_plain`] has its fast path for this tokenizer (a BERT
+    /// WordPiece one): plain ASCII texts skip the `tokenizers` crate.
+    pub fn has_fast_plain(&self) -> bool {
+        self.fast
+            .get_or_init(|| wordpiece::FastWordPiece::new(&self.inner).map(Arc::new))
+            .is_some()
+    }
+
+    /// Ids of `texts` without special tokens, truncation or offsets, as `encode_batch_fast`
+    /// gives them: what static models read. Plain ASCII texts under a BERT WordPiece tokenizer
+    /// take a faster path with the same result (see `wordpiece`).
     pub fn encode_plain(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
-        let texts: Vec<String> = match self.lowercase {
-            true => texts.iter().map(|t| t.to_lowercase()).collect(),
-            false => texts.iter().map(|t| t.to_string()).collect(),
+        let fast = self
+            .fast
+            .get_or_init(|| wordpiece::FastWordPiece::new(&self.inner).map(Arc::new));
+        let Some(fast) = fast else {
+            return self.encode_plain_slow(texts);
         };
+        // Plain ASCII text takes the fast path (see `wordpiece`); the rest goes through the
+        // `tokenizers` crate in one batch.
+        let mut out: Vec<Option<Vec<u32>>> = texts
+            .par_iter()
+            .with_min_len(64)
+            .map(|t| {
+                let mut ids = Vec::with_capacity(t.len() / 4 + 1);
+                fast.encode(t, self.lowercase, &mut ids).then_some(ids)
+            })
+            .collect();
+        let rest: Vec<usize> = (0..texts.len()).filter(|&i| out[i].is_none()).collect();
+        if !rest.is_empty() {
+            let slow =
+                self.encode_plain_slow(&rest.iter().map(|&i| texts[i]).collect::<Vec<_>>())?;
+            for (i, ids) in rest.into_iter().zip(slow) {
+                out[i] = Some(ids);
+            }
+        }
+        Ok(out.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    /// [`TextTokenizer::encode_plain`] through the `tokenizers` crate (`encode_batch_fast`).
+    fn encode_plain_slow(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
+        let prepared: Vec<std::borrow::Cow<str>> = texts.iter().map(|t| self.prepared(t)).collect();
+        let texts: Vec<&str> = prepared.iter().map(|t| t.as_ref()).collect();
         let raw = self
             .inner
             .encode_batch_fast(texts, false)
