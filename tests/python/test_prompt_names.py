@@ -35,10 +35,13 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with ember_server(
-        tmp_path_factory.mktemp("server"), EMBER_DEFAULT_MODEL=str(tiny_dir("bert"))
-    ) as base:
+def server(tmp_path_factory: pytest.TempPathFactory, models: dict[str, Path]) -> Iterator[str]:
+    # The models are named at start (a server serves the directories it was given).
+    env = {
+        "EMBER_DEFAULT_MODEL": str(tiny_dir("bert")),
+        "EMBER_MODELS": ",".join(str(d) for d in models.values()),
+    }
+    with ember_server(tmp_path_factory.mktemp("server"), **env) as base:
         yield base
 
 
