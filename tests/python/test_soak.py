@@ -33,7 +33,7 @@ def test_soak_30_seconds(tmp_path) -> None:
     out_json = tmp_path / "soak.json"
     log = tmp_path / "server.log"
     cmd = [sys.executable, str(SOAK), "--duration", "30", "--settle-at", "30", "--settle", "3"]
-    cmd += ["--json", str(out_json), "--server-log", str(log)]
+    cmd += ["--sample-every", "0.2", "--json", str(out_json), "--server-log", str(log)]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=220, check=False)
     output = run.stdout + run.stderr
     if "reference for" in output and not out_json.exists():
@@ -53,8 +53,10 @@ def test_soak_30_seconds(tmp_path) -> None:
     bad = {r: c for r, c in s["statuses"].items() if r.startswith("bad: ")}
     assert bad and all(400 <= int(code) < 500 for c in bad.values() for code in c), bad
     assert s["probes_checked"] > 0
-    # More models than the budget holds, so models were evicted and loaded again.
-    assert s["models_bytes_total"] > s["budget_bytes"], s
+    # More models than the budget holds, so models were evicted and loaded again. The sizes are
+    # sampled from /metrics, so on a slow machine a model loaded and evicted between two samples
+    # is missed: an eviction for memory shows the same thing directly.
+    assert s["models_bytes_total"] > s["budget_bytes"] or s["evictions"]["memory"] > 0, s
     assert s["evictions"]["memory"] + s["evictions"]["lru"] > 0, s["evictions"]
     assert s["loads"] > s["models_served"], (s["loads"], s["models_served"])
     assert 0 < s["peak_bytes_in_use"] <= s["budget_bytes"]
