@@ -441,19 +441,21 @@ impl TextTokenizer {
     /// Whether [`TextTokenizer::encode_plain`] has its fast path for this tokenizer (a BERT
     /// WordPiece one): plain ASCII texts skip the `tokenizers` crate.
     pub fn has_fast_plain(&self) -> bool {
+        self.fast_plain().is_some()
+    }
+
+    /// The fast path of [`TextTokenizer::encode_plain`], made at its first use.
+    fn fast_plain(&self) -> Option<&Arc<wordpiece::FastWordPiece>> {
         self.fast
             .get_or_init(|| wordpiece::FastWordPiece::new(&self.inner).map(Arc::new))
-            .is_some()
+            .as_ref()
     }
 
     /// Ids of `texts` without special tokens, truncation or offsets, as `encode_batch_fast`
     /// gives them: what static models read. Plain ASCII texts under a BERT WordPiece tokenizer
     /// take a faster path with the same result (see `wordpiece`).
     pub fn encode_plain(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
-        let fast = self
-            .fast
-            .get_or_init(|| wordpiece::FastWordPiece::new(&self.inner).map(Arc::new));
-        let Some(fast) = fast else {
+        let Some(fast) = self.fast_plain() else {
             return self.encode_plain_slow(texts);
         };
         // Plain ASCII text takes the fast path (see `wordpiece`); the rest goes through the
