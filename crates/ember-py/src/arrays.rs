@@ -76,8 +76,33 @@ fn shift_index(err: Error, offset: usize) -> Error {
     }
 }
 
-/// Embeds `texts` with `model` in chunks, each with the GIL released, checking for Ctrl-C in
-/// between; returns the row-major vectors and their dimension.
+/// Texts or pairs per GIL-free call: `batch_size` forward-pass batches, so Ctrl-C is noticed
+/// between calls.
+pub(crate) fn call_step(batch_size: usize) -> usize {
+    batch_size.max(1).saturating_mul(BATCHES_PER_CALL)
+}
+
+/// Runs `call` over `items` in chunks of `step`, each with the GIL released, checking for Ctrl-C
+/// in between, and hands each chunk's result to `keep`; an `InputTooLong` names the input by its
+/// index in the whole call. The one loop behind `encode`, `predict` and `encode_sparse`.
+pub(crate) fn in_chunks<T: Sync, R: Send>(
+    py: Python<'_>,
+    items: &[T],
+    step: usize,
+    call: impl Fn(&[T]) -> ember_core::Result<R> + Sync,
+    mut keep: impl FnMut(R),
+) -> PyResult<()> {
+    let step = step.max(1);
+    for (n, part) in items.chunks(step).enumerate() {
+        let r = detached(py, || call(part).map_err(|e| shift_index(e, n * step)))?;
+        keep(r);
+        py.check_signals()?;
+    }
+    Ok(())
+}
+
+/// Embeds `texts` with `model` in GIL-free chunks; returns the row-major vectors and their
+/// dimension.
 pub(crate) fn embed_chunked(
     py: Python<'_>,
     model: &Embedder,
@@ -89,22 +114,22 @@ pub(crate) fn embed_chunked(
         let e = detached(py, || model.embed(texts, opts))?;
         return Ok((e.data, e.dimension));
     }
-    let step = opts.batch_size.max(1).saturating_mul(BATCHES_PER_CALL);
     let mut data = Vec::new();
     let mut dim = 0;
-    for (n, part) in texts.chunks(step).enumerate() {
-        let e = detached(py, || {
-            model
-                .embed(part, opts)
-                .map_err(|e| shift_index(e, n * step))
-        })?;
-        if data.is_empty() {
-            data.reserve_exact(texts.len() * e.dimension);
-        }
-        dim = e.dimension;
-        data.extend_from_slice(&e.data);
-        py.check_signals()?;
-    }
+    let step = call_step(opts.batch_size);
+    in_chunks(
+        py,
+        texts,
+        step,
+        |part| model.embed(part, opts),
+        |e| {
+            if data.is_empty() {
+                data.reserve_exact(texts.len() * e.dimension);
+            }
+            dim = e.dimension;
+            data.extend_from_slice(&e.data);
+        },
+    )?;
     Ok((data, dim))
 }
 

@@ -12,13 +12,10 @@ use numpy::IntoPyArray;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 
-use crate::arrays::{count, texts_of};
+use crate::arrays::{call_step, count, in_chunks, texts_of};
 use crate::catalog::{manager, path_to_string, to_python};
 use crate::errors::{detached, invalid_input};
 use crate::options;
-
-/// Pairs per GIL-free call, in forward-pass batches: Ctrl-C is noticed in between.
-const BATCHES_PER_CALL: usize = 8;
 
 /// A reranker (cross-encoder): scores for (query, document) pairs, loaded once per process (per
 /// dtype) like `ember.Embedder`.
@@ -108,29 +105,15 @@ impl PyReranker {
         inputs: &[PredictInput],
         opts: &RerankOptions,
     ) -> PyResult<Vec<f32>> {
-        let step = opts.batch_size.max(1).saturating_mul(BATCHES_PER_CALL);
         let mut out = Vec::with_capacity(inputs.len() * self.num_labels());
         let model = &self.model;
-        for (n, part) in inputs.chunks(step).enumerate() {
-            let s = detached(py, || {
-                model.predict(part, opts).map_err(|e| match e {
-                    Error::InputTooLong {
-                        model,
-                        index,
-                        tokens,
-                        limit,
-                    } => Error::InputTooLong {
-                        model,
-                        index: index + n * step,
-                        tokens,
-                        limit,
-                    },
-                    other => other,
-                })
-            })?;
-            out.extend_from_slice(&s.scores);
-            py.check_signals()?;
-        }
+        in_chunks(
+            py,
+            inputs,
+            call_step(opts.batch_size),
+            |part| model.predict(part, opts),
+            |s| out.extend_from_slice(&s.scores),
+        )?;
         Ok(out)
     }
 }

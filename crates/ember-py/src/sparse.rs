@@ -1,12 +1,13 @@
 //! Sparse (SPLADE) vectors and per-token vectors as NumPy arrays, for `Embedder.encode_sparse`
 //! and `Embedder.encode(output_value="token_embeddings")`.
 
-use ember_core::{Embedder, Error, SparseOptions, SparseVector};
+use ember_core::{Embedder, SparseOptions, SparseVector};
 use numpy::ndarray::Array2;
 use numpy::IntoPyArray;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
+use crate::arrays::in_chunks;
 use crate::errors::{detached, invalid_input};
 
 /// Texts per GIL-free call: Ctrl-C is noticed in between.
@@ -20,26 +21,13 @@ fn vectors(
     opts: &SparseOptions,
 ) -> PyResult<Vec<SparseVector>> {
     let mut out = Vec::with_capacity(texts.len());
-    for (n, part) in texts.chunks(TEXTS_PER_CALL).enumerate() {
-        let e = detached(py, || {
-            model.embed_sparse(part, opts).map_err(|e| match e {
-                Error::InputTooLong {
-                    model,
-                    index,
-                    tokens,
-                    limit,
-                } => Error::InputTooLong {
-                    model,
-                    index: index + n * TEXTS_PER_CALL,
-                    tokens,
-                    limit,
-                },
-                other => other,
-            })
-        })?;
-        out.extend(e.vectors);
-        py.check_signals()?;
-    }
+    in_chunks(
+        py,
+        texts,
+        TEXTS_PER_CALL,
+        |part| model.embed_sparse(part, opts),
+        |e| out.extend(e.vectors),
+    )?;
     if texts.is_empty() {
         // Still checks the model's kind and the options.
         detached(py, || model.embed_sparse(texts, opts))?;

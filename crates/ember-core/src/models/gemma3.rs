@@ -15,8 +15,8 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::block::{Block, Norm};
-use super::rotary::{self, RopeSpec};
-use super::{Batch, Embedding, Unpadded};
+use super::rotary::{self, RopeSpec, RotaryModel};
+use super::Embedding;
 use crate::error::{Error, Result};
 use crate::kernels::flash::{Heads, Span};
 use crate::kernels::gated::Gate;
@@ -170,114 +170,70 @@ impl Gemma3Config {
     }
 }
 
-/// `Gemma3TextModel`.
-#[derive(Debug)]
-pub struct Gemma3Model {
-    embed: Embedding,
-    /// `sqrt(hidden)`, rounded to f32 as the reference's buffer.
-    embed_scale: f32,
-    layers: Vec<Block>,
-    norm: Norm,
-    ropes: [RopeSpec; 2],
-    hidden: usize,
-    max_positions: usize,
-    device: candle_core::Device,
-}
-
-impl Gemma3Model {
-    /// Loads every block named as in the checkpoint (`path` is the config, for errors).
-    pub fn load(w: &Weights, cfg: &Gemma3Config, path: &Path) -> Result<Self> {
-        cfg.validate(path)?;
-        let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
-        let heads = cfg.heads();
-        let d = heads.head_dim;
-        let scale = cfg.query_pre_attn_scalar.unwrap_or(d as f64).powf(-0.5) as f32;
-        let inner = cfg.intermediate_size;
-        let layers = (0..cfg.num_hidden_layers)
-            .map(|i| {
-                let p = format!("layers.{i}");
-                let attn = |n: &str| format!("{p}.self_attn.{n}");
-                let mlp = |n: &str| format!("{p}.mlp.{n}");
-                let norm = |n: &str| Norm::rms(w, &format!("{p}.{n}"), h, eps, true);
-                let bias = cfg.attention_bias;
-                Ok(Block {
-                    pre_attn: Some(norm("input_layernorm")?),
-                    qkv: rotary::fused(
-                        w,
-                        &[
-                            (&attn("q_proj"), heads.heads * d),
-                            (&attn("k_proj"), heads.kv_heads * d),
-                            (&attn("v_proj"), heads.kv_heads * d),
-                        ],
-                        h,
-                        bias,
-                    )?,
-                    qk_norm: Some((
-                        Norm::rms(w, &attn("q_norm"), d, eps, true)?,
-                        Norm::rms(w, &attn("k_norm"), d, eps, true)?,
-                    )),
-                    out: rotary::fused(w, &[(&attn("o_proj"), h)], heads.heads * d, bias)?,
-                    post_attn: Some(norm("post_attention_layernorm")?),
-                    after_attn: None,
-                    pre_mlp: Some(norm("pre_feedforward_layernorm")?),
-                    up_gate: rotary::fused(
-                        w,
-                        &[(&mlp("up_proj"), inner), (&mlp("gate_proj"), inner)],
-                        h,
-                        false,
-                    )?,
-                    gate: Gate::GeluTanh,
-                    down: rotary::fused(w, &[(&mlp("down_proj"), h)], inner, false)?,
-                    post_mlp: Some(norm("post_feedforward_layernorm")?),
-                    after_mlp: None,
-                    heads,
-                    span: cfg.span(i),
-                    scale,
-                    rope: usize::from(cfg.sliding(i)),
-                })
+/// Loads `Gemma3TextModel`, every block named as in the checkpoint (`path` is the config, for
+/// errors).
+pub fn load(w: &Weights, cfg: &Gemma3Config, path: &Path) -> Result<RotaryModel> {
+    cfg.validate(path)?;
+    let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
+    let heads = cfg.heads();
+    let d = heads.head_dim;
+    let scale = cfg.query_pre_attn_scalar.unwrap_or(d as f64).powf(-0.5) as f32;
+    let inner = cfg.intermediate_size;
+    let layers = (0..cfg.num_hidden_layers)
+        .map(|i| {
+            let p = format!("layers.{i}");
+            let attn = |n: &str| format!("{p}.self_attn.{n}");
+            let mlp = |n: &str| format!("{p}.mlp.{n}");
+            let norm = |n: &str| Norm::rms(w, &format!("{p}.{n}"), h, eps, true);
+            let bias = cfg.attention_bias;
+            Ok(Block {
+                pre_attn: Some(norm("input_layernorm")?),
+                qkv: rotary::fused(
+                    w,
+                    &[
+                        (&attn("q_proj"), heads.heads * d),
+                        (&attn("k_proj"), heads.kv_heads * d),
+                        (&attn("v_proj"), heads.kv_heads * d),
+                    ],
+                    h,
+                    bias,
+                )?,
+                qk_norm: Some((
+                    Norm::rms(w, &attn("q_norm"), d, eps, true)?,
+                    Norm::rms(w, &attn("k_norm"), d, eps, true)?,
+                )),
+                out: rotary::fused(w, &[(&attn("o_proj"), h)], heads.heads * d, bias)?,
+                post_attn: Some(norm("post_attention_layernorm")?),
+                after_attn: None,
+                pre_mlp: Some(norm("pre_feedforward_layernorm")?),
+                up_gate: rotary::fused(
+                    w,
+                    &[(&mlp("up_proj"), inner), (&mlp("gate_proj"), inner)],
+                    h,
+                    false,
+                )?,
+                gate: Gate::GeluTanh,
+                down: rotary::fused(w, &[(&mlp("down_proj"), h)], inner, false)?,
+                post_mlp: Some(norm("post_feedforward_layernorm")?),
+                after_mlp: None,
+                heads,
+                span: cfg.span(i),
+                scale,
+                rope: usize::from(cfg.sliding(i)),
             })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self {
-            embed: Embedding::load(w, "embed_tokens.weight", cfg.vocab_size, h)?,
-            embed_scale: (h as f64).sqrt() as f32,
-            layers,
-            norm: Norm::rms(w, "norm", h, eps, true)?,
-            ropes: cfg.ropes(path)?,
-            hidden: h,
-            max_positions: cfg.max_position_embeddings,
-            device: w.device().clone(),
         })
-    }
-
-    /// Last hidden state `[batch * seq, hidden]` on the host (zero at padding).
-    pub(crate) fn forward_host(&self, batch: &Batch) -> candle_core::Result<Vec<f32>> {
-        let u = Unpadded::new(batch);
-        let mut x = vec![0f32; u.tokens() * self.hidden];
-        self.embed.add_into(&u.ids, &mut x)?;
-        x.iter_mut().for_each(|v| *v *= self.embed_scale);
-        let d = self.layers.first().map_or(2, |l| l.heads.head_dim);
-        let tables = self.ropes.map(|r| r.table(d, u.max_len()));
-        for l in &self.layers {
-            l.forward(&mut x, &u, &tables)?;
-        }
-        self.norm.add_in_place(&mut x, &[]);
-        Ok(u.scatter(&x, self.hidden))
-    }
-
-    /// Longest input the config allows.
-    pub fn max_positions(&self) -> usize {
-        self.max_positions
-    }
-
-    pub(crate) fn hidden_size(&self) -> usize {
-        self.hidden
-    }
-
-    pub(crate) fn device(&self) -> &candle_core::Device {
-        &self.device
-    }
-
-    pub(crate) fn bytes(&self) -> usize {
-        self.embed.bytes() + self.norm.bytes() + self.layers.iter().map(Block::bytes).sum::<usize>()
-    }
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RotaryModel {
+        embed: Embedding::load(w, "embed_tokens.weight", cfg.vocab_size, h)?,
+        token_type: None,
+        // `sqrt(hidden)`, rounded to f32 as the reference's buffer.
+        embed_scale: Some((h as f64).sqrt() as f32),
+        embed_norm: None,
+        layers,
+        final_norm: Some(Norm::rms(w, "norm", h, eps, true)?),
+        ropes: cfg.ropes(path)?.to_vec(),
+        hidden: h,
+        max_positions: cfg.max_position_embeddings,
+        device: w.device().clone(),
+    })
 }

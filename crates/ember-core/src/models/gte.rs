@@ -14,8 +14,8 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::block::{Block, Norm};
-use super::rotary::{self, RopeSpec};
-use super::{Batch, Embedding, Unpadded};
+use super::rotary::{self, RopeSpec, RotaryModel};
+use super::Embedding;
 use crate::error::{Error, Result};
 use crate::kernels::flash::{Heads, Span};
 use crate::kernels::gated::Gate;
@@ -136,171 +136,119 @@ impl GteConfig {
     }
 }
 
-/// Alibaba's `NewModel` / transformers' `GteModel`, without the pooler.
-#[derive(Debug)]
-pub struct GteModel {
-    word: Embedding,
-    token_type: Option<Embedding>,
-    emb_norm: Norm,
-    layers: Vec<Block>,
-    rope: RopeSpec,
-    hidden: usize,
-    max_positions: usize,
-    device: candle_core::Device,
-}
-
-impl GteModel {
-    /// Loads every block named as in the checkpoint, in either layout (`path` is the config).
-    pub fn load(w: &Weights, cfg: &GteConfig, path: &Path) -> Result<Self> {
-        cfg.validate(path)?;
-        let (h, eps, inner) = (cfg.hidden_size, cfg.layer_norm_eps, cfg.intermediate_size);
-        let heads = Heads {
-            heads: cfg.num_attention_heads,
-            kv_heads: cfg.num_attention_heads,
-            head_dim: h / cfg.num_attention_heads,
-        };
-        let norm = |name: &str| match cfg.rms() {
-            true => Norm::rms(w, name, h, eps, false),
-            false => Norm::layer(w, name, h, eps, true),
-        };
-        let alibaba = w.contains("encoder.layer.0.attention.o_proj.weight");
-        let layers = (0..cfg.num_hidden_layers)
-            .map(|i| {
-                let (qkv, out, up_gate, down, attn_ln, mlp_ln) = if alibaba {
-                    let p = format!("encoder.layer.{i}");
-                    let qkv = match w.contains(&format!("{p}.attention.qkv_proj.weight")) {
-                        true => rotary::fused(
-                            w,
-                            &[(&format!("{p}.attention.qkv_proj"), 3 * h)],
-                            h,
-                            true,
-                        )?,
-                        false => rotary::fused(
-                            w,
-                            &[
-                                (&format!("{p}.attention.q_proj"), h),
-                                (&format!("{p}.attention.k_proj"), h),
-                                (&format!("{p}.attention.v_proj"), h),
-                            ],
-                            h,
-                            true,
-                        )?,
-                    };
-                    (
-                        qkv,
-                        rotary::fused(w, &[(&format!("{p}.attention.o_proj"), h)], h, true)?,
-                        rotary::fused(
-                            w,
-                            &[(&format!("{p}.mlp.up_gate_proj"), 2 * inner)],
-                            h,
-                            false,
-                        )?,
-                        rotary::fused(w, &[(&format!("{p}.mlp.down_proj"), h)], inner, true)?,
-                        norm(&format!("{p}.attn_ln"))?,
-                        norm(&format!("{p}.mlp_ln"))?,
-                    )
-                } else {
-                    let p = format!("layers.{i}");
-                    let attn = |n: &str| format!("{p}.self_attn.{n}");
-                    let mlp = |n: &str| format!("{p}.mlp.{n}");
-                    (
-                        rotary::fused(
-                            w,
-                            &[
-                                (&attn("q_proj"), h),
-                                (&attn("k_proj"), h),
-                                (&attn("v_proj"), h),
-                            ],
-                            h,
-                            true,
-                        )?,
-                        rotary::fused(w, &[(&attn("o_proj"), h)], h, true)?,
-                        rotary::fused(
-                            w,
-                            &[(&mlp("up_proj"), inner), (&mlp("gate_proj"), inner)],
-                            h,
-                            false,
-                        )?,
-                        rotary::fused(w, &[(&mlp("down_proj"), h)], inner, true)?,
-                        norm(&format!("{p}.post_attention_layernorm"))?,
-                        norm(&format!("{p}.post_mlp_layernorm"))?,
-                    )
-                };
-                Ok(Block {
-                    pre_attn: None,
-                    qkv,
-                    qk_norm: None,
-                    out,
-                    post_attn: None,
-                    after_attn: Some(attn_ln),
-                    pre_mlp: None,
-                    up_gate,
-                    gate: cfg.gate().expect("validated"),
-                    down,
-                    post_mlp: None,
-                    after_mlp: Some(mlp_ln),
-                    heads,
-                    span: Span::FULL,
-                    scale: 1.0 / (heads.head_dim as f32).sqrt(),
-                    rope: 0,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self {
-            word: Embedding::load(w, "embeddings.word_embeddings.weight", cfg.vocab_size, h)?,
-            token_type: (cfg.type_vocab_size > 0)
-                .then(|| {
-                    Embedding::load(
+/// Loads Alibaba's `NewModel` / transformers' `GteModel` without the pooler, every block named
+/// as in the checkpoint, in either layout (`path` is the config).
+pub fn load(w: &Weights, cfg: &GteConfig, path: &Path) -> Result<RotaryModel> {
+    cfg.validate(path)?;
+    let (h, eps, inner) = (cfg.hidden_size, cfg.layer_norm_eps, cfg.intermediate_size);
+    let heads = Heads {
+        heads: cfg.num_attention_heads,
+        kv_heads: cfg.num_attention_heads,
+        head_dim: h / cfg.num_attention_heads,
+    };
+    let norm = |name: &str| match cfg.rms() {
+        true => Norm::rms(w, name, h, eps, false),
+        false => Norm::layer(w, name, h, eps, true),
+    };
+    let alibaba = w.contains("encoder.layer.0.attention.o_proj.weight");
+    let layers = (0..cfg.num_hidden_layers)
+        .map(|i| {
+            let (qkv, out, up_gate, down, attn_ln, mlp_ln) = if alibaba {
+                let p = format!("encoder.layer.{i}");
+                let qkv = match w.contains(&format!("{p}.attention.qkv_proj.weight")) {
+                    true => {
+                        rotary::fused(w, &[(&format!("{p}.attention.qkv_proj"), 3 * h)], h, true)?
+                    }
+                    false => rotary::fused(
                         w,
-                        "embeddings.token_type_embeddings.weight",
-                        cfg.type_vocab_size,
+                        &[
+                            (&format!("{p}.attention.q_proj"), h),
+                            (&format!("{p}.attention.k_proj"), h),
+                            (&format!("{p}.attention.v_proj"), h),
+                        ],
                         h,
-                    )
-                })
-                .transpose()?,
-            emb_norm: norm("embeddings.LayerNorm")?,
-            layers,
-            rope: cfg.rope(path)?,
-            hidden: h,
-            max_positions: cfg.max_position_embeddings,
-            device: w.device().clone(),
+                        true,
+                    )?,
+                };
+                (
+                    qkv,
+                    rotary::fused(w, &[(&format!("{p}.attention.o_proj"), h)], h, true)?,
+                    rotary::fused(
+                        w,
+                        &[(&format!("{p}.mlp.up_gate_proj"), 2 * inner)],
+                        h,
+                        false,
+                    )?,
+                    rotary::fused(w, &[(&format!("{p}.mlp.down_proj"), h)], inner, true)?,
+                    norm(&format!("{p}.attn_ln"))?,
+                    norm(&format!("{p}.mlp_ln"))?,
+                )
+            } else {
+                let p = format!("layers.{i}");
+                let attn = |n: &str| format!("{p}.self_attn.{n}");
+                let mlp = |n: &str| format!("{p}.mlp.{n}");
+                (
+                    rotary::fused(
+                        w,
+                        &[
+                            (&attn("q_proj"), h),
+                            (&attn("k_proj"), h),
+                            (&attn("v_proj"), h),
+                        ],
+                        h,
+                        true,
+                    )?,
+                    rotary::fused(w, &[(&attn("o_proj"), h)], h, true)?,
+                    rotary::fused(
+                        w,
+                        &[(&mlp("up_proj"), inner), (&mlp("gate_proj"), inner)],
+                        h,
+                        false,
+                    )?,
+                    rotary::fused(w, &[(&mlp("down_proj"), h)], inner, true)?,
+                    norm(&format!("{p}.post_attention_layernorm"))?,
+                    norm(&format!("{p}.post_mlp_layernorm"))?,
+                )
+            };
+            Ok(Block {
+                pre_attn: None,
+                qkv,
+                qk_norm: None,
+                out,
+                post_attn: None,
+                after_attn: Some(attn_ln),
+                pre_mlp: None,
+                up_gate,
+                gate: cfg.gate().expect("validated"),
+                down,
+                post_mlp: None,
+                after_mlp: Some(mlp_ln),
+                heads,
+                span: Span::FULL,
+                scale: 1.0 / (heads.head_dim as f32).sqrt(),
+                rope: 0,
+            })
         })
-    }
-
-    /// Last hidden state `[batch * seq, hidden]` on the host (zero at padding).
-    pub(crate) fn forward_host(&self, batch: &Batch) -> candle_core::Result<Vec<f32>> {
-        let u = Unpadded::new(batch);
-        let mut x = vec![0f32; u.tokens() * self.hidden];
-        self.word.add_into(&u.ids, &mut x)?;
-        if let Some(tt) = &self.token_type {
-            tt.add_into(&u.type_ids, &mut x)?;
-        }
-        self.emb_norm.add_in_place(&mut x, &[]);
-        let d = self.layers.first().map_or(2, |l| l.heads.head_dim);
-        let tables = [self.rope.table(d, u.max_len())];
-        for l in &self.layers {
-            l.forward(&mut x, &u, &tables)?;
-        }
-        Ok(u.scatter(&x, self.hidden))
-    }
-
-    /// Longest input the config allows.
-    pub fn max_positions(&self) -> usize {
-        self.max_positions
-    }
-
-    pub(crate) fn hidden_size(&self) -> usize {
-        self.hidden
-    }
-
-    pub(crate) fn device(&self) -> &candle_core::Device {
-        &self.device
-    }
-
-    pub(crate) fn bytes(&self) -> usize {
-        self.word.bytes()
-            + self.token_type.as_ref().map_or(0, Embedding::bytes)
-            + self.emb_norm.bytes()
-            + self.layers.iter().map(Block::bytes).sum::<usize>()
-    }
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RotaryModel {
+        embed: Embedding::load(w, "embeddings.word_embeddings.weight", cfg.vocab_size, h)?,
+        token_type: (cfg.type_vocab_size > 0)
+            .then(|| {
+                Embedding::load(
+                    w,
+                    "embeddings.token_type_embeddings.weight",
+                    cfg.type_vocab_size,
+                    h,
+                )
+            })
+            .transpose()?,
+        embed_scale: None,
+        embed_norm: Some(norm("embeddings.LayerNorm")?),
+        layers,
+        final_norm: None,
+        ropes: vec![cfg.rope(path)?],
+        hidden: h,
+        max_positions: cfg.max_position_embeddings,
+        device: w.device().clone(),
+    })
 }

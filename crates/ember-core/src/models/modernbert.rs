@@ -11,8 +11,8 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::block::{Block, Norm};
-use super::rotary::{self, RopeSpec};
-use super::{Batch, Embedding, Linear, Unpadded};
+use super::rotary::{self, RopeSpec, RotaryModel};
+use super::{Embedding, Linear};
 use crate::error::{Error, Result};
 use crate::kernels::flash::{Heads, Span};
 use crate::kernels::gated::Gate;
@@ -129,112 +129,65 @@ impl ModernBertConfig {
     }
 }
 
-/// `ModernBertModel`.
-#[derive(Debug)]
-pub struct ModernBertModel {
-    embed: Embedding,
-    embed_norm: Norm,
-    layers: Vec<Block>,
-    final_norm: Norm,
-    ropes: [RopeSpec; 2],
-    hidden: usize,
-    max_positions: usize,
-    device: candle_core::Device,
-}
-
-impl ModernBertModel {
-    /// Loads every block named as in the checkpoint (`path` is the config, for errors).
-    pub fn load(w: &Weights, cfg: &ModernBertConfig, path: &Path) -> Result<Self> {
-        cfg.validate(path)?;
-        let (h, eps, inner) = (cfg.hidden_size, cfg.norm_eps, cfg.intermediate_size);
-        let heads = Heads {
-            heads: cfg.num_attention_heads,
-            kv_heads: cfg.num_attention_heads,
-            head_dim: h / cfg.num_attention_heads,
-        };
-        let d = heads.head_dim;
-        let gate = cfg.gate().expect("validated");
-        let half = cfg.local_attention / 2;
-        let layers = (0..cfg.num_hidden_layers)
-            .map(|i| {
-                let p = format!("layers.{i}");
-                let norm = |n: &str| Norm::layer(w, &format!("{p}.{n}"), h, eps, cfg.norm_bias);
-                Ok(Block {
-                    // The first layer's attention norm is the identity (the embeddings' norm
-                    // precedes it).
-                    pre_attn: (i > 0).then(|| norm("attn_norm")).transpose()?,
-                    qkv: rotary::fused(
-                        w,
-                        &[(&format!("{p}.attn.Wqkv"), 3 * h)],
-                        h,
-                        cfg.attention_bias,
-                    )?,
-                    qk_norm: None,
-                    out: rotary::fused(w, &[(&format!("{p}.attn.Wo"), h)], h, cfg.attention_bias)?,
-                    post_attn: None,
-                    after_attn: None,
-                    pre_mlp: Some(norm("mlp_norm")?),
-                    up_gate: gate_up(w, &format!("{p}.mlp.Wi"), h, inner, cfg.mlp_bias)?,
-                    gate,
-                    down: rotary::fused(w, &[(&format!("{p}.mlp.Wo"), h)], inner, cfg.mlp_bias)?,
-                    post_mlp: None,
-                    after_mlp: None,
-                    heads,
-                    span: match cfg.local(i) {
-                        true => Span::window(half, half),
-                        false => Span::FULL,
-                    },
-                    scale: 1.0 / (d as f32).sqrt(),
-                    rope: usize::from(cfg.local(i)),
-                })
+/// Loads `ModernBertModel`, every block named as in the checkpoint (`path` is the config, for
+/// errors).
+pub fn load(w: &Weights, cfg: &ModernBertConfig, path: &Path) -> Result<RotaryModel> {
+    cfg.validate(path)?;
+    let (h, eps, inner) = (cfg.hidden_size, cfg.norm_eps, cfg.intermediate_size);
+    let heads = Heads {
+        heads: cfg.num_attention_heads,
+        kv_heads: cfg.num_attention_heads,
+        head_dim: h / cfg.num_attention_heads,
+    };
+    let d = heads.head_dim;
+    let gate = cfg.gate().expect("validated");
+    let half = cfg.local_attention / 2;
+    let layers = (0..cfg.num_hidden_layers)
+        .map(|i| {
+            let p = format!("layers.{i}");
+            let norm = |n: &str| Norm::layer(w, &format!("{p}.{n}"), h, eps, cfg.norm_bias);
+            Ok(Block {
+                // The first layer's attention norm is the identity (the embeddings' norm
+                // precedes it).
+                pre_attn: (i > 0).then(|| norm("attn_norm")).transpose()?,
+                qkv: rotary::fused(
+                    w,
+                    &[(&format!("{p}.attn.Wqkv"), 3 * h)],
+                    h,
+                    cfg.attention_bias,
+                )?,
+                qk_norm: None,
+                out: rotary::fused(w, &[(&format!("{p}.attn.Wo"), h)], h, cfg.attention_bias)?,
+                post_attn: None,
+                after_attn: None,
+                pre_mlp: Some(norm("mlp_norm")?),
+                up_gate: gate_up(w, &format!("{p}.mlp.Wi"), h, inner, cfg.mlp_bias)?,
+                gate,
+                down: rotary::fused(w, &[(&format!("{p}.mlp.Wo"), h)], inner, cfg.mlp_bias)?,
+                post_mlp: None,
+                after_mlp: None,
+                heads,
+                span: match cfg.local(i) {
+                    true => Span::window(half, half),
+                    false => Span::FULL,
+                },
+                scale: 1.0 / (d as f32).sqrt(),
+                rope: usize::from(cfg.local(i)),
             })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self {
-            embed: Embedding::load(w, "embeddings.tok_embeddings.weight", cfg.vocab_size, h)?,
-            embed_norm: Norm::layer(w, "embeddings.norm", h, eps, cfg.norm_bias)?,
-            layers,
-            final_norm: Norm::layer(w, "final_norm", h, eps, cfg.norm_bias)?,
-            ropes: cfg.ropes(path)?,
-            hidden: h,
-            max_positions: cfg.max_position_embeddings,
-            device: w.device().clone(),
         })
-    }
-
-    /// Last hidden state `[batch * seq, hidden]` on the host (zero at padding).
-    pub(crate) fn forward_host(&self, batch: &Batch) -> candle_core::Result<Vec<f32>> {
-        let u = Unpadded::new(batch);
-        let mut x = vec![0f32; u.tokens() * self.hidden];
-        self.embed.add_into(&u.ids, &mut x)?;
-        self.embed_norm.add_in_place(&mut x, &[]);
-        let d = self.layers.first().map_or(2, |l| l.heads.head_dim);
-        let tables = self.ropes.map(|r| r.table(d, u.max_len()));
-        for l in &self.layers {
-            l.forward(&mut x, &u, &tables)?;
-        }
-        self.final_norm.add_in_place(&mut x, &[]);
-        Ok(u.scatter(&x, self.hidden))
-    }
-
-    /// Longest input the config allows.
-    pub fn max_positions(&self) -> usize {
-        self.max_positions
-    }
-
-    pub(crate) fn hidden_size(&self) -> usize {
-        self.hidden
-    }
-
-    pub(crate) fn device(&self) -> &candle_core::Device {
-        &self.device
-    }
-
-    pub(crate) fn bytes(&self) -> usize {
-        self.embed.bytes()
-            + self.embed_norm.bytes()
-            + self.final_norm.bytes()
-            + self.layers.iter().map(Block::bytes).sum::<usize>()
-    }
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RotaryModel {
+        embed: Embedding::load(w, "embeddings.tok_embeddings.weight", cfg.vocab_size, h)?,
+        token_type: None,
+        embed_scale: None,
+        embed_norm: Some(Norm::layer(w, "embeddings.norm", h, eps, cfg.norm_bias)?),
+        layers,
+        final_norm: Some(Norm::layer(w, "final_norm", h, eps, cfg.norm_bias)?),
+        ropes: cfg.ropes(path)?.to_vec(),
+        hidden: h,
+        max_positions: cfg.max_position_embeddings,
+        device: w.device().clone(),
+    })
 }
 
 /// `Wi` (`[2 · inner, hidden]`, rows `[input | gate]`, `act(input) * gate`) reordered to the

@@ -13,8 +13,8 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::block::{Block, Norm};
-use super::rotary::{self, RopeSpec};
-use super::{Batch, Embedding, Unpadded};
+use super::rotary::{self, RopeSpec, RotaryModel};
+use super::Embedding;
 use crate::error::{Error, Result};
 use crate::kernels::flash::{Heads, Span};
 use crate::kernels::gated::Gate;
@@ -169,133 +169,87 @@ impl Qwen3Config {
     }
 }
 
-/// `Qwen3Model` without the LM head.
-#[derive(Debug)]
-pub struct Qwen3Model {
-    embed: Embedding,
-    layers: Vec<Block>,
-    norm: Norm,
-    rope: RopeSpec,
-    hidden: usize,
-    max_positions: usize,
-    device: candle_core::Device,
-}
-
-impl Qwen3Model {
-    /// Loads every block named as in the checkpoint (`path` is the config, for errors).
-    pub fn load(w: &Weights, cfg: &Qwen3Config, path: &Path) -> Result<Self> {
-        cfg.validate(path)?;
-        let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
-        let heads = cfg.heads();
-        let d = heads.head_dim;
-        let spans = cfg.spans();
-        let layers = (0..cfg.num_hidden_layers)
-            .map(|i| {
-                let p = format!("layers.{i}");
-                let attn = |n: &str| format!("{p}.self_attn.{n}");
-                let qkv = rotary::fused(
+/// Loads `Qwen3Model` without the LM head, every block named as in the checkpoint (`path` is
+/// the config, for errors).
+pub fn load(w: &Weights, cfg: &Qwen3Config, path: &Path) -> Result<RotaryModel> {
+    cfg.validate(path)?;
+    let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
+    let heads = cfg.heads();
+    let d = heads.head_dim;
+    let spans = cfg.spans();
+    let layers = (0..cfg.num_hidden_layers)
+        .map(|i| {
+            let p = format!("layers.{i}");
+            let attn = |n: &str| format!("{p}.self_attn.{n}");
+            let qkv = rotary::fused(
+                w,
+                &[
+                    (&attn("q_proj"), heads.heads * d),
+                    (&attn("k_proj"), heads.kv_heads * d),
+                    (&attn("v_proj"), heads.kv_heads * d),
+                ],
+                h,
+                cfg.attention_bias,
+            )?;
+            let mlp = |n: &str| format!("{p}.mlp.{n}");
+            Ok(Block {
+                pre_attn: Some(Norm::rms(
+                    w,
+                    &format!("{p}.input_layernorm"),
+                    h,
+                    eps,
+                    false,
+                )?),
+                qkv,
+                qk_norm: Some((
+                    Norm::rms(w, &attn("q_norm"), d, eps, false)?,
+                    Norm::rms(w, &attn("k_norm"), d, eps, false)?,
+                )),
+                out: rotary::fused(
+                    w,
+                    &[(&attn("o_proj"), h)],
+                    heads.heads * d,
+                    cfg.attention_bias,
+                )?,
+                post_attn: None,
+                after_attn: None,
+                pre_mlp: Some(Norm::rms(
+                    w,
+                    &format!("{p}.post_attention_layernorm"),
+                    h,
+                    eps,
+                    false,
+                )?),
+                up_gate: rotary::fused(
                     w,
                     &[
-                        (&attn("q_proj"), heads.heads * d),
-                        (&attn("k_proj"), heads.kv_heads * d),
-                        (&attn("v_proj"), heads.kv_heads * d),
+                        (&mlp("up_proj"), cfg.intermediate_size),
+                        (&mlp("gate_proj"), cfg.intermediate_size),
                     ],
                     h,
-                    cfg.attention_bias,
-                )?;
-                let mlp = |n: &str| format!("{p}.mlp.{n}");
-                Ok(Block {
-                    pre_attn: Some(Norm::rms(
-                        w,
-                        &format!("{p}.input_layernorm"),
-                        h,
-                        eps,
-                        false,
-                    )?),
-                    qkv,
-                    qk_norm: Some((
-                        Norm::rms(w, &attn("q_norm"), d, eps, false)?,
-                        Norm::rms(w, &attn("k_norm"), d, eps, false)?,
-                    )),
-                    out: rotary::fused(
-                        w,
-                        &[(&attn("o_proj"), h)],
-                        heads.heads * d,
-                        cfg.attention_bias,
-                    )?,
-                    post_attn: None,
-                    after_attn: None,
-                    pre_mlp: Some(Norm::rms(
-                        w,
-                        &format!("{p}.post_attention_layernorm"),
-                        h,
-                        eps,
-                        false,
-                    )?),
-                    up_gate: rotary::fused(
-                        w,
-                        &[
-                            (&mlp("up_proj"), cfg.intermediate_size),
-                            (&mlp("gate_proj"), cfg.intermediate_size),
-                        ],
-                        h,
-                        false,
-                    )?,
-                    gate: Gate::Silu,
-                    down: rotary::fused(
-                        w,
-                        &[(&mlp("down_proj"), h)],
-                        cfg.intermediate_size,
-                        false,
-                    )?,
-                    post_mlp: None,
-                    after_mlp: None,
-                    heads,
-                    span: spans[i],
-                    scale: 1.0 / (d as f32).sqrt(),
-                    rope: 0,
-                })
+                    false,
+                )?,
+                gate: Gate::Silu,
+                down: rotary::fused(w, &[(&mlp("down_proj"), h)], cfg.intermediate_size, false)?,
+                post_mlp: None,
+                after_mlp: None,
+                heads,
+                span: spans[i],
+                scale: 1.0 / (d as f32).sqrt(),
+                rope: 0,
             })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self {
-            embed: Embedding::load(w, "embed_tokens.weight", cfg.vocab_size, h)?,
-            layers,
-            norm: Norm::rms(w, "norm", h, eps, false)?,
-            rope: cfg.rope(path)?,
-            hidden: h,
-            max_positions: cfg.max_position_embeddings,
-            device: w.device().clone(),
         })
-    }
-
-    /// Last hidden state `[batch * seq, hidden]` on the host (zero at padding).
-    pub(crate) fn forward_host(&self, batch: &Batch) -> candle_core::Result<Vec<f32>> {
-        let u = Unpadded::new(batch);
-        let mut x = vec![0f32; u.tokens() * self.hidden];
-        self.embed.add_into(&u.ids, &mut x)?;
-        let d = self.layers.first().map_or(2, |l| l.heads.head_dim);
-        let tables = [self.rope.table(d, u.max_len())];
-        for l in &self.layers {
-            l.forward(&mut x, &u, &tables)?;
-        }
-        self.norm.add_in_place(&mut x, &[]);
-        Ok(u.scatter(&x, self.hidden))
-    }
-
-    /// Longest input the config allows.
-    pub fn max_positions(&self) -> usize {
-        self.max_positions
-    }
-
-    pub(crate) fn hidden_size(&self) -> usize {
-        self.hidden
-    }
-
-    pub(crate) fn device(&self) -> &candle_core::Device {
-        &self.device
-    }
-
-    pub(crate) fn bytes(&self) -> usize {
-        self.embed.bytes() + self.norm.bytes() + self.layers.iter().map(Block::bytes).sum::<usize>()
-    }
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RotaryModel {
+        embed: Embedding::load(w, "embed_tokens.weight", cfg.vocab_size, h)?,
+        token_type: None,
+        embed_scale: None,
+        embed_norm: None,
+        layers,
+        final_norm: Some(Norm::rms(w, "norm", h, eps, false)?),
+        ropes: vec![cfg.rope(path)?],
+        hidden: h,
+        max_positions: cfg.max_position_embeddings,
+        device: w.device().clone(),
+    })
 }

@@ -1,5 +1,5 @@
-//! The rotary-position families (Qwen3, Gemma3, ModernBERT, Alibaba GTE): the one config and
-//! model enum the loader and the encoder dispatch to, and what they read alike: the RoPE base
+//! The rotary-position families (Qwen3, Gemma3, ModernBERT, Alibaba GTE): the one config enum and
+//! model shell the loader and the encoder dispatch to, and what they read alike: the RoPE base
 //! from either config layout (transformers 4's `rope_theta` / `rope_scaling`, transformers 5's
 //! `rope_parameters`, one per layer type where layers differ), with a clear error for any
 //! scaling Ember does not run; and projections fused from several checkpoint matrices of
@@ -10,11 +10,12 @@ use std::path::Path;
 use candle_core::Tensor;
 use serde_json::Value;
 
-use super::gemma3::{Gemma3Config, Gemma3Model};
-use super::gte::{GteConfig, GteModel};
-use super::modernbert::{ModernBertConfig, ModernBertModel};
-use super::qwen3::{Qwen3Config, Qwen3Model};
-use super::{Batch, Linear};
+use super::block::{Block, Norm};
+use super::gemma3::{self, Gemma3Config};
+use super::gte::{self, GteConfig};
+use super::modernbert::{self, ModernBertConfig};
+use super::qwen3::{self, Qwen3Config};
+use super::{Batch, Embedding, Linear, Unpadded};
 use crate::error::{Error, Result};
 use crate::kernels::rope::{Rope, RopeTable};
 use crate::weights::Weights;
@@ -79,63 +80,87 @@ impl RotaryConfig {
     }
 }
 
-/// A rotary family's model, run unpadded on the shared block (`super::block`).
+/// A rotary family's model: token embeddings, the shared blocks (`super::block`) run unpadded,
+/// and the norms and rotary tables around them. Each family's `load` fills the parts it has;
+/// the forward pass and the accessors are this one shell's.
 #[derive(Debug)]
-pub enum RotaryModel {
-    Qwen3(Qwen3Model),
-    Gemma3(Gemma3Model),
-    ModernBert(ModernBertModel),
-    Gte(GteModel),
+pub struct RotaryModel {
+    pub(super) embed: Embedding,
+    /// Token-type embeddings added to the tokens' (GTE).
+    pub(super) token_type: Option<Embedding>,
+    /// Multiplies the embeddings (Gemma3).
+    pub(super) embed_scale: Option<f32>,
+    /// Norm of the embeddings (ModernBERT, GTE).
+    pub(super) embed_norm: Option<Norm>,
+    pub(super) layers: Vec<Block>,
+    /// Norm after the last block (Qwen3, Gemma3, ModernBERT).
+    pub(super) final_norm: Option<Norm>,
+    /// One rotary embedding per kind of layer; a block's `rope` indexes them.
+    pub(super) ropes: Vec<RopeSpec>,
+    pub(super) hidden: usize,
+    pub(super) max_positions: usize,
+    pub(super) device: candle_core::Device,
 }
 
 impl RotaryModel {
     /// Loads the model `cfg` describes (`path` is the config, for errors).
     pub fn load(w: &Weights, cfg: &RotaryConfig, path: &Path) -> Result<Self> {
-        Ok(match cfg {
-            RotaryConfig::Qwen3(c) => RotaryModel::Qwen3(Qwen3Model::load(w, c, path)?),
-            RotaryConfig::Gemma3(c) => RotaryModel::Gemma3(Gemma3Model::load(w, c, path)?),
-            RotaryConfig::ModernBert(c) => {
-                RotaryModel::ModernBert(ModernBertModel::load(w, c, path)?)
-            }
-            RotaryConfig::Gte(c) => RotaryModel::Gte(GteModel::load(w, c, path)?),
-        })
+        match cfg {
+            RotaryConfig::Qwen3(c) => qwen3::load(w, c, path),
+            RotaryConfig::Gemma3(c) => gemma3::load(w, c, path),
+            RotaryConfig::ModernBert(c) => modernbert::load(w, c, path),
+            RotaryConfig::Gte(c) => gte::load(w, c, path),
+        }
     }
 
     /// Last hidden state `[batch * seq, hidden]` on the host (zero at padding).
     pub(crate) fn forward_host(&self, batch: &Batch) -> candle_core::Result<Vec<f32>> {
-        match self {
-            RotaryModel::Qwen3(m) => m.forward_host(batch),
-            RotaryModel::Gemma3(m) => m.forward_host(batch),
-            RotaryModel::ModernBert(m) => m.forward_host(batch),
-            RotaryModel::Gte(m) => m.forward_host(batch),
+        let u = Unpadded::new(batch);
+        let mut x = vec![0f32; u.tokens() * self.hidden];
+        self.embed.add_into(&u.ids, &mut x)?;
+        if let Some(tt) = &self.token_type {
+            tt.add_into(&u.type_ids, &mut x)?;
         }
+        if let Some(s) = self.embed_scale {
+            x.iter_mut().for_each(|v| *v *= s);
+        }
+        if let Some(n) = &self.embed_norm {
+            n.add_in_place(&mut x, &[]);
+        }
+        let d = self.layers.first().map_or(2, |l| l.heads.head_dim);
+        let tables: Vec<RopeTable> = self.ropes.iter().map(|r| r.table(d, u.max_len())).collect();
+        for l in &self.layers {
+            l.forward(&mut x, &u, &tables)?;
+        }
+        if let Some(n) = &self.final_norm {
+            n.add_in_place(&mut x, &[]);
+        }
+        Ok(u.scatter(&x, self.hidden))
+    }
+
+    /// Longest input the config allows.
+    pub fn max_positions(&self) -> usize {
+        self.max_positions
     }
 
     pub(crate) fn hidden_size(&self) -> usize {
-        match self {
-            RotaryModel::Qwen3(m) => m.hidden_size(),
-            RotaryModel::Gemma3(m) => m.hidden_size(),
-            RotaryModel::ModernBert(m) => m.hidden_size(),
-            RotaryModel::Gte(m) => m.hidden_size(),
-        }
+        self.hidden
     }
 
     pub(crate) fn device(&self) -> &candle_core::Device {
-        match self {
-            RotaryModel::Qwen3(m) => m.device(),
-            RotaryModel::Gemma3(m) => m.device(),
-            RotaryModel::ModernBert(m) => m.device(),
-            RotaryModel::Gte(m) => m.device(),
-        }
+        &self.device
     }
 
     pub(crate) fn bytes(&self) -> usize {
-        match self {
-            RotaryModel::Qwen3(m) => m.bytes(),
-            RotaryModel::Gemma3(m) => m.bytes(),
-            RotaryModel::ModernBert(m) => m.bytes(),
-            RotaryModel::Gte(m) => m.bytes(),
-        }
+        let norms = [&self.embed_norm, &self.final_norm];
+        self.embed.bytes()
+            + self.token_type.as_ref().map_or(0, Embedding::bytes)
+            + norms
+                .iter()
+                .filter_map(|n| n.as_ref())
+                .map(Norm::bytes)
+                .sum::<usize>()
+            + self.layers.iter().map(Block::bytes).sum::<usize>()
     }
 }
 
