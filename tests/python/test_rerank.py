@@ -105,6 +105,19 @@ def test_encode_sparse_matches_sparse_encoder() -> None:
         np.testing.assert_array_equal(data[indptr[row] : indptr[row + 1]], gv)
 
 
+def test_too_long_inputs_are_named_by_their_index_in_the_call() -> None:
+    # A call runs in GIL-free chunks (8 batches of pairs; 256 texts for sparse vectors): the
+    # error still names the caller's index, not the chunk's.
+    long = "word " * 2000
+    r = ember.Reranker(str(tiny_dir("cross-bert")))
+    pairs = [("q", "short")] * 11 + [("q", long)]
+    with pytest.raises(ember.InvalidInputError, match=r"input 11 has \d+ tokens"):
+        r.predict(pairs, batch_size=1, truncate=False)
+    m = ember.Embedder(str(tiny_dir("splade-bert")))
+    with pytest.raises(ember.InvalidInputError, match=r"input 300 has \d+ tokens"):
+        m.encode_sparse(["short"] * 300 + [long], truncate=False)
+
+
 def test_inference_free_queries_take_the_static_route() -> None:
     ref = expected("splade-distilbert-if")
     m = ember.Embedder(str(tiny_dir("splade-distilbert-if")))
