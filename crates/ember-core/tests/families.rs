@@ -7,42 +7,8 @@
 
 mod common;
 
-use common::{cosine, json, rows, strings, tiny};
+use common::{assert_close, cosine, embed_rows, json, rows, strings, tiny};
 use ember_core::{DType, EmbedOptions, Embedder, Matryoshka};
-
-/// Cosine of each row to the reference: mean ≥ 0.99999 and min ≥ 0.9999 (rows that are zero in
-/// both, a static model's empty text, count as equal).
-fn assert_close(what: &str, got: &[Vec<f32>], want: &[Vec<f32>]) {
-    assert_eq!(got.len(), want.len(), "{what}: row count");
-    assert!(got.len() >= 20, "{what}: too few texts");
-    let cos: Vec<f64> = got
-        .iter()
-        .zip(want)
-        .map(|(g, w)| {
-            let zero = |v: &[f32]| v.iter().all(|x| x.abs() < 1e-12);
-            if zero(g) && zero(w) {
-                1.0
-            } else {
-                cosine(g, w)
-            }
-        })
-        .collect();
-    let mean = cos.iter().sum::<f64>() / cos.len() as f64;
-    let (worst, min) =
-        cos.iter().enumerate().fold(
-            (0, 1.0f64),
-            |(wi, m), (i, &c)| if c < m { (i, c) } else { (wi, m) },
-        );
-    assert!(
-        mean >= 0.99999 && min >= 0.9999,
-        "{what}: cosine mean {mean} min {min} (row {worst})"
-    );
-}
-
-fn embed_rows(m: &Embedder, texts: &[String], opts: &EmbedOptions) -> Vec<Vec<f32>> {
-    let out = m.embed(texts, opts).unwrap();
-    out.iter().map(<[f32]>::to_vec).collect()
-}
 
 fn check_nomic(kind: &str) {
     let dir = tiny(kind);

@@ -7,9 +7,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use common::{cosine, json, rows, strings, tiny};
+use common::{agreement, assert_close, copy_dir, cosine, embed_rows, json, rows, strings, tiny};
 use ember_core::config::ModelConfig;
 use ember_core::models::{Batch, Encoder};
 use ember_core::weights::{weight_files, Weights};
@@ -23,21 +23,6 @@ const KINDS: [&str; 6] = [
     "gte",
     "gte-new",
 ];
-
-/// Mean and minimum cosine of `got` rows against `want` rows.
-fn agreement(got: &[Vec<f32>], want: &[Vec<f32>]) -> (f64, f64) {
-    assert_eq!(got.len(), want.len());
-    let c: Vec<f64> = got.iter().zip(want).map(|(a, b)| cosine(a, b)).collect();
-    (
-        c.iter().sum::<f64>() / c.len() as f64,
-        c.iter().cloned().fold(f64::INFINITY, f64::min),
-    )
-}
-
-fn embed(model: &Embedder, texts: &[String], opts: &EmbedOptions) -> Vec<Vec<f32>> {
-    let e = model.embed(texts, opts).unwrap();
-    e.iter().map(<[f32]>::to_vec).collect()
-}
 
 fn check_parity(kind: &str) {
     let dir = tiny(kind);
@@ -63,7 +48,7 @@ fn check_parity(kind: &str) {
     assert!(counts.contains(&2048), "{kind}: a text cut at the limit");
 
     // One batch of every text (heavily padded) against the references, padded on either side.
-    let all = embed(
+    let all = embed_rows(
         &model,
         &texts,
         &EmbedOptions {
@@ -73,16 +58,11 @@ fn check_parity(kind: &str) {
     );
     for side in ["right", "left"] {
         let want = rows(&expected[format!("normalized_{side}")]);
-        let (mean, min) = agreement(&all, &want);
-        eprintln!("{kind} vs {side}-padded reference: cosine mean {mean:.8}, min {min:.8}");
-        assert!(
-            mean >= 0.99999 && min >= 0.9999,
-            "{kind} vs {side}-padded reference: mean {mean:.7}, min {min:.7}"
-        );
+        assert_close(&format!("{kind} vs {side}-padded reference"), &all, &want);
     }
 
     // Batch invariance: each text alone gives its vector from the padded batch.
-    let alone = embed(
+    let alone = embed_rows(
         &model,
         &texts,
         &EmbedOptions {
@@ -90,13 +70,13 @@ fn check_parity(kind: &str) {
             ..Default::default()
         },
     );
-    let (_, min) = agreement(&alone, &all);
+    let (_, min, _) = agreement(&alone, &all);
     assert!(min >= 0.99999, "{kind}: alone vs batched, min {min:.7}");
 
     // The model's prompts, where the reference has them.
     if let Some(prompted) = expected["prompted"].as_object() {
         for (name, want) in prompted {
-            let got = embed(
+            let got = embed_rows(
                 &model,
                 &texts[..4],
                 &EmbedOptions {
@@ -104,7 +84,7 @@ fn check_parity(kind: &str) {
                     ..Default::default()
                 },
             );
-            let (mean, min) = agreement(&got, &rows(want));
+            let (mean, min, _) = agreement(&got, &rows(want));
             assert!(
                 mean >= 0.99999 && min >= 0.9999,
                 "{kind} prompt {name}: mean {mean:.7}, min {min:.7}"
@@ -154,19 +134,6 @@ fn with_pooling(kind: &str, edit: impl FnOnce(&mut serde_json::Value)) -> tempfi
     tmp
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dst = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &dst);
-        } else {
-            std::fs::copy(entry.path(), dst).unwrap();
-        }
-    }
-}
-
 /// ModernBERT's CLS pooling reads the first token, whose local layers see only its window; mean
 /// pooling, as modernbert-embed uses, reads them all.
 #[test]
@@ -178,12 +145,9 @@ fn modernbert_mean_pooling_matches_too() {
         c["pooling_mode_mean_tokens"] = true.into();
     });
     let model = Embedder::load("modernbert-mean", dir.path()).unwrap();
-    let got = embed(&model, &texts, &EmbedOptions::default());
-    let (mean, min) = agreement(&got, &rows(&expected["normalized_mean_right"]));
-    assert!(
-        mean >= 0.99999 && min >= 0.9999,
-        "mean {mean:.7}, min {min:.7}"
-    );
+    let got = embed_rows(&model, &texts, &EmbedOptions::default());
+    let want = rows(&expected["normalized_mean_right"]);
+    assert_close("modernbert mean pooling", &got, &want);
 }
 
 /// Matryoshka: the first `d` components of the raw vector, renormalized.

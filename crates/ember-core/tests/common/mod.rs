@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use ember_core::{Registry, Resolver};
+use ember_core::{EmbedOptions, Embedder, Registry, Resolver};
 use serde_json::Value;
 
 /// The repository's `fixtures/` folder.
@@ -95,4 +95,49 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
             std::fs::copy(entry.path(), &dest).unwrap();
         }
     }
+}
+
+/// `model`'s vectors of `texts`, a row each.
+pub fn embed_rows(model: &Embedder, texts: &[String], opts: &EmbedOptions) -> Vec<Vec<f32>> {
+    let out = model.embed(texts, opts).unwrap();
+    out.iter().map(<[f32]>::to_vec).collect()
+}
+
+/// Mean and minimum cosine of `got` rows against `want` rows, and the index of the worst row;
+/// rows that are zero in both (a static model's empty text) count as equal.
+pub fn agreement(got: &[Vec<f32>], want: &[Vec<f32>]) -> (f64, f64, usize) {
+    assert_eq!(got.len(), want.len(), "row count");
+    let zero = |v: &[f32]| v.iter().all(|x| x.abs() < 1e-12);
+    let cos: Vec<f64> = got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| match zero(g) && zero(w) {
+            true => 1.0,
+            false => cosine(g, w),
+        })
+        .collect();
+    let mean = cos.iter().sum::<f64>() / cos.len().max(1) as f64;
+    let (worst, min) =
+        cos.iter().enumerate().fold(
+            (0, f64::INFINITY),
+            |(wi, m), (i, &c)| {
+                if c < m {
+                    (i, c)
+                } else {
+                    (wi, m)
+                }
+            },
+        );
+    (mean, min, worst)
+}
+
+/// Parity with a reference over at least 20 texts: cosine mean ≥ 0.99999 and min ≥ 0.9999.
+pub fn assert_close(what: &str, got: &[Vec<f32>], want: &[Vec<f32>]) {
+    assert!(got.len() >= 20, "{what}: too few texts");
+    let (mean, min, worst) = agreement(got, want);
+    eprintln!("{what}: cosine mean {mean:.8}, min {min:.8}");
+    assert!(
+        mean >= 0.99999 && min >= 0.9999,
+        "{what}: cosine mean {mean} min {min} (row {worst})"
+    );
 }
