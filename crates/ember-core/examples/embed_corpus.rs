@@ -2,7 +2,7 @@
 //! profiler-friendly program for the batched path (`perf record -g -e cpu-clock
 //! target/release/examples/embed_corpus 500 3 int8`).
 //!
-//!     cargo run --release -p ember-core --example embed_corpus -- [TEXTS] [ROUNDS] [DTYPE] [MODEL] [BATCH]
+//!     cargo run --release -p ember-core --example embed_corpus -- [TEXTS] [ROUNDS] [DTYPE] [MODEL|DIR] [BATCH]
 
 use std::time::Instant;
 
@@ -15,9 +15,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dtype: DType = args.next().unwrap_or_else(|| "fp32".into()).parse()?;
     let model = args.next().unwrap_or_else(|| "all-MiniLM-L6-v2".into());
     let batch: usize = args.next().map_or(Ok(32), |a| a.parse())?;
-    let spec = Registry::builtin().lookup(&model)?;
-    let dir = Resolver::from_env().resolve(&spec)?;
-    let m = Embedder::load_dtype(&spec.id, &dir, dtype)?;
+    // A catalog id, or a model directory (a full-size model made by `benches/fullsize.py`).
+    let m = if std::path::Path::new(&model).is_dir() {
+        Embedder::load_dtype(&model, std::path::Path::new(&model), dtype)?
+    } else {
+        let spec = Registry::builtin().lookup(&model)?;
+        let dir = Resolver::from_env().resolve(&spec)?;
+        Embedder::load_dtype(&spec.id, &dir, dtype)?
+    };
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../benches/data/corpus.jsonl"
