@@ -59,6 +59,10 @@ def test_load_unload_status_and_stats() -> None:
     assert loaded(mm) == {}
     stats = mm.stats()
     assert stats["evictions"]["unload"] == 2 and stats["bytes_in_use"] == 0
+    # The model's own counters outlive its instances (the manager's are their sums).
+    counters = mm.model_status(BERT)["counters"]
+    assert (counters["misses"], counters["loads"], counters["load_failures"]) == (2, 2, 0)
+    assert counters["evictions"] == stats["evictions"]
 
 
 def test_hits_and_last_use() -> None:

@@ -239,9 +239,11 @@ impl PyModelManager {
 
     /// One dict per catalog model (and per model directory loaded): the catalog entry plus
     /// `state` ("unloaded", "loading", "loaded", "failed"), `loaded`, `bytes` held, `dtype`
-    /// (the default one), `error`, and `instances`: per loaded dtype its `bytes`, `load_ms`,
-    /// `loaded_at_ms` and `last_used_ms` (Unix epoch ms), `hits`, `keep_alive` (seconds, -1 =
-    /// forever), `expires_at_ms`, `pinned`, `in_use`.
+    /// (the default one), `error`, `counters` (since the manager started, kept across evictions
+    /// and reloads: `hits`, `misses`, `loads`, `load_failures`, `evictions` by reason), and
+    /// `instances`: per loaded dtype its `bytes`, `load_ms`, `loaded_at_ms` and `last_used_ms`
+    /// (Unix epoch ms), `hits` (since this load), `keep_alive` (seconds, -1 = forever),
+    /// `expires_at_ms`, `pinned`, `in_use`, and that dtype's `counters`.
     fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let mm = &self.manager;
         let status = detached(py, || mm.status())?;
@@ -260,8 +262,9 @@ impl PyModelManager {
     }
 
     /// Counters and memory: `hits`, `misses`, `loads`, `load_failures`, `evictions` (by reason:
-    /// lru, memory, keep_alive, unload, replaced), `bytes_in_use`, `bytes_budget`,
-    /// `bytes_draining` (evicted models still in use), `models_loaded`, `max_models`.
+    /// lru, memory, keep_alive, unload, replaced; every model's `counters` summed),
+    /// `bytes_in_use`, `bytes_budget`, `bytes_draining` (evicted models still in use),
+    /// `models_loaded`, `max_models`.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let mm = &self.manager;
         let stats = detached(py, || mm.stats())?;

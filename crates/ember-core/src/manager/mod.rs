@@ -12,7 +12,10 @@
 //!   memory of freed models back to the operating system (`release.rs`).
 //! - Every use goes through a [`Lease`] (`lease.rs`): a guard that derefs to the model, sets its
 //!   keep-alive, and on drop marks the use finished (last use refreshed, keep-alive 0 applied).
+//! - Hits, misses, loads, load failures and evictions are counted per (model, dtype) and kept
+//!   across evictions (`counters.rs`); each model's status carries them.
 
+mod counters;
 mod keep_alive;
 mod lease;
 mod release;
@@ -25,11 +28,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
+pub use counters::{Evictions, ModelCounters};
 pub use keep_alive::KeepAlive;
 pub use lease::{Key, Lease, Target};
 pub use release::limit_allocator_arenas;
+pub use state::ManagerStats;
 use state::{Entry, Inflight, State};
-pub use state::{Evictions, ManagerStats};
 pub use status::{InstanceStatus, LoadState, ModelStatus};
 
 use crate::dtype::DType;
@@ -169,7 +173,7 @@ impl ModelManager {
         if !changed.is_empty() {
             let mut st = self.inner.state.lock().map_err(poisoned)?;
             for id in changed {
-                st.remove_id(&id, state::Reason::Replaced);
+                st.remove_id(&id, counters::Reason::Replaced);
             }
             self.inner.changed.notify_all();
         }
@@ -258,7 +262,7 @@ impl ModelManager {
             if let Some(model) = st.hit(key) {
                 return Ok(model);
             }
-            st.stats.misses += 1;
+            st.counters.miss(key);
             if let Some(f) = st.inflight.get(key) {
                 let f = f.clone();
                 drop(st);
@@ -282,7 +286,7 @@ impl ModelManager {
                 Ok(model)
             }
             Err(e) => {
-                st.stats.load_failures += 1;
+                st.counters.failed(key);
                 st.failed.insert(key.clone(), e.to_string());
                 Err(Arc::new(e))
             }
@@ -343,7 +347,7 @@ impl ModelManager {
         self.make_room(key, bytes, Some(estimate))?;
         let mut st = self.inner.state.lock().map_err(poisoned)?;
         st.unreserve(bytes);
-        st.stats.loads += 1;
+        st.counters.loaded(key);
         // Loading converts and quantizes through full-size scratch copies, now freed.
         st.note_freed();
         st.insert(
@@ -481,7 +485,7 @@ impl ModelManager {
         };
         let n = keys
             .iter()
-            .filter(|k| st.remove(k, state::Reason::Unload))
+            .filter(|k| st.remove(k, counters::Reason::Unload))
             .count();
         drop(st);
         self.inner.changed.notify_all();

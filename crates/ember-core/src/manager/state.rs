@@ -1,5 +1,5 @@
 //! The manager's bookkeeping under one lock: the LRU of loaded models, loads in flight, evicted
-//! models still in use, reservations, and counters.
+//! models still in use, reservations, and the per-model counters (`counters.rs`).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use lru::LruCache;
 use serde::Serialize;
 
+use super::counters::{Counters, Evictions, Reason};
 use super::{KeepAlive, Key};
 use crate::dtype::DType;
 use crate::embedder::Embedder;
@@ -85,32 +86,8 @@ impl Inflight {
     }
 }
 
-/// Why a model left the cache.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Reason {
-    /// The model count was full.
-    Lru,
-    /// The memory budget was full.
-    Memory,
-    /// Idle past its keep-alive.
-    KeepAlive,
-    /// Explicitly unloaded.
-    Unload,
-    /// Its registry entry changed.
-    Replaced,
-}
-
-/// Evictions, by reason.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct Evictions {
-    pub lru: u64,
-    pub memory: u64,
-    pub keep_alive: u64,
-    pub unload: u64,
-    pub replaced: u64,
-}
-
-/// Counters and memory use of a manager.
+/// Counters and memory use of a manager. The counters are every model's
+/// ([`ModelStatus::counters`](super::ModelStatus::counters)) summed.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ManagerStats {
     pub hits: u64,
@@ -157,7 +134,10 @@ pub(super) struct State {
     /// Loads waiting for room, in arrival order; only the first may reserve.
     waiting: VecDeque<u64>,
     next_ticket: u64,
-    pub stats: ManagerStats,
+    /// Per (model, dtype), across evictions and reloads.
+    pub counters: Counters,
+    /// Times freed model memory was handed back to the operating system.
+    memory_releases: u64,
 }
 
 fn mb(bytes: usize) -> String {
@@ -189,7 +169,8 @@ impl State {
             freed: false,
             waiting: VecDeque::new(),
             next_ticket: 0,
-            stats: ManagerStats::default(),
+            counters: Counters::default(),
+            memory_releases: 0,
         }
     }
 
@@ -198,8 +179,9 @@ impl State {
         let e = self.lru.get_mut(key)?;
         e.hits += 1;
         e.last_used = Instant::now();
-        self.stats.hits += 1;
-        Some(e.model.clone())
+        let model = e.model.clone();
+        self.counters.hit(key);
+        Some(model)
     }
 
     pub fn touch(&mut self, key: &Key) {
@@ -243,21 +225,10 @@ impl State {
         }
     }
 
-    fn count(&mut self, reason: Reason) {
-        let e = &mut self.stats.evictions;
-        match reason {
-            Reason::Lru => e.lru += 1,
-            Reason::Memory => e.memory += 1,
-            Reason::KeepAlive => e.keep_alive += 1,
-            Reason::Unload => e.unload += 1,
-            Reason::Replaced => e.replaced += 1,
-        }
-    }
-
     pub fn remove(&mut self, key: &Key, reason: Reason) -> bool {
         match self.lru.pop(key) {
             Some(e) => {
-                self.count(reason);
+                self.counters.evicted(key, reason);
                 self.retire(key.clone(), e);
                 true
             }
@@ -314,7 +285,7 @@ impl State {
         self.draining_bytes();
         let release = std::mem::take(&mut self.freed) || due;
         if release {
-            self.stats.memory_releases += 1;
+            self.memory_releases += 1;
         }
         release
     }
@@ -421,13 +392,20 @@ impl State {
     }
 
     pub fn stats_snapshot(&mut self, max_models: usize) -> ManagerStats {
-        let mut s = self.stats.clone();
-        s.bytes_in_use = self.bytes_in_use();
-        s.bytes_draining = self.draining_bytes();
-        s.bytes_budget = self.budget;
-        s.models_loaded = self.lru.len();
-        s.max_models = max_models;
-        s.loads_waiting = self.waiting.len();
-        s
+        let c = self.counters.total();
+        ManagerStats {
+            hits: c.hits,
+            misses: c.misses,
+            loads: c.loads,
+            load_failures: c.load_failures,
+            evictions: c.evictions,
+            bytes_in_use: self.bytes_in_use(),
+            bytes_budget: self.budget,
+            bytes_draining: self.draining_bytes(),
+            models_loaded: self.lru.len(),
+            max_models,
+            memory_releases: self.memory_releases,
+            loads_waiting: self.waiting.len(),
+        }
     }
 }

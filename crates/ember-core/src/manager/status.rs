@@ -1,12 +1,14 @@
-//! What the manager reports about each model: its load state, and every loaded (dtype) instance
-//! with its bytes, use and keep-alive.
+//! What the manager reports about each model: its load state, its counters (hits, misses, loads,
+//! load failures, evictions by reason) since the manager started, and every loaded (dtype)
+//! instance with its bytes, use, keep-alive and the counters of its dtype.
 
 use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 
+use super::counters::ModelCounters;
 use super::state::State;
-use super::{poisoned, KeepAlive, ModelManager};
+use super::{poisoned, KeepAlive, Key, ModelManager};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::registry::ModelSpec;
@@ -40,6 +42,7 @@ pub struct InstanceStatus {
     pub loaded_at_ms: u64,
     /// Last use (ms since the Unix epoch).
     pub last_used_ms: u64,
+    /// Hits since this load (`counters.hits` counts across loads).
     pub hits: u64,
     pub keep_alive: KeepAlive,
     /// When it will be unloaded for idleness (ms since the Unix epoch), if ever.
@@ -47,6 +50,8 @@ pub struct InstanceStatus {
     pub pinned: bool,
     /// Requests (or handles) using it now.
     pub in_use: usize,
+    /// This dtype's counters since the manager started, across its evictions and reloads.
+    pub counters: ModelCounters,
 }
 
 /// A catalog entry with its load state.
@@ -64,6 +69,9 @@ pub struct ModelStatus {
     pub instances: Vec<InstanceStatus>,
     /// The last load failure, if the last attempt failed.
     pub error: Option<String>,
+    /// Every dtype's counters summed, since the manager started: they survive evictions and
+    /// reloads (zeros for a model never asked for).
+    pub counters: ModelCounters,
 }
 
 impl ModelManager {
@@ -116,6 +124,7 @@ impl ModelManager {
                     .map(|d| unix_ms(wall + (e.last_used + d).saturating_duration_since(now))),
                 pinned: e.pinned,
                 in_use: e.in_use(),
+                counters: st.counters.of(&Key::new(&spec.id, dtype)),
             })
             .collect();
         instances.sort_by_key(|i| i.dtype);
@@ -141,6 +150,7 @@ impl ModelManager {
             dtype: self.default_dtype(&spec),
             instances,
             error,
+            counters: st.counters.of_model(&spec.id),
             spec,
         }
     }

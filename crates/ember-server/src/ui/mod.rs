@@ -134,11 +134,11 @@ async fn config(State(state): State<AppState>) -> Response {
     resp
 }
 
-/// The server at a glance, in one consistent read: the catalog with load states (as
-/// `GET /api/v1/models`, plus each model's `tasks`: the `input_type`s it has prompts for), the
-/// manager's memory and cache counters, the batch queues, and each
-/// model's traffic over the last minutes in time buckets (requests, errors, p50/p95 latency,
-/// queue depth, batch sizes, tokens).
+/// The server at a glance, in one consistent read: the catalog with load states and per-model
+/// counters (as `GET /api/v1/models`, plus each model's `tasks`: the `input_type`s it has
+/// prompts for), the manager's memory and cache counters, the batch queues, and each model's
+/// traffic over the last minutes in time buckets (requests, errors, p50/p95 latency, queue
+/// depth, batch sizes, tokens).
 #[utoipa::path(get, operation_id = "ui_stats", path = "/api/v1/stats", tag = "ui",
     responses((status = 200, description = "`{now_ms, default_model, models, manager, queues, traffic}`; \
         `models[].tasks` lists the `input_type`s a model has prompts for; \

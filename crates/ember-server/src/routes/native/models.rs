@@ -1,5 +1,5 @@
-//! The native model routes: `GET /api/v1/models` (the catalog with each model's kind and load
-//! state), `GET /api/v1/models/{id}`, and behind the admin key `POST /api/v1/models/{id}/load`
+//! The native model routes: `GET /api/v1/models` (the catalog with each model's kind, load
+//! state and counters), `GET /api/v1/models/{id}`, and behind the admin key `POST /api/v1/models/{id}/load`
 //! and `DELETE /api/v1/models/{id}`.
 
 use std::collections::HashMap;
@@ -32,9 +32,13 @@ pub struct LoadRequest {
     pub keep_alive: Option<Value>,
 }
 
-/// The catalog with each model's load state, dtype, bytes held, last use and keep-alive.
+/// The catalog with each model's load state, dtype, bytes held, last use, keep-alive, and its
+/// counters since the server started (hits, misses, loads, load failures, evictions by reason).
 #[utoipa::path(get, operation_id = "native_list_models", path = "/api/v1/models", tag = "native",
-    responses((status = 200, description = "`{default_model, models: [...]}`")))]
+    responses((status = 200, description = "`{default_model, models: [...]}`; each model's \
+        `counters` is `{hits, misses, loads, load_failures, evictions: {lru, memory, keep_alive, \
+        unload, replaced}}` over all its dtypes, kept across evictions and reloads, and each \
+        loaded instance's `counters` the same for its dtype")))]
 pub async fn list_models(State(state): State<AppState>) -> Result<axum::Json<Value>, Error> {
     let c = catalog(&state)?;
     Ok(axum::Json(
@@ -73,7 +77,7 @@ fn status_json(status: ModelStatus) -> Result<axum::Json<Value>, Error> {
         })
 }
 
-/// One model's catalog entry and load state.
+/// One model's catalog entry, load state and counters (as in `GET /api/v1/models`).
 #[utoipa::path(get, operation_id = "native_get_model", path = "/api/v1/models/{id}", tag = "native",
     params(("id" = String, Path, description = "Model id or alias (may contain `/`)")),
     responses((status = 200, description = "The model's status"), (status = 404)))]

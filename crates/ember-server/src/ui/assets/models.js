@@ -1,8 +1,9 @@
 // The models view: the memory budget as a stacked bar with the cache's counters, then one card
-// per catalog model (facts, kind, state, each loaded dtype with its bytes, last use, keep-alive
-// countdown and hits; load and unload buttons). Cards are rebuilt only when their structure
-// changes; the figures that move on every refresh are updated in place, so a refresh never
-// steals keyboard focus or closes an open menu.
+// per catalog model (facts, kind, state, its hits, loads and evictions by reason since the server
+// started, each loaded dtype with its bytes, last use, keep-alive countdown and hits since it was
+// loaded; load and unload buttons). Cards are rebuilt only when their structure changes; the
+// figures that move on every refresh (the counters among them) are updated in place, so a
+// refresh never steals keyboard focus or closes an open menu.
 
 import { h, replace, slug } from "./dom.js";
 import * as fmt from "./format.js";
@@ -17,6 +18,31 @@ const STATE_LABEL = {
   unloaded: "Not loaded",
   failed: "Load failed",
 };
+
+/** Why models leave the cache: the counter's name, a short label and what it means. */
+const REASONS = [
+  ["lru", "LRU", "model slots full (least recently used)"],
+  ["memory", "memory", "memory budget full"],
+  ["keep_alive", "idle", "idle past its keep-alive"],
+  ["unload", "unloaded", "unloaded on request"],
+  ["replaced", "replaced", "catalog entry changed"],
+];
+
+/** "1 hit", "1,204 hits". */
+function plural(n, one, many = `${one}s`) {
+  return `${fmt.count(n)} ${n === 1 ? one : many}`;
+}
+
+/**
+ * Evictions by reason: the total, the reasons that happened ("LRU 1, idle 2") and every reason
+ * spelled out (for a title).
+ */
+function evictions(e) {
+  const total = REASONS.reduce((n, [k]) => n + (e[k] || 0), 0);
+  const short = REASONS.filter(([k]) => e[k]).map(([k, label]) => `${label} ${fmt.count(e[k])}`);
+  const long = REASONS.map(([k, , what]) => `${what}: ${fmt.count(e[k] || 0)}`);
+  return { total, short: short.join(", "), long: long.join("\n") };
+}
 
 /** The order cards appear in: the default model, loaded ones, loading or failed ones, the rest. */
 function rank(m, defaultId) {
@@ -103,17 +129,13 @@ export class ModelsView {
       dot.style.background = PALETTE[i % PALETTE.length];
       return h("li", null, dot, `${x.id} (${x.dtype}) `, h("span", { class: "muted" }, fmt.bytes(x.bytes)));
     });
-    const e = m.evictions;
+    const e = evictions(m.evictions);
     const counters = [
       ["Cache hits", fmt.count(m.hits)],
       ["Misses", fmt.count(m.misses)],
       ["Loads", fmt.count(m.loads)],
       ["Load failures", fmt.count(m.load_failures)],
-      [
-        "Evictions",
-        `${fmt.count(e.lru + e.memory + e.keep_alive + e.unload + e.replaced)} ` +
-          `(idle ${e.keep_alive}, memory ${e.memory}, LRU ${e.lru}, unloaded ${e.unload})`,
-      ],
+      ["Evictions", e.total ? `${fmt.count(e.total)} (${e.short})` : "0"],
     ];
     replace(
       this.memory,
@@ -203,7 +225,7 @@ export class ModelsView {
         h("span", { class: "bar", "aria-hidden": "true" }, h("span", { class: "fill" })),
         h("span", { dataset: { field: "last" } }),
         h("span", { dataset: { field: "keep" } }),
-        h("span", { dataset: { field: "hits" } }),
+        h("span", { dataset: { field: "hits" }, title: "Hits since this dtype was loaded" }),
         h(
           "button",
           {
@@ -233,6 +255,17 @@ export class ModelsView {
       m.display_name && m.display_name !== m.id ? h("p", { class: "muted name" }, m.display_name) : null,
       h("p", { class: "facts" }, facts(m)),
       m.description ? h("p", { class: "desc" }, m.description) : null,
+      h(
+        "p",
+        { class: "usage", title: "Since the server started, over every dtype" },
+        h("span", { dataset: { field: "model-hits" } }),
+        " · ",
+        h("span", { dataset: { field: "model-loads" } }),
+        " · ",
+        h("span", { dataset: { field: "evictions" } }),
+        " ",
+        h("small", { class: "muted", dataset: { field: "eviction-reasons" } }),
+      ),
       instances.length
         ? h("ul", { class: "instances", "aria-label": `Loaded instances of ${m.id}` }, instances)
         : null,
@@ -249,6 +282,7 @@ export class ModelsView {
 
   /** The figures that change between refreshes, written in place. */
   fillFigures(card, m) {
+    this.fillCounters(card, m.counters);
     const budget = this.stats.manager.bytes_budget;
     const scale = Math.max(budget || 0, this.stats.manager.bytes_in_use, 1);
     for (const i of m.instances) {
@@ -272,6 +306,28 @@ export class ModelsView {
       }
       li.querySelector('[data-field="hits"]').textContent = `${fmt.count(i.hits)} hits`;
     }
+  }
+
+  /**
+   * The model's hits, loads and evictions since the server started (over all its dtypes, kept
+   * across evictions and reloads); the reasons in small text, all of them in the title.
+   */
+  fillCounters(card, c) {
+    const hits = card.querySelector('[data-field="model-hits"]');
+    hits.textContent = plural(c.hits, "hit");
+    hits.dataset.count = c.hits;
+    hits.title = `${plural(c.misses, "miss", "misses")} (uses that found it not loaded)`;
+    const loads = card.querySelector('[data-field="model-loads"]');
+    loads.textContent = plural(c.loads, "load") + (c.load_failures ? `, ${c.load_failures} failed` : "");
+    loads.dataset.count = c.loads;
+    const e = evictions(c.evictions);
+    const total = card.querySelector('[data-field="evictions"]');
+    total.textContent = plural(e.total, "eviction");
+    total.dataset.count = e.total;
+    total.title = e.long;
+    const reasons = card.querySelector('[data-field="eviction-reasons"]');
+    reasons.textContent = e.short ? `(${e.short})` : "";
+    reasons.title = e.long;
   }
 
   /** Runs a load or unload with the card marked busy, then shows its error if any. */

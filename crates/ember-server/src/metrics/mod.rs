@@ -1,7 +1,7 @@
 //! Prometheus metrics: counters and histograms the server records, rendered by hand in the text
-//! exposition format (version 0.0.4) at `GET /metrics`, together with the model manager's
-//! counters and the batch queues' depths read at scrape time. The same calls feed the per-model
-//! time buckets the web page charts ([`crate::traffic`]).
+//! exposition format (version 0.0.4) at `GET /metrics`, together with the batch queues' depths
+//! and the model manager's series (`manager.rs`) read at scrape time. The same calls feed the
+//! per-model time buckets the web page charts ([`crate::traffic`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,6 +11,8 @@ use std::time::Duration;
 use ember_core::ModelManager;
 
 use crate::traffic::Traffic;
+
+mod manager;
 
 tokio::task_local! {
     /// The model a request was served by and the task it asked of it, filled in by the engine so
@@ -294,7 +296,7 @@ impl Metrics {
             .collect();
         let depth: Vec<(&str, f64)> = depth.iter().map(|(l, v)| (l.as_str(), *v)).collect();
         gauge(&mut out, "ember_queue_depth", &depth);
-        render_manager(&mut out, manager);
+        manager::render(&mut out, manager);
         out
     }
 }
@@ -323,70 +325,6 @@ fn counter(out: &mut String, name: &str, series: &[(&str, u64)]) {
     }
 }
 
-fn render_manager(out: &mut String, manager: &ModelManager) {
-    if let Ok(s) = manager.stats() {
-        counter(out, "ember_model_cache_hits_total", &[("", s.hits)]);
-        counter(out, "ember_model_cache_misses_total", &[("", s.misses)]);
-        counter(out, "ember_model_loads_total", &[("", s.loads)]);
-        counter(
-            out,
-            "ember_model_load_failures_total",
-            &[("", s.load_failures)],
-        );
-        let e = &s.evictions;
-        counter(
-            out,
-            "ember_model_evictions_total",
-            &[
-                ("reason=\"lru\"", e.lru),
-                ("reason=\"memory\"", e.memory),
-                ("reason=\"keep_alive\"", e.keep_alive),
-                ("reason=\"unload\"", e.unload),
-                ("reason=\"replaced\"", e.replaced),
-            ],
-        );
-        gauge(
-            out,
-            "ember_memory_bytes_in_use",
-            &[("", s.bytes_in_use as f64)],
-        );
-        gauge(
-            out,
-            "ember_memory_bytes_draining",
-            &[("", s.bytes_draining as f64)],
-        );
-        if let Some(b) = s.bytes_budget {
-            gauge(out, "ember_memory_bytes_budget", &[("", b as f64)]);
-        }
-        gauge(out, "ember_models_loaded", &[("", s.models_loaded as f64)]);
-        counter(
-            out,
-            "ember_memory_releases_total",
-            &[("", s.memory_releases)],
-        );
-        gauge(
-            out,
-            "ember_model_loads_waiting",
-            &[("", s.loads_waiting as f64)],
-        );
-    }
-    if let Ok(models) = manager.status() {
-        let held: Vec<(String, f64)> = models
-            .iter()
-            .flat_map(|m| {
-                m.instances.iter().map(|i| {
-                    (
-                        labels(&[("model", &m.spec.id), ("dtype", i.dtype.as_str())]),
-                        i.bytes as f64,
-                    )
-                })
-            })
-            .collect();
-        let held: Vec<(&str, f64)> = held.iter().map(|(l, v)| (l.as_str(), *v)).collect();
-        gauge(out, "ember_model_bytes", &held);
-    }
-}
-
 fn help(name: &str) -> &'static str {
     match name {
         "ember_requests_total" => "HTTP requests by route, model, task and status.",
@@ -407,21 +345,7 @@ fn help(name: &str) -> &'static str {
         }
         "ember_ready" => "1 once start-up loading and warm-up have finished.",
         "ember_queue_depth" => "Requests waiting in each model's batch queue.",
-        "ember_model_cache_hits_total" => "Model lookups served from the cache.",
-        "ember_model_cache_misses_total" => "Model lookups that had to load or wait for a load.",
-        "ember_model_loads_total" => "Model loads completed.",
-        "ember_model_load_failures_total" => "Model loads that failed.",
-        "ember_model_evictions_total" => "Models removed from the cache, by reason.",
-        "ember_memory_bytes_in_use" => "Bytes held by loaded, draining and loading models.",
-        "ember_memory_bytes_draining" => "Bytes of evicted models still held by requests.",
-        "ember_memory_bytes_budget" => "The memory budget for models.",
-        "ember_models_loaded" => "Models (id x dtype) in the cache.",
-        "ember_model_bytes" => "Bytes held by each loaded model.",
-        "ember_model_loads_waiting" => "Model loads waiting for room in the memory budget.",
-        "ember_memory_releases_total" => {
-            "Times memory freed by unloaded models was handed back to the operating system."
-        }
-        _ => "Ember metric.",
+        _ => manager::help(name).unwrap_or("Ember metric."),
     }
 }
 
