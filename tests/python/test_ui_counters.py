@@ -117,3 +117,5 @@ def test_a_card_shows_the_model_s_hits_and_evictions_across_unload_and_reload(
     )
     assert page.js("return window.__sameDocument === true")
     assert page.errors() == []
+    # The screenshot shows the card.
+    page.js(f"document.querySelector(`article.model[data-model='{MODEL}']`).scrollIntoView()")
