@@ -136,28 +136,35 @@ def index(
     prompt_name: str | None = None,
     normalize: bool = True,
     batch_size: int = 32,
+    chunk_tokens: int | None = None,
+    chunk_overlap: int = 0,
     reembed_stale: bool = False,
     on_duplicate: str = "error",
     lock_timeout: float = 5.0,
 ) -> list[dict[str, Any]]:
     """`ember.index` with the embedding on the Ray cluster `ray.init` connected to: the driver
-    reads the input and asks the target what is missing, `concurrency` actors (each with
-    `num_cpus`) embed it through `Embed`, and the driver writes the vectors as they come back,
-    one transaction per `window` rows, into `db` (SQLite, Postgres or `parquet:DIR`).
+    reads the input, asks the target what is missing and cuts the texts into chunks
+    (`chunk_tokens`, `chunk_overlap`: as `ember.index` cuts them, each chunk keeping its document
+    id and character offsets), `concurrency` actors (each with `num_cpus`) embed the chunks
+    through `Embed`, and the driver writes each document's vectors once all its chunks are back,
+    one transaction per returned batch of up to `window` chunks, into `db` (SQLite, Postgres or
+    `parquet:DIR`).
 
-    Returns the summary `ember.index` returns. Chunking is not offered here: chunk with
-    `ember.index`, or before.
+    Returns the summary `ember.index` returns; the tables are those `ember.index` makes.
     """
+    import numpy as np
     import pyarrow as pa  # type: ignore[import-untyped, import-not-found]
     import ray  # type: ignore[import-untyped, import-not-found]
 
-    from ember.indexing.pipeline import open_store
+    from ember.indexing.models import LocalModel
+    from ember.indexing.pipeline import check_chunking, open_store
     from ember.indexing.progress import Progress
     from ember.indexing.sources import Doc, open_source
 
     names = [models] if isinstance(models, str) else list(models)
     if not names:
         raise InvalidInputError("name at least one model")
+    check_chunking(chunk_tokens, chunk_overlap)
     if not ray.is_initialized():
         ray.init()
     source = open_source(
@@ -171,22 +178,22 @@ def index(
         "normalize": normalize,
         "batch_size": batch_size,
     }
-    identities = []
-    for name in names:
-        ident = Embed(name, **kwargs).identity  # on the driver: the identity to record
-        ident.update(
-            input_type=None if prompt_name else input_type, chunk_tokens=None, chunk_overlap=None
+    # On the driver, as `ember.index` has them: the identity to record and the chunking.
+    drivers = [
+        LocalModel(
+            name, prompt=None, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, **kwargs
         )
-        identities.append(ident)
+        for name in names
+    ]
     conn = store.connect()
     try:
         tables = store.prepare(
-            conn, identities, source=f"ray:{ray.get_runtime_context().gcs_address}"
+            conn,
+            [m.identity for m in drivers],
+            source=f"ray:{ray.get_runtime_context().gcs_address}",
         )
         report = Progress(
-            [(i["id"], t.name) for i, t in zip(identities, tables)],
-            total=source.total,
-            mode="quiet",
+            [(m.id, t.name) for m, t in zip(drivers, tables)], total=source.total, mode="quiet"
         )
         pending: dict[str, list[Doc]] = {t.name: [] for t in tables}
         for docs in source.batches(window):
@@ -196,13 +203,19 @@ def index(
             for t in tables:
                 pending[t.name].extend(plan.embed[t.name])
                 report.add(t.name, skipped=plan.skipped[t.name])
-        for name, table in zip(names, tables):
+        for name, model, table in zip(names, drivers, tables):
             docs = pending[table.name]
             if not docs:
                 continue
-            by_id = {d.id: d for d in docs}
+            spans, tokens = model.spans([d.text for d in docs])
             ds = ray.data.from_arrow(
-                pa.table({"id": [d.id for d in docs], "text": [d.text for d in docs]})
+                pa.table(
+                    {
+                        "id": [d.id for d, ss in zip(docs, spans) for _ in ss],
+                        "chunk": [c for ss in spans for c in range(len(ss))],
+                        "text": [d.text[s:e] for d, ss in zip(docs, spans) for s, e in ss],
+                    }
+                )
             )
             out = ds.map_batches(
                 Embed,
@@ -212,14 +225,27 @@ def index(
                 batch_size=window,
                 batch_format="pyarrow",
             )
+            wanted = {d.id: (d, ss) for d, ss in zip(docs, spans)}
+            parts: dict[str, list[Any]] = {}
+            missing = {d.id: len(ss) for d, ss in zip(docs, spans)}
             # numpy batches: Ray hands the embedding column over as one 2-D array whatever
             # Arrow type it stored it in (its tensor extension type, for fixed-size lists).
             for batch in out.iter_batches(batch_size=window, batch_format="numpy"):
-                got = [by_id[str(i)] for i in batch["id"]]
-                vectors = matrix(batch["embedding"])
-                spans = [[(0, len(d.text))] for d in got]
-                store.write_batch(conn, table, got, spans, vectors)
+                ready = []
+                for i, c, v in zip(batch["id"], batch["chunk"], matrix(batch["embedding"])):
+                    doc_id = str(i)
+                    parts.setdefault(doc_id, [None] * len(wanted[doc_id][1]))[int(c)] = v
+                    missing[doc_id] -= 1
+                    if missing[doc_id] == 0:
+                        ready.append(doc_id)
+                if not ready:
+                    continue
+                # A document is written once all its chunks are back, in one transaction.
+                got = [wanted[i][0] for i in ready]
+                vectors = np.stack([v for i in ready for v in parts.pop(i)])
+                store.write_batch(conn, table, got, [wanted[i][1] for i in ready], vectors)
                 report.add(table.name, embedded=len(got))
+            report.add(table.name, tokens=tokens)
         store.finish(conn, tables)
         summary = report.close()
         for row, t in zip(summary, tables):

@@ -5,7 +5,11 @@ two-node cluster."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
+import urllib.parse
+import urllib.request
 import warnings
 
 import numpy as np
@@ -14,7 +18,14 @@ import pytest
 import ember
 from conftest import cosine, ember_server, tiny_dir
 from ember.cli import main
-from index_support import connect, corpus, vectors, write_jsonl
+from index_support import (
+    connect,
+    corpus,
+    model_copy,
+    perturb_weights,
+    vectors,
+    write_jsonl,
+)
 from services import postgres_url, ray_cluster  # noqa: F401 (session fixtures)
 
 BERT = str(tiny_dir("bert"))
@@ -105,11 +116,67 @@ def test_server_mode_gives_in_process_vectors(tmp_path, minilm):
     got = vectors(connect(db), "embeddings_all_minilm_l6_v2_384")
     want = minilm.embed([r["text"] for r in rows])
     assert cosine(np.stack([got[(r["id"], 0)] for r in rows]), want).min() > 0.99999
-    # In-process search of the same table: the identities agree (the server reports no
-    # weights hash, so that one field is not compared).
+    # The server reports the weights hash in-process Ember computes, so the table records the
+    # identity an in-process run records: an in-process run finds nothing to redo.
+    (sha,) = connect(db).execute("SELECT weights_sha256 FROM models").fetchone()
+    assert sha == minilm.weights_sha256
+    again = ember.index(rows, db, [model], progress=None)[0]
+    assert (again["embedded"], again["skipped"], again["stale"]) == (0, 20, 0)
     assert ember.search(rows[6]["text"], db, model, k=1)[0]["id"] == "s6"
     with pytest.raises(ember.EmberError, match="cannot reach"):
         ember.index(rows, db, [model], server=url, progress=None)
+
+
+def unload(url: str, model: str) -> None:
+    """Unloads `model` on the server (its next request loads its files again)."""
+    path = "/api/v1/models/" + urllib.parse.quote(model, safe="/")
+    with urllib.request.urlopen(urllib.request.Request(url + path, method="DELETE")) as r:
+        assert r.status == 200
+
+
+def test_server_mode_changed_weights_mark_rows_stale_and_reembed_stale_redoes_them(tmp_path):
+    model = model_copy("bert", tmp_path / "wbert")
+    name = str(model)
+    rows = corpus(16, prefix="w")
+    db = tmp_path / "w.db"
+    env = {"EMBER_DEFAULT_MODEL": BERT, "EMBER_MODELS": name}
+
+    def recorded() -> str:
+        return connect(db).execute("SELECT weights_sha256 FROM models").fetchone()[0]
+
+    def file_sha() -> str:  # a single weights file's hash is the file's digest
+        return hashlib.sha256((model / "model.safetensors").read_bytes()).hexdigest()
+
+    first_sha = ember.Embedder(name).weights_sha256
+    with ember_server(tmp_path, **env) as url:
+        assert ember.index(rows, db, [name], server=url, progress=None)[0]["embedded"] == 16
+        assert recorded() == first_sha == file_sha()
+        # The running server still holds the old weights: it cannot vouch for the new files.
+        perturb_weights(model)
+        with pytest.raises(ember.EmberError, match="changed on disk since it loaded them"):
+            ember.index(rows, db, [name], server=url, progress=None)
+        # Unloaded there, the model is read again from the new files.
+        unload(url, name)
+        stale = ember.index(rows, db, [name], server=url, progress=None)[0]
+        assert (stale["embedded"], stale["stale"]) == (0, 16)
+        assert recorded() == file_sha() != first_sha
+        redo = ember.index(rows, db, [name], server=url, reembed_stale=True, progress=None)[0]
+        assert (redo["embedded"], redo["stale"]) == (16, 0)
+    # The vectors are the new weights' (this process keeps the model it loaded: a copy).
+    fresh = ember.Embedder(str(shutil.copytree(model, tmp_path / "wbert-new")))
+    assert fresh.weights_sha256 == recorded()
+    got = vectors(connect(db), "embeddings_wbert_32")
+    want = fresh.embed([r["text"] for r in rows])
+    assert cosine(np.stack([got[(r["id"], 0)] for r in rows]), want).min() > 0.9999
+    # Changed again while no server runs: a restarted server reports the new hash.
+    second_sha = recorded()
+    perturb_weights(model, delta=0.02)
+    with ember_server(tmp_path, **env) as url:
+        stale = ember.index(rows, db, [name], server=url, progress=None)[0]
+        assert (stale["embedded"], stale["stale"]) == (0, 16)
+        assert recorded() == file_sha() != second_sha
+        redo = ember.index(rows, db, [name], server=url, reembed_stale=True, progress=None)[0]
+        assert (redo["embedded"], redo["stale"]) == (16, 0)
 
 
 # Ray Data's own deprecation warnings (raised inside ray) are not ours to fix.
@@ -174,3 +241,46 @@ def test_ray_index_writes_sqlite_and_parquet(ray_cluster, tmp_path):  # noqa: F8
     got = vectors(connect(tmp_path / "ray.db"), "embeddings_bert_32")
     want = ember.Embedder(BERT).embed([r["text"] for r in rows])
     assert cosine(np.stack([got[(r["id"], 0)] for r in rows]), want).min() > 0.99999
+
+
+@RAY_WARNINGS
+def test_ray_index_chunks_as_the_local_flow_does(ray_cluster, tmp_path):  # noqa: F811
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import ember.ray
+
+    rows = [
+        {"id": f"k{i}", "text": " ".join(r["text"] for r in corpus(3, seed=20 + i))}
+        for i in range(10)
+    ] + [{"id": "short", "text": "river stone"}]
+    chunking = {"chunk_tokens": 12, "chunk_overlap": 4}
+    local, on_ray = tmp_path / "local.db", tmp_path / "ray.db"
+    ember.index(rows, local, [BERT], progress=None, **chunking)
+    summary = ember.ray.index(rows, on_ray, [BERT], concurrency=2, window=16, **chunking)
+    assert (summary[0]["embedded"], summary[0]["failed"]) == (len(rows), 0)
+
+    def chunks(db):
+        return (
+            connect(db)
+            .execute(
+                "SELECT doc_id, chunk, start_char, end_char FROM embeddings_bert_32 "
+                "ORDER BY doc_id, chunk"
+            )
+            .fetchall()
+        )
+
+    want = chunks(local)
+    assert chunks(on_ray) == want
+    assert len(want) > 3 * len(rows)  # the long texts were cut
+    assert [r for r in want if r[0] == "short"] == [("short", 0, 0, len("river stone"))]
+    a, b = (
+        vectors(connect(local), "embeddings_bert_32"),
+        vectors(connect(on_ray), "embeddings_bert_32"),
+    )
+    keys = [(d, c) for d, c, _, _ in want]
+    assert cosine(np.stack([b[k] for k in keys]), np.stack([a[k] for k in keys])).min() > 0.9999
+    # The same identity (chunking included) as the local run, and a re-run does nothing new.
+    query = "SELECT fingerprint, chunk_tokens, chunk_overlap FROM models"
+    assert connect(on_ray).execute(query).fetchall() == connect(local).execute(query).fetchall()
+    again = ember.ray.index(rows, on_ray, [BERT], concurrency=2, window=16, **chunking)
+    assert (again[0]["embedded"], again[0]["skipped"]) == (0, len(rows))

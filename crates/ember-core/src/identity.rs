@@ -6,9 +6,12 @@
 //! that names a task (`input_type` over HTTP, `encode_query` / `encode_document` in Python) picks
 //! its prompt here, so the rule lives in one place.
 
+use std::collections::HashMap;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::SystemTime;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -106,6 +109,57 @@ pub fn weights_sha256(dir: &Path) -> Result<String> {
     Ok(hex(&Sha256::digest(digests.join("\n").as_bytes())))
 }
 
+/// What a model's weight files look like on disk, read without opening them: each file's path,
+/// length and modification time. Equal stamps are taken to mean equal bytes (a file rewritten in
+/// place gets a new modification time), which lets a hash be reused without reading the files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeightsStamp(Vec<(PathBuf, u64, Option<SystemTime>)>);
+
+impl WeightsStamp {
+    /// The stamp of the weight files of the model directory `dir`.
+    pub fn of(dir: &Path) -> Result<Self> {
+        let files = crate::weights::weight_files(dir)?;
+        files
+            .into_iter()
+            .map(|f| {
+                let meta = std::fs::metadata(&f).map_err(|e| Error::io(&f, e))?;
+                Ok((f, meta.len(), meta.modified().ok()))
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Self)
+    }
+}
+
+/// [`weights_sha256`] of model directories, each read once until its files change (their
+/// [`WeightsStamp`]): asking again for an unchanged directory costs a `stat` per file.
+#[derive(Debug, Default)]
+pub struct WeightsHashes(Mutex<HashMap<PathBuf, (WeightsStamp, String)>>);
+
+impl WeightsHashes {
+    /// The hash of `dir`'s weights as they are now (from the cache when their stamp is the one
+    /// hashed before).
+    pub fn get(&self, dir: &Path) -> Result<String> {
+        let stamp = WeightsStamp::of(dir)?;
+        if let Some((s, h)) = self.lock().get(dir) {
+            if *s == stamp {
+                return Ok(h.clone());
+            }
+        }
+        // Read without the lock: other directories' hashes stay available meanwhile.
+        let hash = weights_sha256(dir)?;
+        // Files rewritten while they were read may have mixed old and new bytes: not cached.
+        if WeightsStamp::of(dir)? == stamp {
+            self.lock().insert(dir.to_path_buf(), (stamp, hash.clone()));
+        }
+        Ok(hash)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, (WeightsStamp, String)>> {
+        // The map holds finished entries only: a panic elsewhere cannot leave one half-written.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 fn file_sha256(path: &Path) -> Result<String> {
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut hasher = Sha256::new();
@@ -139,6 +193,14 @@ impl Embedder {
     pub fn prompt_name_for(&self, input_type: InputType) -> Option<&str> {
         let prompts = &self.info().prompts;
         input_type.pick(|n| prompts.contains_key(n))
+    }
+
+    /// Whether the model's weight files changed on disk since it loaded them (or cannot be
+    /// read now): its weights are then no longer those the files hold, and hashing the files
+    /// would not say which weights it computes with.
+    pub fn weights_changed_on_disk(&self) -> bool {
+        let now = WeightsStamp::of(&self.info().path).ok();
+        now.is_none() || now != self.weights_stamp
     }
 
     /// The model's identity for vectors made with `opts`: the prompt resolved as `embed` resolves

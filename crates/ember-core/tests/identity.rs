@@ -1,5 +1,6 @@
 //! Model identity and chunking on the tiny seeded models: the weights hash against `sha256sum`
-//! of the fixture files, prompts picked per input type, and token windows.
+//! of the fixture files (and kept until the files change), prompts picked per input type, and
+//! token windows.
 
 mod common;
 
@@ -49,6 +50,45 @@ fn sharded_weights_hash_joins_the_shard_digests() {
     assert_eq!(
         ember_core::identity::weights_sha256(dir.path()).unwrap(),
         "31ff69185ab497be8140abd27a966f46c8adcf5f9b513831f02a170f3d86177f"
+    );
+}
+
+#[test]
+fn hashes_are_kept_until_the_files_change_and_a_loaded_model_sees_the_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    for entry in std::fs::read_dir(common::tiny("bert")).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
+    }
+    let hashes = ember_core::identity::WeightsHashes::default();
+    let first = hashes.get(dir).unwrap();
+    assert_eq!(
+        first,
+        "d00b725346ec2ce9ff642ce833496f8d0f390883caa8f6fd0b6aac06de9074c9"
+    );
+    let m = Embedder::load("copy", dir).unwrap();
+    assert!(!m.weights_changed_on_disk());
+    assert_eq!(m.known_weights_sha256(), None);
+    // One float's low bits changed in place, with a later modification time.
+    let path = dir.join("model.safetensors");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n - 4] ^= 0x5a;
+    std::fs::write(&path, &bytes).unwrap();
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(2);
+    let file = std::fs::File::options().write(true).open(&path).unwrap();
+    file.set_modified(later).unwrap();
+    drop(file);
+    assert!(m.weights_changed_on_disk());
+    let second = hashes.get(dir).unwrap();
+    assert_ne!(second, first);
+    assert_eq!(
+        second,
+        ember_core::identity::weights_sha256(dir).unwrap(),
+        "the new files' hash, not the cached one"
     );
 }
 

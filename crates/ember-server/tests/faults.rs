@@ -40,19 +40,6 @@ fn flaky_manager(dir: &Path, max_models: usize) -> Arc<ModelManager> {
     Arc::new(ModelManager::with_config(reg, Resolver::from_env(), config))
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).unwrap();
-        }
-    }
-}
-
 /// One embedding request for `model` in each dialect, with that dialect's error shape.
 fn each_dialect(model: &str) -> Vec<(Shape, &'static str, String)> {
     vec![

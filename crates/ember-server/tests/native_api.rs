@@ -286,3 +286,78 @@ async fn health_probes() {
     let (status, _) = send(&app, get("/health/ready")).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// `GET /api/v1/models/{id}` reports the weights hash in-process Ember computes from the same
+/// files: before the model is loaded (from its files, without loading it), once loaded (the
+/// loaded copy's), `null` while the files on disk are no longer the loaded ones, the new files'
+/// hash once it is unloaded, and `null` for a model whose files are not on this machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_reports_the_weights_hash_of_its_files_loaded_or_not() {
+    use ember_core::{Embedder, ModelManager, ModelSpec, Registry, Resolver};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wbert");
+    copy_dir(&tiny("bert"), &dir);
+    let mut reg = Registry::builtin();
+    let mut default = ModelSpec::for_path("tiny-bert", &tiny("bert"));
+    default.is_default = true;
+    reg.register(default).unwrap();
+    reg.register(ModelSpec::for_path("w-bert", &dir)).unwrap();
+    let mut absent = ModelSpec::for_path("absent", &dir);
+    absent.path = None;
+    absent.hub_repo = Some("ember-tests/in-no-cache".into());
+    reg.register(absent).unwrap();
+    let manager = std::sync::Arc::new(ModelManager::new(reg, Resolver::from_env()));
+    let app = ember_server::app(ember_server::AppState::new(manager, Limits::default()));
+    let in_process = |dir: &std::path::Path| {
+        let m = Embedder::load("w-bert", dir).unwrap();
+        m.weights_sha256().unwrap().to_string()
+    };
+    let want = in_process(&dir);
+    assert_eq!(want.len(), 64);
+
+    let (status, one) = send(&app, get("/api/v1/models/w-bert")).await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert_eq!(one["loaded"], false, "{one}");
+    assert_eq!(one["weights_sha256"], want.as_str(), "{one}");
+    assert!(one["revision"].is_string(), "{one}");
+    let embed = r#"{"input": "river stone", "model": "w-bert"}"#;
+    let (status, v) = send(&app, post_json("/api/v1/embed", embed)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (_, one) = send(&app, get("/api/v1/models/w-bert")).await;
+    assert_eq!(one["loaded"], true, "{one}");
+    assert_eq!(one["weights_sha256"], want.as_str(), "{one}");
+
+    // Other weights in the same file (one float's low bits), with a later modification time.
+    let weights = dir.join("model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let n = bytes.len();
+    bytes[n - 4] ^= 0x5a;
+    std::fs::write(&weights, &bytes).unwrap();
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(2);
+    let file = std::fs::File::options().write(true).open(&weights).unwrap();
+    file.set_modified(later).unwrap();
+    drop(file);
+    let changed = in_process(&dir);
+    assert_ne!(changed, want);
+    // The loaded copy computes with the old weights, which no file holds now: no hash.
+    let (_, one) = send(&app, get("/api/v1/models/w-bert")).await;
+    assert_eq!(one["loaded"], true, "{one}");
+    assert!(one["weights_sha256"].is_null(), "{one}");
+    let unload = Request::delete("/api/v1/models/w-bert")
+        .body(Body::empty())
+        .unwrap();
+    let (status, v) = send(&app, unload).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (_, one) = send(&app, get("/api/v1/models/w-bert")).await;
+    assert_eq!(one["loaded"], false, "{one}");
+    assert_eq!(one["weights_sha256"], changed.as_str(), "{one}");
+    let (status, v) = send(&app, post_json("/api/v1/embed", embed)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (_, one) = send(&app, get("/api/v1/models/w-bert")).await;
+    assert_eq!(one["weights_sha256"], changed.as_str(), "{one}");
+
+    let (status, one) = send(&app, get("/api/v1/models/absent")).await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert!(one["weights_sha256"].is_null(), "{one}");
+}

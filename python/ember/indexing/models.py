@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ember._errors import InvalidInputError
+from ember._errors import EmberError, InvalidInputError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -92,7 +92,8 @@ class LocalModel:
 
 class ServerModel:
     """A model served by a running Ember server: vectors come from its native API; the identity
-    comes from its catalog entry (no weights hash: the server does not report one)."""
+    comes from its `GET /api/v1/models/{id}` entry, with the weights hash the server computes as
+    `Embedder.weights_sha256` does, so server-mode and in-process tables record the same one."""
 
     def __init__(
         self,
@@ -122,6 +123,18 @@ class ServerModel:
             )
         self.client = ember.Client(url, timeout=600)
         entry = self.client.model(model)
+        if entry.get("weights_sha256") is None:
+            # The server's files are not there yet (its first load downloads them) or changed
+            # since it loaded them: one request loads the model, then it can tell its weights.
+            self.client.embed(["ember"], entry["id"], dtype=dtype)
+            entry = self.client.model(model)
+        if entry.get("weights_sha256") is None:
+            raise EmberError(
+                f"the server at {url} does not report the weights of model `{entry['id']}` "
+                "(`weights_sha256` of GET /api/v1/models/{id}): its files changed on disk since "
+                "it loaded them (unload the model there, or restart the server, to reload it), "
+                "or the server predates it; without it, changed weights could not mark rows stale"
+            )
         if prompt_name is None and input_type is not None:
             prompt_name = _native.prompt_name_for(list(entry.get("prompts") or {}), input_type)
         else:
@@ -138,7 +151,7 @@ class ServerModel:
             "id": entry["id"],
             "revision": entry.get("revision"),
             "architecture": entry.get("architecture"),
-            "weights_sha256": None,
+            "weights_sha256": entry["weights_sha256"],
             "dimension": int(entry["dimension"]),
             "dtype": dtype or entry.get("dtype") or entry.get("default_dtype"),
             "pooling": entry.get("pooling"),

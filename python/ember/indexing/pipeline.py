@@ -28,7 +28,7 @@ from ember.indexing.progress import Progress
 from ember.indexing.sources import open_source
 from ember.indexing.store import ModelTable, Store, StoreError, parse_target
 
-__all__ = ["index", "open_store"]
+__all__ = ["check_chunking", "index", "open_store"]
 
 _DONE = object()
 
@@ -37,6 +37,16 @@ def open_store(db: Any, *, lock_timeout: float = 5.0) -> Store:
     store = parse_target(db)
     store.lock_timeout = lock_timeout  # type: ignore[attr-defined]
     return store
+
+
+def check_chunking(chunk_tokens: int | None, chunk_overlap: int) -> None:
+    """Refuses a chunk window below 1 token or an overlap outside `[0, chunk_tokens)`."""
+    if chunk_tokens is not None and chunk_tokens < 1:
+        raise InvalidInputError(f"chunk_tokens must be at least 1, got {chunk_tokens}")
+    if chunk_overlap < 0 or (chunk_tokens and chunk_overlap >= chunk_tokens):
+        raise InvalidInputError(
+            f"chunk_overlap must be at least 0 and below chunk_tokens, got {chunk_overlap}"
+        )
 
 
 def _progress_mode(progress: str | None) -> str:
@@ -182,12 +192,7 @@ def index(
         raise InvalidInputError(f"a model is named twice: {names}")
     if batch_size < 1:
         raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}")
-    if chunk_tokens is not None and chunk_tokens < 1:
-        raise InvalidInputError(f"chunk_tokens must be at least 1, got {chunk_tokens}")
-    if chunk_overlap < 0 or (chunk_tokens and chunk_overlap >= chunk_tokens):
-        raise InvalidInputError(
-            f"chunk_overlap must be at least 0 and below chunk_tokens, got {chunk_overlap}"
-        )
+    check_chunking(chunk_tokens, chunk_overlap)
     mode = _progress_mode(progress)
     source = open_source(
         input, id_column=id_column, text_column=text_column, on_duplicate=on_duplicate

@@ -153,6 +153,8 @@ pub struct Embedder {
     include_prompt: bool,
     /// SHA-256 of the weight files, computed on first use (see [`Embedder::weights_sha256`]).
     weights_sha256: std::sync::OnceLock<String>,
+    /// The weight files as they were when loaded (see [`Embedder::weights_changed_on_disk`]).
+    pub(crate) weights_stamp: Option<crate::identity::WeightsStamp>,
     /// Pooling (embedders), a classifier or a masked-LM head.
     pub(crate) head: Head,
 }
@@ -204,6 +206,8 @@ impl Embedder {
             bytes: weight_bytes + p.tokenizer.approx_bytes(),
             path: dir.to_path_buf(),
         };
+        // After the load: a stamp taken before could miss a rewrite that happened during it.
+        let weights_stamp = crate::identity::WeightsStamp::of(dir).ok();
         tracing::info!(model = id, kind = %info.kind, %dtype, dir = %dir.display(), bytes = info.bytes, "model loaded");
         Ok(Self {
             info,
@@ -213,6 +217,7 @@ impl Embedder {
             tokenizer: p.tokenizer,
             include_prompt: p.include_prompt,
             weights_sha256: std::sync::OnceLock::new(),
+            weights_stamp,
             head: p.head,
         })
     }
@@ -258,6 +263,11 @@ impl Embedder {
     pub fn with_instruction_prompts(mut self, yes: bool) -> Self {
         self.info.prompts_are_instructions = yes;
         self
+    }
+
+    /// [`Embedder::weights_sha256`] when it was computed already (no file is read).
+    pub fn known_weights_sha256(&self) -> Option<&str> {
+        self.weights_sha256.get().map(String::as_str)
     }
 
     /// SHA-256 of the model's safetensors files (see [`crate::identity::weights_sha256`]),

@@ -91,6 +91,8 @@ pub struct ModelManager {
 struct Inner {
     registry: RwLock<Registry>,
     resolver: Resolver,
+    /// Weights hashes of model directories, kept until their files change.
+    hashes: crate::identity::WeightsHashes,
     config: ManagerConfig,
     state: Mutex<State>,
     /// Signalled when a model leaves the cache or a load ends (wakes waits for room).
@@ -124,6 +126,7 @@ impl ModelManager {
         let inner = Arc::new(Inner {
             registry: RwLock::new(registry),
             resolver,
+            hashes: Default::default(),
             state: Mutex::new(State::new(config.max_memory)),
             config,
             changed: Condvar::new(),

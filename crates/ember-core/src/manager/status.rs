@@ -10,7 +10,7 @@ use super::counters::ModelCounters;
 use super::state::State;
 use super::{poisoned, KeepAlive, Key, ModelManager};
 use crate::dtype::DType;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::registry::ModelSpec;
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -102,6 +102,45 @@ impl ModelManager {
         let spec = self.spec(Some(id))?;
         let st = self.inner.state.lock().map_err(poisoned)?;
         Ok(self.status_of(&st, spec))
+    }
+
+    /// SHA-256 of the weights `id`'s vectors come from (see [`crate::identity::weights_sha256`]),
+    /// without loading the model: a loaded copy's own hash, else the hash of the files a load
+    /// would read, found on this machine without downloading. Each directory is read once until
+    /// its files change ([`crate::identity::WeightsHashes`]), so asking again costs a `stat`.
+    ///
+    /// `None` when the files are not on this machine yet (a first load downloads them), or when
+    /// they changed on disk since the loaded copy read them (unloading it makes the next request
+    /// load, and this report hash, the new files). A failure to read them is an error.
+    pub fn weights_sha256(&self, id: &str) -> Result<Option<String>> {
+        let spec = self.spec(Some(id))?;
+        // The cache lock is held for this statement only.
+        let loaded = self
+            .inner
+            .state
+            .lock()
+            .map_err(poisoned)?
+            .entries_of(&spec.id)
+            .next()
+            .map(|(_, e)| e.model.clone());
+        if let Some(model) = loaded {
+            if let Some(h) = model.known_weights_sha256() {
+                return Ok(Some(h.to_string()));
+            }
+            if model.weights_changed_on_disk() {
+                return Ok(None);
+            }
+            return self.inner.hashes.get(&model.info().path).map(Some);
+        }
+        // Where a load would find the files, but never a download: a status request stays cheap.
+        let mut local = self.inner.resolver.clone();
+        local.offline = true;
+        local.progress = false;
+        match local.resolve(&spec) {
+            Ok(dir) => self.inner.hashes.get(&dir).map(Some),
+            Err(Error::FilesNotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn status_of(&self, st: &State, spec: ModelSpec) -> ModelStatus {

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -20,6 +20,20 @@ pub fn fixtures() -> PathBuf {
 
 pub fn tiny(kind: &str) -> PathBuf {
     fixtures().join("reference/tiny").join(kind)
+}
+
+/// Copies a model directory (e.g. a tiny fixture) to `to`, for a test that changes its files.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
 }
 
 /// A manager whose catalog adds the tiny models (`tiny-bert` is the default).

@@ -77,15 +77,34 @@ fn status_json(status: ModelStatus) -> Result<axum::Json<Value>, Error> {
         })
 }
 
-/// One model's catalog entry, load state and counters (as in `GET /api/v1/models`).
+/// One model's catalog entry, load state and counters (as in `GET /api/v1/models`), with the
+/// identity its vectors carry: `revision` and `weights_sha256`, the SHA-256 of its safetensors
+/// weights as in-process Ember computes it.
 #[utoipa::path(get, operation_id = "native_get_model", path = "/api/v1/models/{id}", tag = "native",
     params(("id" = String, Path, description = "Model id or alias (may contain `/`)")),
-    responses((status = 200, description = "The model's status"), (status = 404)))]
+    responses((status = 200, description = "The model's status and `weights_sha256`: the loaded copy's, else its files' on this machine (hashed once until they change); `null` when the files are not here yet (the first load downloads them) or changed on disk since the loaded copy read them (unload it to reload)"), (status = 404)))]
 pub async fn get_model(
     State(state): State<AppState>,
     Path(id, _): Path<String, Native>,
 ) -> Result<axum::Json<Value>, Error> {
-    status_json(state.manager.model_status(&id)?)
+    let manager = state.manager.clone();
+    // Hashing reads the weight files (once per version of them): not on the async runtime.
+    let (status, sha) = tokio::task::spawn_blocking(move || {
+        let status = manager.model_status(&id)?;
+        let sha = manager.weights_sha256(&id).unwrap_or_else(|e| {
+            // The status still answers: it is how a caller finds out that the model is broken.
+            tracing::warn!(model = %status.spec.id, error = %e, "cannot hash the model's weights");
+            None
+        });
+        Ok::<_, ember_core::Error>((status, sha))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("model status task failed: {e}")))??;
+    let axum::Json(mut body) = status_json(status)?;
+    if let Value::Object(fields) = &mut body {
+        fields.insert("weights_sha256".into(), sha.into());
+    }
+    Ok(axum::Json(body))
 }
 
 /// Loads a model now (body: `dtype`, `keep_alive`, both optional) and returns its status.
