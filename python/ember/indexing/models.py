@@ -123,10 +123,12 @@ class ServerModel:
             )
         self.client = ember.Client(url, timeout=600)
         entry = self.client.model(model)
-        if entry.get("weights_sha256") is None:
+        dimension = int(entry.get("dimension") or 0)
+        if entry.get("weights_sha256") is None or not dimension:
             # The server's files are not there yet (its first load downloads them) or changed
-            # since it loaded them: one request loads the model, then it can tell its weights.
-            self.client.embed(["ember"], entry["id"], dtype=dtype)
+            # since it loaded them, or its catalog entry states no dimension (a directory): one
+            # request loads the model and shows the dimension; then it can tell its weights.
+            dimension = int(self.client.embed(["ember"], entry["id"], dtype=dtype).shape[-1])
             entry = self.client.model(model)
         if entry.get("weights_sha256") is None:
             raise EmberError(
@@ -152,7 +154,7 @@ class ServerModel:
             "revision": entry.get("revision"),
             "architecture": entry.get("architecture"),
             "weights_sha256": entry["weights_sha256"],
-            "dimension": int(entry["dimension"]),
+            "dimension": dimension,
             "dtype": dtype or entry.get("dtype") or entry.get("default_dtype"),
             "pooling": entry.get("pooling"),
             "normalize": normalize,
