@@ -33,16 +33,7 @@ impl Embeddings {
                 cfg.max_position_embeddings,
                 h,
             )?,
-            token_type: if cfg.type_vocab_size > 0 {
-                Some(Embedding::load(
-                    w,
-                    "embeddings.token_type_embeddings.weight",
-                    cfg.type_vocab_size,
-                    h,
-                )?)
-            } else {
-                None
-            },
+            token_type: Embedding::token_types(w, cfg.type_vocab_size, h)?,
             norm: LayerNorm::load(w, "embeddings.LayerNorm", h, cfg.layer_norm_eps)?,
             position_offset: roberta.then(|| cfg.pad_token_id.unwrap_or(1)),
         })

@@ -232,16 +232,7 @@ pub fn load(w: &Weights, cfg: &GteConfig, path: &Path) -> Result<RotaryModel> {
         .collect::<Result<Vec<_>>>()?;
     Ok(RotaryModel {
         embed: Embedding::load(w, "embeddings.word_embeddings.weight", cfg.vocab_size, h)?,
-        token_type: (cfg.type_vocab_size > 0)
-            .then(|| {
-                Embedding::load(
-                    w,
-                    "embeddings.token_type_embeddings.weight",
-                    cfg.type_vocab_size,
-                    h,
-                )
-            })
-            .transpose()?,
+        token_type: Embedding::token_types(w, cfg.type_vocab_size, h)?,
         embed_scale: None,
         embed_norm: Some(norm("embeddings.LayerNorm")?),
         layers,

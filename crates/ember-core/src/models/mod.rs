@@ -225,6 +225,14 @@ impl Embedding {
         Ok(Self { table })
     }
 
+    /// BERT-style `embeddings.token_type_embeddings.weight` (`[types, dim]`), or `None` for a
+    /// config with no token types (`type_vocab_size` 0).
+    pub fn token_types(w: &Weights, types: usize, dim: usize) -> Result<Option<Self>> {
+        (types > 0)
+            .then(|| Self::load(w, "embeddings.token_type_embeddings.weight", types, dim))
+            .transpose()
+    }
+
     /// Adds rows `ids` to `out` (`[ids.len(), dim]`) on the host, widened to f32.
     pub fn add_into(&self, ids: &[u32], out: &mut [f32]) -> candle_core::Result<()> {
         self.table.add_rows(ids, out)

@@ -420,16 +420,7 @@ impl NomicBertModel {
         };
         Ok(Self {
             word: Embedding::load(w, "embeddings.word_embeddings.weight", cfg.vocab_size, h)?,
-            token_type: (cfg.type_vocab_size > 0)
-                .then(|| {
-                    Embedding::load(
-                        w,
-                        "embeddings.token_type_embeddings.weight",
-                        cfg.type_vocab_size,
-                        h,
-                    )
-                })
-                .transpose()?,
+            token_type: Embedding::token_types(w, cfg.type_vocab_size, h)?,
             emb_ln: LayerNorm::load(w, emb_ln, h, s.eps)?,
             layers: (0..s.layers)
                 .map(|i| Layer::load(w, &s, i))
