@@ -203,6 +203,29 @@ impl TextTokenizer {
         Ok(e.get_ids().to_vec())
     }
 
+    /// The post-processor's special tokens around `first` (and `second`, for a pair), as ids.
+    fn post_processed(&self, first: Encoding, second: Option<Encoding>) -> Result<Encoded> {
+        let e = self
+            .inner
+            .post_process(first, second, true)
+            .map_err(|e| self.err(e))?;
+        Ok(Encoded {
+            ids: e.get_ids().to_vec(),
+            type_ids: e.get_type_ids().to_vec(),
+            pool_skip: 0,
+        })
+    }
+
+    /// Input `index` has `tokens` tokens, over `limit`.
+    fn too_long(&self, index: usize, tokens: usize, limit: usize) -> Error {
+        Error::InputTooLong {
+            model: self.model.clone(),
+            index,
+            tokens,
+            limit,
+        }
+    }
+
     /// Truncates (or refuses) each encoding without special tokens at `max_len` minus the
     /// special tokens, then lets the post-processor add them.
     fn finish(
@@ -217,26 +240,13 @@ impl TextTokenizer {
             let tokens = e.len() + self.added;
             if tokens > max_len {
                 if !truncate {
-                    return Err(Error::InputTooLong {
-                        model: self.model.clone(),
-                        index,
-                        tokens,
-                        limit: max_len,
-                    });
+                    return Err(self.too_long(index, tokens, max_len));
                 }
                 e.truncate(max_len.saturating_sub(self.added), 0, side.direction());
                 // The cut-off parts would be post-processed too; nobody reads them.
                 drop(e.take_overflowing());
             }
-            let e = self
-                .inner
-                .post_process(e, None, true)
-                .map_err(|e| self.err(e))?;
-            out.push(Encoded {
-                ids: e.get_ids().to_vec(),
-                type_ids: e.get_type_ids().to_vec(),
-                pool_skip: 0,
-            });
+            out.push(self.post_processed(e, None)?);
         }
         Ok(out)
     }
@@ -295,12 +305,7 @@ impl TextTokenizer {
             let (ql, dl) = (q.len(), d.len());
             if ql + dl > budget {
                 if !truncate {
-                    return Err(Error::InputTooLong {
-                        model: self.model.clone(),
-                        index,
-                        tokens: ql + dl + added,
-                        limit: max_len,
-                    });
+                    return Err(self.too_long(index, ql + dl + added, max_len));
                 }
                 let keep_d = budget.saturating_sub(ql).max(dl.min(budget / 2));
                 let keep_q = budget - keep_d;
@@ -311,15 +316,7 @@ impl TextTokenizer {
                 d.truncate(keep_d, 0, side.direction());
                 drop(d.take_overflowing());
             }
-            let e = self
-                .inner
-                .post_process(q, Some(d), true)
-                .map_err(|e| self.err(e))?;
-            out.push(Encoded {
-                ids: e.get_ids().to_vec(),
-                type_ids: e.get_type_ids().to_vec(),
-                pool_skip: 0,
-            });
+            out.push(self.post_processed(q, Some(d))?);
         }
         Ok(out)
     }
@@ -339,12 +336,7 @@ impl TextTokenizer {
             .enumerate()
             .map(|(index, mut ids)| {
                 if ids.len() > max_len && !truncate {
-                    return Err(Error::InputTooLong {
-                        model: self.model.clone(),
-                        index,
-                        tokens: ids.len(),
-                        limit: max_len,
-                    });
+                    return Err(self.too_long(index, ids.len(), max_len));
                 }
                 ids.truncate(max_len);
                 Ok(ids)
