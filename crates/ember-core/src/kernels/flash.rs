@@ -47,6 +47,16 @@ pub struct Heads {
 }
 
 impl Heads {
+    /// `heads` query heads, each with its own key and value head, splitting `hidden` evenly (the
+    /// config's validation has checked that `heads` divides it).
+    pub fn full(heads: usize, hidden: usize) -> Self {
+        Self {
+            heads,
+            kv_heads: heads,
+            head_dim: hidden / heads.max(1),
+        }
+    }
+
     /// Values per token in the fused projection.
     pub fn row(&self) -> usize {
         (self.heads + 2 * self.kv_heads) * self.head_dim

@@ -141,11 +141,7 @@ impl GteConfig {
 pub fn load(w: &Weights, cfg: &GteConfig, path: &Path) -> Result<RotaryModel> {
     cfg.validate(path)?;
     let (h, eps, inner) = (cfg.hidden_size, cfg.layer_norm_eps, cfg.intermediate_size);
-    let heads = Heads {
-        heads: cfg.num_attention_heads,
-        kv_heads: cfg.num_attention_heads,
-        head_dim: h / cfg.num_attention_heads,
-    };
+    let heads = Heads::full(cfg.num_attention_heads, h);
     let norm = |name: &str| match cfg.rms() {
         true => Norm::rms(w, name, h, eps, false),
         false => Norm::layer(w, name, h, eps, true),

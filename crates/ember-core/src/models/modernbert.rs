@@ -134,11 +134,7 @@ impl ModernBertConfig {
 pub fn load(w: &Weights, cfg: &ModernBertConfig, path: &Path) -> Result<RotaryModel> {
     cfg.validate(path)?;
     let (h, eps, inner) = (cfg.hidden_size, cfg.norm_eps, cfg.intermediate_size);
-    let heads = Heads {
-        heads: cfg.num_attention_heads,
-        kv_heads: cfg.num_attention_heads,
-        head_dim: h / cfg.num_attention_heads,
-    };
+    let heads = Heads::full(cfg.num_attention_heads, h);
     let d = heads.head_dim;
     let gate = cfg.gate().expect("validated");
     let half = cfg.local_attention / 2;
