@@ -172,9 +172,19 @@ impl Worker {
         }
         let texts = encoded.len();
         let started = Instant::now();
-        match model.embed_encoded(&encoded, batch_size) {
+        let result = model.embed_encoded(&encoded, batch_size);
+        let inference = started.elapsed();
+        // Counted before anyone is answered: a caller that scrapes /metrics right after its
+        // reply must already see the batch that served it.
+        self.shared.metrics.batch(
+            model.id(),
+            requests,
+            texts,
+            tokens,
+            texts.div_ceil(batch_size),
+        );
+        match result {
             Ok(raw) => {
-                let inference = started.elapsed();
                 let dim = model.dimension();
                 let mut row = 0usize;
                 for (prep, rows) in jobs {
@@ -193,13 +203,6 @@ impl Worker {
                 }
             }
         }
-        self.shared.metrics.batch(
-            model.id(),
-            requests,
-            texts,
-            tokens,
-            texts.div_ceil(batch_size),
-        );
     }
 }
 
