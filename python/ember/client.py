@@ -60,7 +60,7 @@ def _error(status: int, body: bytes, url: str) -> EmberError:
 
 class Client:
     """A client for Ember's native HTTP API (`POST /api/v1/embed`, `POST /api/v1/rerank`,
-    `GET /api/v1/models`) on a
+    `POST /api/v1/chunk`, `GET /api/v1/models`) on a
     server started elsewhere (`ember serve`, `ember.serve()` or the `ember-server` binary).
 
     base_url: the server's address, e.g. "http://127.0.0.1:8080".
@@ -175,6 +175,39 @@ class Client:
             if value is not None:
                 body[key] = value
         return list(self._request("POST", "/api/v1/rerank", body)["results"])
+
+    def chunk(
+        self,
+        texts: str | Iterable[str],
+        model: str | None = None,
+        *,
+        chunk_tokens: int | None = None,
+        chunk_overlap: int = 0,
+        prompt_name: str | None = None,
+        input_type: str | None = None,
+        dtype: str | None = None,
+    ) -> list[list[tuple[int, int, int]]]:
+        """Cuts each text into windows of `chunk_tokens` of the model's tokens, overlapping by
+        `chunk_overlap`, on the server (`POST /api/v1/chunk`): per text, its chunks as
+        `(start, end, tokens)` with character offsets (`text[start:end]` is the chunk), as
+        `Embedder.chunk` gives them in-process. Without `chunk_tokens`, the largest window that
+        fits the model's limit with its prompt."""
+        single = isinstance(texts, str)
+        inputs = [texts] if single else list(texts)
+        if not inputs:
+            return []
+        body: dict[str, Any] = {"input": inputs, "chunk_overlap": chunk_overlap}
+        for key, value in (
+            ("model", model),
+            ("chunk_tokens", chunk_tokens),
+            ("prompt_name", prompt_name),
+            ("input_type", input_type),
+            ("dtype", dtype),
+        ):
+            if value is not None:
+                body[key] = value
+        doc = self._request("POST", "/api/v1/chunk", body)
+        return [[(c["start"], c["end"], c["tokens"]) for c in spans] for spans in doc["chunks"]]
 
     def models(self) -> list[dict[str, Any]]:
         """The server's catalog: one dict per model with its load state."""

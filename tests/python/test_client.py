@@ -45,6 +45,20 @@ def test_embed_returns_numpy(server: str) -> None:
     assert client.embed([]).shape == (0, 0)
 
 
+def test_chunk_gives_the_in_process_chunks(server: str) -> None:
+    client = ember.Client(server, api_key=KEY)
+    local = ember.Embedder(TINY)
+    texts = ["Ünïcödé café naïve résumé one two three four five six", "short", ""]
+    got = client.chunk(texts, chunk_tokens=5, chunk_overlap=2)
+    assert got == [local.chunk(t, 5, 2) for t in texts]
+    assert len(got[0]) > 2
+    # Without a window: the largest that fits the model's limit (the whole short text).
+    assert client.chunk("short", TINY) == [local.chunk("short", local.max_seq_length - 2)]
+    assert client.chunk([]) == []
+    with pytest.raises(ember.InvalidInputError, match="chunk_overlap"):
+        client.chunk(texts, chunk_tokens=2, chunk_overlap=2)
+
+
 def test_models(server: str) -> None:
     client = ember.Client(server + "/", api_key=KEY, timeout=30)
     models = client.models()

@@ -111,8 +111,6 @@ def test_server_mode_gives_in_process_vectors(tmp_path, minilm):
         assert summary[0]["embedded"] == 20
         hits = ember.search(rows[5]["text"], db, model, server=url, k=1)
         assert hits[0]["id"] == "s5"
-        with pytest.raises(ember.InvalidInputError, match="--server"):
-            ember.index(rows, db, [model], server=url, chunk_tokens=8, progress=None)
     got = vectors(connect(db), "embeddings_all_minilm_l6_v2_384")
     want = minilm.embed([r["text"] for r in rows])
     assert cosine(np.stack([got[(r["id"], 0)] for r in rows]), want).min() > 0.99999
@@ -125,6 +123,71 @@ def test_server_mode_gives_in_process_vectors(tmp_path, minilm):
     assert ember.search(rows[6]["text"], db, model, k=1)[0]["id"] == "s6"
     with pytest.raises(ember.EmberError, match="cannot reach"):
         ember.index(rows, db, [model], server=url, progress=None)
+
+
+def chunk_rows(db) -> list[tuple]:
+    """The chunks of the tiny BERT's table, in order."""
+    query = "SELECT doc_id, chunk, start_char, end_char FROM embeddings_bert_32 ORDER BY 1, 2"
+    return connect(db).execute(query).fetchall()
+
+
+def test_server_mode_chunks_as_an_in_process_run_does(tmp_path):
+    # Long texts with accents: the server cuts with the model's tokens, offsets in characters.
+    rows = [
+        {"id": f"c{i}", "text": f"Ünïcödé café {i} " + " ".join(f"w{j}" for j in range(i * 7))}
+        for i in range(12)
+    ]
+    chunking = {"chunk_tokens": 12, "chunk_overlap": 4}
+    local, remote = tmp_path / "local.db", tmp_path / "remote.db"
+    ember.index(rows, local, [BERT], progress=None, **chunking)
+    with ember_server(tmp_path, **{"EMBER_DEFAULT_MODEL": BERT}) as url:
+        summary = ember.index(rows, remote, [BERT], server=url, progress=None, **chunking)[0]
+        assert summary["embedded"] == 12
+        # A window over the model's limit is refused before any row is written, naming the
+        # largest that fits.
+        with pytest.raises(ember.InvalidInputError, match="use at most 30"):
+            ember.index(
+                rows, tmp_path / "x.db", [BERT], server=url, chunk_tokens=500, progress=None
+            )
+        # Search through the server finds a chunk by its own text, with its offsets.
+        _, _, start, end = next(r for r in chunk_rows(local) if r[:2] == ("c9", 1))
+        hit = ember.search(rows[9]["text"][start:end], remote, BERT, server=url, k=1)[0]
+        assert (hit["id"], hit["chunk"], hit["start"], hit["end"]) == ("c9", 1, start, end)
+    want = chunk_rows(local)
+    assert chunk_rows(remote) == want
+    assert max(c for _, c, _, _ in want) >= 3  # the long texts made several chunks
+    got, ref = (
+        vectors(connect(remote), "embeddings_bert_32"),
+        vectors(connect(local), "embeddings_bert_32"),
+    )
+    keys = sorted(ref)
+    assert sorted(got) == keys
+    assert cosine(np.stack([got[k] for k in keys]), np.stack([ref[k] for k in keys])).min() > 0.9999
+    # Both runs record the same identity, chunking included: an in-process run redoes nothing.
+    query = "SELECT fingerprint, chunk_tokens, chunk_overlap, architecture, pooling FROM models"
+    assert connect(remote).execute(query).fetchall() == connect(local).execute(query).fetchall()
+    again = ember.index(rows, remote, [BERT], progress=None, **chunking)[0]
+    assert (again["embedded"], again["stale"]) == (0, 0)
+
+
+def test_server_mode_records_a_directory_model_s_identity_as_in_process(tmp_path):
+    # A directory has no catalog facts: the server states those its loaded files declare
+    # (architecture, last-token pooling, prompts, limit), so both tables record one identity.
+    qwen3 = str(tiny_dir("qwen3"))
+    rows = corpus(6, prefix="q")
+    local, remote = tmp_path / "local.db", tmp_path / "remote.db"
+    ember.index(rows, local, [qwen3], input_type="query", progress=None)
+    with ember_server(tmp_path, **{"EMBER_DEFAULT_MODEL": BERT, "EMBER_MODELS": qwen3}) as url:
+        ember.index(rows, remote, [qwen3], server=url, input_type="query", progress=None)
+    fields = (
+        "table_name, model_id, weights_sha256, architecture, dimension, dtype, pooling, "
+        "normalize, input_type, prompt_name, prompt, max_seq_length, fingerprint"
+    )
+    query = f"SELECT {fields} FROM models"
+    got = connect(remote).execute(query).fetchall()
+    assert got == connect(local).execute(query).fetchall()
+    assert got[0][3:7] == ("qwen3", 32, "fp32", "last_token")
+    assert got[0][9:11] == ("query", ember.Embedder(qwen3).prompts["query"])
 
 
 def unload(url: str, model: str) -> None:

@@ -187,6 +187,25 @@ pub struct Chunk {
     pub tokens: usize,
 }
 
+impl Chunk {
+    /// `chunks` of `text` (byte offsets, as [`Embedder::chunk`] gives them) with their offsets
+    /// in characters (Unicode code points) instead: the indices Python's `str` slices with, and
+    /// what the server's chunk route answers (JSON clients cannot slice UTF-8 bytes).
+    pub fn in_chars(text: &str, chunks: &[Chunk]) -> Vec<Chunk> {
+        let mut starts: Vec<usize> = text.char_indices().map(|(b, _)| b).collect();
+        starts.push(text.len());
+        let char_at = |byte: usize| starts.partition_point(|&s| s < byte);
+        chunks
+            .iter()
+            .map(|c| Chunk {
+                start: char_at(c.start),
+                end: char_at(c.end),
+                tokens: c.tokens,
+            })
+            .collect()
+    }
+}
+
 impl Embedder {
     /// The prompt name `input_type` picks for this model: the first of
     /// [`InputType::prompt_names`] the model has, else None (no prompt).
@@ -252,10 +271,7 @@ impl Embedder {
                 format!("{overlap} must be smaller than chunk_tokens ({max_tokens})"),
             ));
         }
-        let limit = opts.max_length.map_or(self.info().max_seq_length, |m| {
-            m.min(self.info().max_seq_length)
-        });
-        let overhead = self.tokens_around_content(opts)?;
+        let (limit, overhead) = self.chunk_room(opts)?;
         if max_tokens + overhead > limit {
             return Err(Error::invalid(
                 "chunk_tokens",
@@ -290,6 +306,33 @@ impl Embedder {
             }
             first += step;
         }
+    }
+
+    /// The largest `max_tokens` [`chunk`](Self::chunk) accepts with `opts`: the model's limit
+    /// (or `opts.max_length`) less the special tokens and the prompt. An error when nothing is
+    /// left (a prompt as long as the limit).
+    pub fn max_chunk_tokens(&self, opts: &EmbedOptions) -> Result<usize> {
+        let (limit, overhead) = self.chunk_room(opts)?;
+        match limit.checked_sub(overhead) {
+            Some(n) if n > 0 => Ok(n),
+            _ => Err(Error::invalid(
+                "chunk_tokens",
+                format!(
+                    "the special tokens and the prompt ({overhead} tokens) leave no room for \
+                     content in the {limit}-token limit of model `{}`",
+                    self.id()
+                ),
+            )),
+        }
+    }
+
+    /// The token limit inputs are cut to with `opts`, and the tokens around each input's
+    /// content.
+    fn chunk_room(&self, opts: &EmbedOptions) -> Result<(usize, usize)> {
+        let limit = opts.max_length.map_or(self.info().max_seq_length, |m| {
+            m.min(self.info().max_seq_length)
+        });
+        Ok((limit, self.tokens_around_content(opts)?))
     }
 
     /// Tokens every input carries besides its content: special tokens and the prompt's.

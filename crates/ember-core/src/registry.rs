@@ -146,6 +146,25 @@ impl ModelSpec {
             packaged: None,
         }
     }
+
+    /// This spec with the facts a loaded copy read from its files, when the spec states no
+    /// architecture (a model directory used as an id, or a models-file entry giving only a
+    /// path): its architecture, dimension, limit, pooling, normalization and prompts. A spec
+    /// that states its architecture is a catalog entry whose facts were checked: it is kept.
+    pub fn with_loaded_facts(mut self, info: &crate::embedder::ModelInfo) -> Self {
+        if !self.architecture.is_empty() {
+            return self;
+        }
+        self.architecture = info.architecture.clone();
+        self.dimension = info.dimension;
+        self.max_seq_length = info.max_seq_length;
+        self.pooling = info.pooling;
+        self.normalize = info.normalize;
+        self.prompts = info.prompts.clone();
+        self.default_prompt_name = info.default_prompt_name.clone();
+        self.prompts_are_instructions = info.prompts_are_instructions;
+        self
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,7 +4,7 @@
 
 mod common;
 
-use ember_core::{EmbedOptions, Embedder, InputType};
+use ember_core::{Chunk, EmbedOptions, Embedder, InputType};
 
 fn tiny(kind: &str) -> Embedder {
     Embedder::load(kind, &common::tiny(kind)).unwrap()
@@ -162,6 +162,9 @@ fn chunk_windows_that_do_not_fit_are_refused() {
         .to_string()
         .contains("chunk_overlap"));
     assert!(m.chunk("a b", 0, 0, &opts).is_err());
+    // The largest window that fits is the limit less [CLS] and [SEP].
+    assert_eq!(m.max_chunk_tokens(&opts).unwrap(), limit - 2);
+    assert!(m.chunk("a b", limit - 2, 0, &opts).is_ok());
 }
 
 #[test]
@@ -192,6 +195,13 @@ fn spans_map_back_through_lowercasing() {
     }
     let chunks = m.chunk(text, 2, 0, &EmbedOptions::default()).unwrap();
     assert_eq!(chunks.last().unwrap().end, text.len());
+    // In characters, each chunk covers the same piece of the text.
+    let chars: Vec<char> = text.chars().collect();
+    for (b, c) in chunks.iter().zip(Chunk::in_chars(text, &chunks)) {
+        let piece: String = chars[c.start..c.end].iter().collect();
+        assert_eq!(piece, text[b.start..b.end]);
+        assert_eq!(b.tokens, c.tokens);
+    }
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

@@ -451,3 +451,44 @@ fn stress_more_models_than_fit_no_deadlock_budget_kept_answers_correct() {
     let s = m.stats().unwrap();
     assert!(s.evictions.memory + s.evictions.lru > 0, "{s:?}");
 }
+
+#[test]
+fn a_loaded_directory_states_the_facts_its_files_declare() {
+    // A directory id has no catalog facts until a copy is loaded; then its status states what
+    // the files say (config.json, 1_Pooling, config_sentence_transformers.json).
+    let m = manager(ManagerConfig::default());
+    let dir = tiny("qwen3");
+    let id = dir.to_str().unwrap();
+    let before = m.model_status(id).unwrap().spec;
+    assert_eq!((before.architecture.as_str(), before.dimension), ("", 0));
+    assert!(before.prompts.is_empty());
+    one(&m, id, None);
+    let after = m.model_status(id).unwrap().spec;
+    assert_eq!(
+        after.architecture,
+        json(dir.join("config.json"))["model_type"]
+    );
+    let pooling = json(dir.join("1_Pooling/config.json"));
+    assert_eq!(after.dimension, pooling["word_embedding_dimension"]);
+    assert_eq!(pooling["pooling_mode_lasttoken"], true);
+    assert_eq!(after.pooling, ember_core::Pooling::LastToken);
+    let st = json(dir.join("config_sentence_transformers.json"));
+    assert_eq!(after.prompts["query"], st["prompts"]["query"]);
+    assert!(after.max_seq_length > 0);
+    // The listing says the same.
+    let listed = m.status().unwrap();
+    let entry = listed.iter().find(|s| s.spec.id == id).unwrap();
+    assert_eq!(entry.spec.architecture, after.architecture);
+    // A catalog entry that states its architecture keeps its own facts.
+    let mut stated = ModelSpec::for_path("stated", &tiny("bert"));
+    stated.architecture = "bert".into();
+    stated
+        .prompts
+        .insert("catalog".into(), "from the catalog: ".into());
+    let mut reg = registry(&[]);
+    reg.register(stated).unwrap();
+    let m = ModelManager::with_config(reg, Resolver::from_env(), ManagerConfig::default());
+    one(&m, "stated", None);
+    let spec = m.model_status("stated").unwrap().spec;
+    assert_eq!(spec.prompts.keys().collect::<Vec<_>>(), ["catalog"]);
+}

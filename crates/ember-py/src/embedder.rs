@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use ember_core::manager::Lease;
 use ember_core::precision::Precision;
-use ember_core::{EmbedOptions, Error, InputType, Matryoshka, ModelSpec};
+use ember_core::{Chunk, EmbedOptions, Error, InputType, Matryoshka, ModelSpec};
 use numpy::{AllowTypeChange, IntoPyArray, PyArray2, PyArrayLikeDyn};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -16,7 +16,7 @@ use crate::arrays::{
 };
 use crate::catalog::{manager, path_to_string, to_python};
 use crate::errors::{detached, invalid_input, IntoPyException};
-use crate::identity::{char_offsets, task_options};
+use crate::identity::task_options;
 use crate::options;
 
 /// A text-embedding model, loaded once per process (per dtype) and shared by every `Embedder`
@@ -613,12 +613,9 @@ impl PyEmbedder {
         let opts = task_options(&self.model, base, input_type, prompt_name, prompt)?;
         let model = &self.model;
         let chunks = detached(py, || model.chunk(text, max_tokens, overlap, &opts))?;
-        let bytes: Vec<usize> = chunks.iter().flat_map(|c| [c.start, c.end]).collect();
-        let chars = char_offsets(text, &bytes);
-        Ok(chunks
+        Ok(Chunk::in_chars(text, &chunks)
             .iter()
-            .zip(chars.chunks_exact(2))
-            .map(|(c, se)| (se[0], se[1], c.tokens))
+            .map(|c| (c.start, c.end, c.tokens))
             .collect())
     }
 

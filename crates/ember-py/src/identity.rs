@@ -35,17 +35,6 @@ pub(crate) fn task_options(
     Ok(opts)
 }
 
-/// Maps byte offsets of `text` (char boundaries, ascending or not) to code-point offsets, the
-/// indices Python's `str` uses.
-pub(crate) fn char_offsets(text: &str, bytes: &[usize]) -> Vec<usize> {
-    let mut starts: Vec<usize> = text.char_indices().map(|(b, _)| b).collect();
-    starts.push(text.len());
-    bytes
-        .iter()
-        .map(|&b| starts.partition_point(|&s| s < b))
-        .collect()
-}
-
 /// The prompt name `input_type` ("query" or "document") picks among a model's `prompts` (names),
 /// or None: the rule `Embedder.encode_query` / `encode_document` and `ember index` follow, for
 /// callers that know a model only by its catalog entry (a remote server's).

@@ -29,13 +29,15 @@ pub enum Task {
     Sparse,
     /// Per-token vectors of the last hidden state.
     TokenEmbeddings,
+    /// Token windows of texts (an embedder's tokens, for the chunks it will embed).
+    Chunk,
 }
 
 impl Task {
     /// The model kind this task runs on.
     pub fn kind(self) -> ModelKind {
         match self {
-            Task::Embed | Task::TokenEmbeddings => ModelKind::Embedder,
+            Task::Embed | Task::TokenEmbeddings | Task::Chunk => ModelKind::Embedder,
             Task::Rerank | Task::Predict => ModelKind::Reranker,
             Task::Sparse => ModelKind::Sparse,
         }
@@ -49,6 +51,7 @@ impl Task {
             Task::Predict => "predict",
             Task::Sparse => "sparse embedding",
             Task::TokenEmbeddings => "token embeddings",
+            Task::Chunk => "chunking",
         }
     }
 
@@ -60,6 +63,7 @@ impl Task {
             Task::Predict => "predict",
             Task::Sparse => "sparse",
             Task::TokenEmbeddings => "token_embeddings",
+            Task::Chunk => "chunk",
         }
     }
 }

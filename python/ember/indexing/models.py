@@ -1,6 +1,6 @@
 """The models an index run embeds with: in this process (`ember.Embedder`) or on a running
-Ember server (`--server URL`, its native `POST /api/v1/embed`), each with the identity recorded
-in the `models` table and the chunk spans of each text."""
+Ember server (`--server URL`, its native `POST /api/v1/embed` and `POST /api/v1/chunk`), each
+with the identity recorded in the `models` table and the chunk spans of each text."""
 
 from __future__ import annotations
 
@@ -112,11 +112,6 @@ class ServerModel:
         import ember
         from ember import _native
 
-        if chunk_tokens:
-            raise InvalidInputError(
-                "--chunk-tokens cuts texts with the model's tokenizer in this process; it cannot "
-                "be combined with --server (chunk the texts before indexing, or index in-process)"
-            )
         if prompt is not None:
             raise InvalidInputError(
                 "--server takes a prompt name (the server's), not a literal prompt"
@@ -162,23 +157,55 @@ class ServerModel:
             "prompt": prompts.get(prompt_name) if prompt_name else None,
             "max_seq_length": entry.get("max_seq_length"),
             "input_type": input_type,
-            "chunk_tokens": None,
-            "chunk_overlap": None,
+            "chunk_tokens": chunk_tokens,
+            "chunk_overlap": chunk_overlap if chunk_tokens else None,
         }
         self._dtype = dtype
         self._prompt_name = prompt_name
         self._normalize = normalize
         self._batch_size = batch_size
+        self._chunk = (chunk_tokens, chunk_overlap) if chunk_tokens else None
+        if chunk_tokens:
+            # The server cuts with the model's tokenizer (`POST /api/v1/chunk`), as an
+            # in-process run does; this checks the window against the model's limit now.
+            self._chunks([""], chunk_tokens, chunk_overlap)
+
+    def _chunks(
+        self, texts: Sequence[str], n: int, overlap: int
+    ) -> list[list[tuple[int, int, int]]]:
+        """Each text's chunks `(start, end, tokens)`, cut by the server."""
+        out: list[list[tuple[int, int, int]]] = []
+        step = self._step()
+        for i in range(0, len(texts), step):
+            out += self.client.chunk(
+                list(texts[i : i + step]),
+                self.id,
+                chunk_tokens=n,
+                chunk_overlap=overlap,
+                prompt_name=self._prompt_name,
+                dtype=self._dtype,
+            )
+        return out
+
+    def _step(self) -> int:
+        """Texts per request: a forward-pass batch's worth keeps requests under the server's
+        limits."""
+        return max(self._batch_size, 1) * 8
 
     def spans(self, texts: Sequence[str]) -> tuple[list[list[tuple[int, int]]], int]:
-        return [[(0, len(t))] for t in texts], 0
+        """Each text's chunks as `(start, end)` character offsets, and the tokens they hold
+        (counted only when chunking: without it the server counts them as it embeds)."""
+        if self._chunk is None:
+            return [[(0, len(t))] for t in texts], 0
+        chunks = self._chunks(texts, *self._chunk)
+        tokens = sum(k for spans in chunks for _, _, k in spans)
+        return [[(s, e) for s, e, _ in spans] for spans in chunks], tokens
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         import numpy as np
 
         out = []
-        # One request per forward-pass batch keeps requests under the server's limits.
-        step = max(self._batch_size, 1) * 8
+        step = self._step()
         for i in range(0, len(texts), step):
             out.append(
                 self.client.embed(

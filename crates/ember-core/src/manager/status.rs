@@ -144,6 +144,12 @@ impl ModelManager {
     }
 
     fn status_of(&self, st: &State, spec: ModelSpec) -> ModelStatus {
+        // A directory's facts are known once a copy is loaded (any dtype: they do not vary).
+        let loaded = st.entries_of(&spec.id).next().map(|(_, e)| e.model.clone());
+        let spec = match loaded {
+            Some(model) => spec.with_loaded_facts(model.info()),
+            None => spec,
+        };
         let now = Instant::now();
         let wall = SystemTime::now();
         let mut instances: Vec<InstanceStatus> = st

@@ -1,5 +1,5 @@
 //! Ember's native API: `POST /api/v1/embed` (dense or, in `sparse.rs`, sparse output),
-//! `POST /api/v1/rerank`, `GET /api/v1/models`, `GET /api/v1/models/{id}`,
+//! `POST /api/v1/rerank`, `POST /api/v1/chunk` (`chunk.rs`), `GET /api/v1/models`, `GET /api/v1/models/{id}`,
 //! `POST /api/v1/models/{id}/load` and `DELETE /api/v1/models/{id}` (the last two behind the
 //! admin key). Errors are `{"error": {"type", "message", "code"}}`, for every path under
 //! `/api/v1` and for paths no dialect owns.
@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use utoipa::openapi::Components;
 use utoipa::{OpenApi, ToSchema};
 
+mod chunk;
 mod models;
 mod sparse;
 
@@ -51,6 +52,7 @@ impl Api for Native {
         let api = Router::new()
             .route("/embed", post(embed))
             .route("/rerank", post(super::cohere::rerank::<Native>))
+            .route("/chunk", post(chunk::chunk))
             .route("/models", get(list_models))
             // Ids may contain `/`: `POST …/{id}/load` is matched inside `load_model`.
             .route(
@@ -83,6 +85,7 @@ impl Api for Native {
     paths(
         embed,
         native_rerank,
+        chunk::chunk,
         models::list_models,
         models::get_model,
         models::load_model,
@@ -94,6 +97,9 @@ impl Api for Native {
         EmbedResponse,
         SparseEmbedResponse,
         sparse::SparseEmbedding,
+        chunk::ChunkRequest,
+        chunk::ChunkResponse,
+        chunk::ChunkSpan,
         LoadRequest,
         Usage
     ))
