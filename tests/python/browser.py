@@ -2,7 +2,8 @@
 `chromium-driver` by selenium, started once per test session. Selenium is given the driver's
 path, so its Selenium Manager never runs and nothing is downloaded. Skips when Chromium or the
 driver is missing unless EMBER_REQUIRE_BROWSER=1 (scripts/test.sh sets it once it has installed
-them).
+them). A pytest plugin (`conftest.py` names it in `pytest_plugins`): its fixtures `browser` and
+`page` are the suite's, with one definition whichever test module asks for them.
 
 Also here: the directory the tests write screenshots to, and a small reverse proxy that serves
 the server under a path prefix, as nginx's `location /ember/ { proxy_pass http://ember/; }`."""
@@ -164,6 +165,14 @@ def browser() -> Iterator[Page]:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def page(browser: Page, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """The session's browser on a blank page; its screenshot is saved when the test ends."""
+    browser.reset()
+    yield browser
+    browser.screenshot(request.node.name)
 
 
 # Headers that belong to one connection, not to the request (RFC 9110, section 7.6.1).

@@ -21,6 +21,11 @@ import pytest
 
 import ember
 
+# The session fixtures of the real browser (`browser`, `page`) and of the indexing services
+# (`postgres_url`, `ray_cluster`), as plugins: defined once for the whole run, so each is started
+# once whichever test modules use it, and no test module imports a fixture by name.
+pytest_plugins = ["browser", "services"]
+
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = REPO / "fixtures" / "reference"
 TINY_KINDS = ("bert", "mpnet", "xlm-roberta")

@@ -1,7 +1,8 @@
 """Real services for the indexing tests, each started once per test run (session fixtures) and
 stopped at its end: Postgres with pgvector (the `pgserver` wheel: PostgreSQL 16 with pgvector,
 listening on a Unix socket in a temporary directory, so no port is shared with anyone) and a
-local Ray cluster (`ray start --head` plus one worker node, one CPU each, on free ports)."""
+local Ray cluster (`ray start --head` plus one worker node, one CPU each, on free ports). A pytest
+plugin (`conftest.py` names it in `pytest_plugins`), so the tests ask for the fixtures by name."""
 
 from __future__ import annotations
 

@@ -26,7 +26,6 @@ from index_support import (
     vectors,
     write_jsonl,
 )
-from services import postgres_url, ray_cluster  # noqa: F401 (session fixtures)
 
 BERT = str(tiny_dir("bert"))
 XLMR = str(tiny_dir("xlm-roberta"))
@@ -48,7 +47,7 @@ def pg_vectors(url: str, table: str) -> dict[str, np.ndarray]:
     return {d: np.array(json.loads(e), dtype=np.float32) for d, e in rows}
 
 
-def test_postgres_tables_hnsw_and_resume(postgres_url, tmp_path):  # noqa: F811
+def test_postgres_tables_hnsw_and_resume(postgres_url, tmp_path):
     import psycopg
 
     rows = corpus(40, prefix="p")
@@ -73,7 +72,7 @@ def test_postgres_tables_hnsw_and_resume(postgres_url, tmp_path):  # noqa: F811
 
 @pytest.mark.slow
 def test_applications_shapes_three_models_sqlite_and_postgres(
-    postgres_url,  # noqa: F811
+    postgres_url,
     tmp_path,
     capsys,
 ):
@@ -250,7 +249,7 @@ RAY_WARNINGS = pytest.mark.filterwarnings(
 
 
 @RAY_WARNINGS
-def test_ray_embed_map_batches_equals_in_process(ray_cluster):  # noqa: F811
+def test_ray_embed_map_batches_equals_in_process(ray_cluster):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pyarrow as pa
@@ -288,7 +287,7 @@ def test_ray_embed_map_batches_equals_in_process(ray_cluster):  # noqa: F811
 
 
 @RAY_WARNINGS
-def test_ray_index_writes_sqlite_and_parquet(ray_cluster, tmp_path):  # noqa: F811
+def test_ray_index_writes_sqlite_and_parquet(ray_cluster, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import ember.ray
@@ -307,7 +306,7 @@ def test_ray_index_writes_sqlite_and_parquet(ray_cluster, tmp_path):  # noqa: F8
 
 
 @RAY_WARNINGS
-def test_ray_index_chunks_as_the_local_flow_does(ray_cluster, tmp_path):  # noqa: F811
+def test_ray_index_chunks_as_the_local_flow_does(ray_cluster, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import ember.ray

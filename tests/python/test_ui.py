@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from browser import Page, Proxy, browser, output_dir  # noqa: F401 (session fixture)
+from browser import Page, Proxy, output_dir
 
 from conftest import REPO, ember_server, tiny_dir
 
@@ -104,14 +104,6 @@ def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         EMBER_ADMIN_KEY=ADMIN_KEY,
     ) as base:
         yield base
-
-
-@pytest.fixture
-def page(browser: Page, request: pytest.FixtureRequest) -> Iterator[Page]:  # noqa: F811
-    """The session's browser on a blank page; its screenshot is saved when the test ends."""
-    browser.reset()
-    yield browser
-    browser.screenshot(request.node.name)
 
 
 def card(page: Page, model: str) -> Any:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from browser import Page, browser  # noqa: F401 (session fixture)
+from browser import Page
 from test_ui import api
 
 from conftest import ember_server, tiny_dir
@@ -45,13 +45,6 @@ def counters_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         EMBER_MODELS_FILE=str(models),
     ) as base:
         yield base
-
-
-@pytest.fixture
-def page(browser: Page, request: pytest.FixtureRequest) -> Iterator[Page]:  # noqa: F811
-    browser.reset()
-    yield browser
-    browser.screenshot(request.node.name)
 
 
 def shown(page: Page, model: str, counters: dict[str, Any]) -> dict[str, Any]:

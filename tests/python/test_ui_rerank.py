@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from browser import Page, browser  # noqa: F401 (session fixture)
+from browser import Page
 from test_ui import api, choose
 
 from conftest import ember_server, load_json, tiny_dir
@@ -33,13 +33,6 @@ def rerank_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ) as base:
         assert api(base, f"/api/v1/models/{RERANKER}/load", {})["loaded"]
         yield base
-
-
-@pytest.fixture
-def page(browser: Page, request: pytest.FixtureRequest) -> Iterator[Page]:  # noqa: F811
-    browser.reset()
-    yield browser
-    browser.screenshot(request.node.name)
 
 
 def test_a_loaded_reranker_orders_the_documents_as_the_api_does(
