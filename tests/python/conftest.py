@@ -138,6 +138,27 @@ def ember_server(log_dir: Path, *args: str, wait_ready: bool = True, **env: str)
                 proc.wait()
 
 
+@contextlib.contextmanager
+def catalog_server(
+    log_dir: Path, default: str, catalog: dict[str, Path], **env: str
+) -> Iterator[str]:
+    """`ember_server` over a catalog, without warm-up: `default` (an id or a directory) is the
+    default model, and `catalog` (id to model directory) is written to a models file in
+    `log_dir`. `env` adds variables."""
+    models = log_dir / "models.toml"
+    models.write_text(
+        "".join(f'[[models]]\nid = "{name}"\npath = "{path}"\n\n' for name, path in catalog.items())
+    )
+    with ember_server(
+        log_dir,
+        "--no-warmup",
+        EMBER_DEFAULT_MODEL=default,
+        EMBER_MODELS_FILE=str(models),
+        **env,
+    ) as base:
+        yield base
+
+
 @functools.cache
 def tiktoken_assets() -> Path:
     """The encodings bundled in the tiktoken-rs crate the server is built with (its `assets/`)."""

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import cosine, ember_server, load_json, tiny_dir
+from conftest import catalog_server, cosine, load_json, tiny_dir
 
 EMBEDDER = "tiny-bert"
 RERANKER = "tiny-cross"
@@ -25,24 +25,12 @@ SPARSE = "tiny-splade"
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`ember serve` on a free port: the tiny BERT embedder by default, the tiny cross-encoder
     and the tiny SPLADE model in the catalog."""
-    log_dir = tmp_path_factory.mktemp("rerank-server")
-    models = log_dir / "models.toml"
-    models.write_text(
-        "".join(
-            f'[[models]]\nid = "{name}"\npath = "{tiny_dir(kind)}"\n\n'
-            for name, kind in [
-                (EMBEDDER, "bert"),
-                (RERANKER, "cross-bert"),
-                (SPARSE, "splade-bert"),
-            ]
-        )
-    )
-    with ember_server(
-        log_dir,
-        "--no-warmup",
-        EMBER_DEFAULT_MODEL=EMBEDDER,
-        EMBER_MODELS_FILE=str(models),
-    ) as base:
+    catalog = {
+        EMBEDDER: tiny_dir("bert"),
+        RERANKER: tiny_dir("cross-bert"),
+        SPARSE: tiny_dir("splade-bert"),
+    }
+    with catalog_server(tmp_path_factory.mktemp("rerank-server"), EMBEDDER, catalog) as base:
         yield base
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from browser import Page, Proxy, output_dir
 
-from conftest import REPO, ember_server, tiny_dir
+from conftest import REPO, catalog_server, ember_server, tiny_dir
 
 DEFAULT = "all-MiniLM-L6-v2"
 SECOND = "all-mpnet-base-v2"
@@ -92,14 +92,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A server with an API key and an admin key over tiny models (fast to load)."""
-    log_dir = tmp_path_factory.mktemp("ui-keyed")
-    models = log_dir / "models.toml"
-    models.write_text(f'[[models]]\nid = "tiny-mpnet"\npath = "{tiny_dir("mpnet")}"\n')
-    with ember_server(
-        log_dir,
-        "--no-warmup",
-        EMBER_DEFAULT_MODEL=str(tiny_dir("bert")),
-        EMBER_MODELS_FILE=str(models),
+    with catalog_server(
+        tmp_path_factory.mktemp("ui-keyed"),
+        str(tiny_dir("bert")),
+        {"tiny-mpnet": tiny_dir("mpnet")},
         EMBER_API_KEYS=KEY,
         EMBER_ADMIN_KEY=ADMIN_KEY,
     ) as base:

@@ -13,7 +13,7 @@ import pytest
 from browser import Page
 from test_ui import api
 
-from conftest import ember_server, tiny_dir
+from conftest import catalog_server, tiny_dir
 
 DEFAULT = "tiny-bert"
 MODEL = "tiny-mpnet"
@@ -35,14 +35,8 @@ return {
 @pytest.fixture(scope="module")
 def counters_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """An open server: the tiny BERT by default, the tiny MPNet in the catalog."""
-    log_dir = tmp_path_factory.mktemp("ui-counters")
-    models = log_dir / "models.toml"
-    models.write_text(f'[[models]]\nid = "{MODEL}"\npath = "{tiny_dir("mpnet")}"\n')
-    with ember_server(
-        log_dir,
-        "--no-warmup",
-        EMBER_DEFAULT_MODEL=str(tiny_dir("bert")),
-        EMBER_MODELS_FILE=str(models),
+    with catalog_server(
+        tmp_path_factory.mktemp("ui-counters"), str(tiny_dir("bert")), {MODEL: tiny_dir("mpnet")}
     ) as base:
         yield base
 

@@ -11,7 +11,7 @@ import pytest
 from browser import Page
 from test_ui import api, choose
 
-from conftest import ember_server, load_json, tiny_dir
+from conftest import catalog_server, load_json, tiny_dir
 
 EMBEDDER = "tiny-bert"
 RERANKER = "tiny-cross"
@@ -20,17 +20,8 @@ RERANKER = "tiny-cross"
 @pytest.fixture(scope="module")
 def rerank_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """An open server: the tiny BERT by default, the tiny cross-encoder loaded once it is up."""
-    log_dir = tmp_path_factory.mktemp("ui-rerank")
-    models = log_dir / "models.toml"
-    models.write_text(
-        "".join(
-            f'[[models]]\nid = "{name}"\npath = "{tiny_dir(kind)}"\n\n'
-            for name, kind in [(EMBEDDER, "bert"), (RERANKER, "cross-bert")]
-        )
-    )
-    with ember_server(
-        log_dir, "--no-warmup", EMBER_DEFAULT_MODEL=EMBEDDER, EMBER_MODELS_FILE=str(models)
-    ) as base:
+    catalog = {EMBEDDER: tiny_dir("bert"), RERANKER: tiny_dir("cross-bert")}
+    with catalog_server(tmp_path_factory.mktemp("ui-rerank"), EMBEDDER, catalog) as base:
         assert api(base, f"/api/v1/models/{RERANKER}/load", {})["loaded"]
         yield base
 
