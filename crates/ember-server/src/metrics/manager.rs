@@ -70,6 +70,21 @@ pub(super) fn render(out: &mut String, manager: &ModelManager) {
     }
 }
 
+/// One number of a model's status.
+type Field = fn(&ModelStatus) -> u64;
+
+/// The per-model counters with one value per model, in the order they are rendered.
+const BY_MODEL: [(&str, Field); 4] = [
+    ("ember_model_cache_hits_by_model_total", |m| m.counters.hits),
+    ("ember_model_cache_misses_by_model_total", |m| {
+        m.counters.misses
+    }),
+    ("ember_model_loads_by_model_total", |m| m.counters.loads),
+    ("ember_model_load_failures_by_model_total", |m| {
+        m.counters.load_failures
+    }),
+];
+
 /// Each catalog model's counters, for the models asked for at least once: the label set stays
 /// within the catalog (a model directory named by a request is counted in the totals only).
 fn per_model(out: &mut String, manager: &ModelManager, models: &[ModelStatus]) {
@@ -89,33 +104,16 @@ fn per_model(out: &mut String, manager: &ModelManager, models: &[ModelStatus]) {
         .iter()
         .map(|m| labels(&[("model", &m.spec.id)]))
         .collect();
-    let series = |f: fn(&ModelStatus) -> u64| -> Vec<(&str, u64)> {
+    let series = |f: Field| -> Vec<(&str, u64)> {
         model_labels
             .iter()
             .zip(&used)
             .map(|(l, m)| (l.as_str(), f(m)))
             .collect()
     };
-    counter(
-        out,
-        "ember_model_cache_hits_by_model_total",
-        &series(|m| m.counters.hits),
-    );
-    counter(
-        out,
-        "ember_model_cache_misses_by_model_total",
-        &series(|m| m.counters.misses),
-    );
-    counter(
-        out,
-        "ember_model_loads_by_model_total",
-        &series(|m| m.counters.loads),
-    );
-    counter(
-        out,
-        "ember_model_load_failures_by_model_total",
-        &series(|m| m.counters.load_failures),
-    );
+    for (name, value) in BY_MODEL {
+        counter(out, name, &series(value));
+    }
     let evictions: Vec<(String, u64)> = used
         .iter()
         .flat_map(|m| {
