@@ -57,12 +57,7 @@ fn sharded_weights_hash_joins_the_shard_digests() {
 fn hashes_are_kept_until_the_files_change_and_a_loaded_model_sees_the_change() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    for entry in std::fs::read_dir(common::tiny("bert")).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-        }
-    }
+    common::copy_dir(&common::tiny("bert"), dir);
     let hashes = ember_core::identity::WeightsHashes::default();
     let first = hashes.get(dir).unwrap();
     assert_eq!(
@@ -72,16 +67,7 @@ fn hashes_are_kept_until_the_files_change_and_a_loaded_model_sees_the_change() {
     let m = Embedder::load("copy", dir).unwrap();
     assert!(!m.weights_changed_on_disk());
     assert_eq!(m.known_weights_sha256(), None);
-    // One float's low bits changed in place, with a later modification time.
-    let path = dir.join("model.safetensors");
-    let mut bytes = std::fs::read(&path).unwrap();
-    let n = bytes.len();
-    bytes[n - 4] ^= 0x5a;
-    std::fs::write(&path, &bytes).unwrap();
-    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(2);
-    let file = std::fs::File::options().write(true).open(&path).unwrap();
-    file.set_modified(later).unwrap();
-    drop(file);
+    common::perturb_weights(dir);
     assert!(m.weights_changed_on_disk());
     let second = hashes.get(dir).unwrap();
     assert_ne!(second, first);

@@ -329,15 +329,7 @@ async fn a_model_reports_the_weights_hash_of_its_files_loaded_or_not() {
     assert_eq!(one["weights_sha256"], want.as_str(), "{one}");
 
     // Other weights in the same file (one float's low bits), with a later modification time.
-    let weights = dir.join("model.safetensors");
-    let mut bytes = std::fs::read(&weights).unwrap();
-    let n = bytes.len();
-    bytes[n - 4] ^= 0x5a;
-    std::fs::write(&weights, &bytes).unwrap();
-    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(2);
-    let file = std::fs::File::options().write(true).open(&weights).unwrap();
-    file.set_modified(later).unwrap();
-    drop(file);
+    perturb_weights(&dir);
     let changed = in_process(&dir);
     assert_ne!(changed, want);
     // The loaded copy computes with the old weights, which no file holds now: no hash.

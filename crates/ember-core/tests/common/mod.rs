@@ -11,7 +11,7 @@ use serde_json::Value;
 
 // Unused in the test binaries that change no model files (`dead_code` covers this module's own).
 #[allow(unused_imports)]
-pub use files::copy_dir;
+pub use files::{copy_dir, perturb_weights};
 
 /// The repository's `fixtures/` folder.
 pub fn fixtures() -> PathBuf {

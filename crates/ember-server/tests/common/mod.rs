@@ -20,7 +20,7 @@ use tower::ServiceExt;
 
 // Unused in the test binaries that change no model files (`dead_code` covers this module's own).
 #[allow(unused_imports)]
-pub use files::copy_dir;
+pub use files::{copy_dir, perturb_weights};
 
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
