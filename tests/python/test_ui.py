@@ -235,16 +235,21 @@ def choose(page: Page, models: list[str], mode: str) -> None:
     page.driver.find_element("css selector", f"input[name=mode][value={mode}]").click()
 
 
+def compare_texts(page: Page, models: list[str], texts: list[str]) -> None:
+    """Runs the compare view on `texts`, a line each, with `models` (the page must be open)."""
+    choose(page, models, "texts")
+    box = page.driver.find_element("id", "texts")
+    box.clear()
+    box.send_keys("\n".join(texts))
+    page.driver.find_element("id", "compare-run").click()
+
+
 def test_comparing_two_models_draws_heat_maps_matching_embed_cosines(
     page: Page, server: str
 ) -> None:
     page.open(server + "/#compare")
     page.wait_ready()
-    choose(page, [DEFAULT, SECOND], "texts")
-    box = page.driver.find_element("id", "texts")
-    box.clear()
-    box.send_keys("\n".join(TEXTS))
-    page.driver.find_element("id", "compare-run").click()
+    compare_texts(page, [DEFAULT, SECOND], TEXTS)
     page.wait(
         "two heat maps",
         lambda: page.js(
@@ -386,11 +391,7 @@ def test_the_page_works_behind_a_proxy_under_a_path_prefix(page: Page, server: s
             page.open(proxy.origin + entry)
             page.wait_ready()
             assert state_of(page, DEFAULT) == "Loaded"
-        choose(page, [DEFAULT], "texts")
-        box = page.driver.find_element("id", "texts")
-        box.clear()
-        box.send_keys("\n".join(TEXTS[:2]))
-        page.driver.find_element("id", "compare-run").click()
+        compare_texts(page, [DEFAULT], TEXTS[:2])
         page.wait(
             "a heat map",
             lambda: page.js(
@@ -507,11 +508,7 @@ def test_the_readme_screenshot_is_made_by_this_suite(page: Page, server: str) ->
     docs/ui.png with EMBER_UPDATE_SCREENSHOT=1)."""
     page.open(server + "/#compare")
     page.wait_ready()
-    choose(page, [DEFAULT, SECOND], "texts")
-    box = page.driver.find_element("id", "texts")
-    box.clear()
-    box.send_keys("\n".join(TEXTS))
-    page.driver.find_element("id", "compare-run").click()
+    compare_texts(page, [DEFAULT, SECOND], TEXTS)
     page.wait(
         "two heat maps",
         lambda: page.js("return document.querySelectorAll('table.heatmap').length === 2"),
