@@ -1,8 +1,18 @@
-//! File helpers of the integration tests, shared by ember-core's and ember-server's: the
-//! server's `tests/common/mod.rs` includes this file by its path, so one definition serves both
-//! without a crate of test helpers.
+//! Fixture paths and file helpers of the integration tests, shared by ember-core's and
+//! ember-server's: the server's `tests/common/mod.rs` includes this file by its path, so one
+//! definition serves both without a crate of test helpers.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The repository's `fixtures/` folder (from either crate's directory).
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+}
+
+/// A tiny seeded model (`bert`, `mpnet`, `xlm-roberta`, ...) with transformers' outputs.
+pub fn tiny(kind: &str) -> PathBuf {
+    fixtures().join("reference/tiny").join(kind)
+}
 
 /// Recursively copies a directory (e.g. a tiny fixture, for a test that changes its files).
 pub fn copy_dir(from: &Path, to: &Path) {

@@ -9,19 +9,9 @@ use std::path::PathBuf;
 use ember_core::{EmbedOptions, Embedder, Registry, Resolver};
 use serde_json::Value;
 
-// Unused in the test binaries that change no model files (`dead_code` covers this module's own).
+// Not every test binary uses each of these (`dead_code` covers this module's own items).
 #[allow(unused_imports)]
-pub use files::{copy_dir, perturb_weights};
-
-/// The repository's `fixtures/` folder.
-pub fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
-}
-
-/// A tiny seeded model (`bert`, `mpnet`, `xlm-roberta`) with transformers' outputs.
-pub fn tiny(kind: &str) -> PathBuf {
-    fixtures().join("reference/tiny").join(kind)
-}
+pub use files::{copy_dir, fixtures, perturb_weights, tiny};
 
 /// Parses a JSON file.
 pub fn json(path: PathBuf) -> Value {

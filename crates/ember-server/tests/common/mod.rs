@@ -2,11 +2,10 @@
 
 #![allow(dead_code)]
 
-// The core tests' file helpers, one definition for both crates' tests.
+// The core tests' fixture paths and file helpers, one definition for both crates' tests.
 #[path = "../../../ember-core/tests/common/files.rs"]
 mod files;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -18,17 +17,9 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
-// Unused in the test binaries that change no model files (`dead_code` covers this module's own).
+// Not every test binary uses each of these (`dead_code` covers this module's own items).
 #[allow(unused_imports)]
-pub use files::{copy_dir, perturb_weights};
-
-pub fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
-}
-
-pub fn tiny(kind: &str) -> PathBuf {
-    fixtures().join("reference/tiny").join(kind)
-}
+pub use files::{copy_dir, fixtures, perturb_weights, tiny};
 
 /// A manager whose catalog adds the tiny models (`tiny-bert` is the default).
 pub fn manager() -> Arc<ModelManager> {
