@@ -20,7 +20,8 @@ def expected(kind: str) -> dict:
 
 
 @pytest.mark.parametrize(
-    "kind", ["cross-bert", "cross-xlm-roberta", "cross-modernbert", "cross-gte"]
+    "kind",
+    ["cross-bert", "cross-xlm-roberta", "cross-modernbert", "cross-gte", "cross-gte-new"],
 )
 def test_reranker_matches_cross_encoder(kind: str) -> None:
     ref = expected(kind)

@@ -137,6 +137,21 @@ fn gte_cross_encoder_matches_sentence_transformers() {
     check_cross("cross-gte");
 }
 
+/// Alibaba's published layout, as gte-multilingual-reranker-base ships it: `model_type: new`,
+/// `NewForSequenceClassification`, the encoder and `pooler.dense` under `new.`, `classifier` at
+/// the top, RoPE NTK scaling, no sentence-transformers files (the limit comes from
+/// `tokenizer_config.json`, the sigmoid from the one label).
+#[test]
+fn gte_new_layout_cross_encoder_matches_sentence_transformers() {
+    check_cross("cross-gte-new");
+    let model = load("cross-gte-new");
+    let info = model.info();
+    assert_eq!(
+        (info.architecture.as_str(), info.max_seq_length),
+        ("new", 32)
+    );
+}
+
 #[test]
 fn three_label_classifier_predicts_pairs_and_texts() {
     let expected = json(tiny("cross-bert-nli").join("expected.json"));
@@ -339,6 +354,7 @@ fn heads_load_in_every_dtype() {
         "cross-xlm-roberta",
         "cross-modernbert",
         "cross-gte",
+        "cross-gte-new",
         "splade-bert",
         "splade-distilbert-if",
     ] {

@@ -1,6 +1,7 @@
 //! The rotary families' rerankers over HTTP: ModernBERT (mean pooling, its prediction head) and
-//! GTE (its pooler) cross-encoders through `POST /v1/rerank` and TEI's `POST /rerank`, checked
-//! against `CrossEncoder` (`fixtures/reference/make_heads.py`): scores within 1e-4, the same order.
+//! GTE (its pooler; transformers' layout and Alibaba's published `new` one) cross-encoders
+//! through `POST /v1/rerank` and TEI's `POST /rerank`, checked against `CrossEncoder`
+//! (`fixtures/reference/make_heads.py`): scores within 1e-4, the same order.
 
 mod common;
 
@@ -12,17 +13,19 @@ use ember_core::{ModelManager, ModelSpec, Registry, Resolver};
 use ember_server::{app, AppState, Limits};
 use serde_json::{json, Value};
 
+const FAMILIES: [&str; 3] = ["cross-modernbert", "cross-gte", "cross-gte-new"];
+
 #[tokio::test]
 async fn modernbert_and_gte_rerankers_match_cross_encoder_over_http() {
     let mut reg = Registry::builtin();
-    for dir in ["cross-modernbert", "cross-gte"] {
+    for dir in FAMILIES {
         reg.register(ModelSpec::for_path(dir, &tiny(dir))).unwrap();
     }
     let app = app(AppState::new(
         Arc::new(ModelManager::new(reg, Resolver::from_env())),
         Limits::default(),
     ));
-    for model in ["cross-modernbert", "cross-gte"] {
+    for model in FAMILIES {
         let text = std::fs::read_to_string(tiny(model).join("expected.json")).unwrap();
         let want: Value = serde_json::from_str(&text).unwrap();
         let rank = want["rank"].as_array().unwrap();
