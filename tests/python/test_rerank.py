@@ -160,6 +160,8 @@ def test_catalog_lists_kinds() -> None:
     kinds = {m["id"]: m["kind"] for m in ember.models()}
     assert kinds["ms-marco-MiniLM-L6-v2"] == "reranker"
     assert kinds["bge-reranker-v2-m3"] == "reranker"
+    assert kinds["gte-multilingual-reranker-base"] == "reranker"
+    assert kinds["gte-reranker-modernbert-base"] == "reranker"
     assert kinds["splade-cocondenser-ensembledistil"] == "sparse"
     assert kinds["all-MiniLM-L6-v2"] == "embedder"
 

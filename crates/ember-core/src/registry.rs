@@ -500,6 +500,12 @@ mod tests {
             ("ms-marco-MiniLM-L12-v2", ModelKind::Reranker, "bert"),
             ("bge-reranker-base", ModelKind::Reranker, "xlm-roberta"),
             ("bge-reranker-v2-m3", ModelKind::Reranker, "xlm-roberta"),
+            ("gte-multilingual-reranker-base", ModelKind::Reranker, "new"),
+            (
+                "gte-reranker-modernbert-base",
+                ModelKind::Reranker,
+                "modernbert",
+            ),
             (
                 "splade-cocondenser-ensembledistil",
                 ModelKind::Sparse,
@@ -515,6 +521,17 @@ mod tests {
             let m = r.lookup(id).unwrap();
             assert_eq!((m.kind, m.architecture.as_str()), (kind, arch), "{id}");
             assert!(m.dimension > 0 && m.max_seq_length > 0 && m.hub_repo.is_some());
+            assert!(m.supported && !m.license.is_empty(), "{id}");
+            assert!(
+                crate::config::SUPPORTED_ARCHITECTURES.contains(&arch),
+                "{id}: {arch}"
+            );
+        }
+        for repo in [
+            "Alibaba-NLP/gte-multilingual-reranker-base",
+            "Alibaba-NLP/gte-reranker-modernbert-base",
+        ] {
+            assert_eq!(r.lookup(repo).unwrap().kind, ModelKind::Reranker, "{repo}");
         }
         assert_eq!(
             r.lookup("cross-encoder/ms-marco-MiniLM-L6-v2").unwrap().id,

@@ -349,6 +349,14 @@ async fn the_catalog_shows_kinds_and_metrics_carry_the_task() {
     assert_eq!(kind("tiny-cross"), Some(json!("reranker")));
     assert_eq!(kind("tiny-splade"), Some(json!("sparse")));
     assert_eq!(kind("ms-marco-MiniLM-L6-v2"), Some(json!("reranker")));
+    assert_eq!(
+        kind("gte-multilingual-reranker-base"),
+        Some(json!("reranker"))
+    );
+    assert_eq!(
+        kind("gte-reranker-modernbert-base"),
+        Some(json!("reranker"))
+    );
     let (_, one) = send(&app, get("/api/v1/models/tiny-splade")).await;
     assert_eq!(one["kind"], "sparse", "{one}");
 
