@@ -15,10 +15,17 @@
 //! The activation follows sentence-transformers' `CrossEncoder.get_default_activation_fn`: the
 //! one the config names under `sentence_transformers.activation_fn` (or the pre-v4
 //! `sbert_ce_default_activation_function`), else sigmoid for one label and identity otherwise.
+//!
+//! The head's matrices stay in FP32 whatever the encoder's dtype, as ONNX Runtime's dynamic
+//! quantization is usually applied (to the encoder only). They are `hidden² + hidden × labels`
+//! floats (2.4 MB at hidden 768, about 2 % of an INT8 base model), and their rounding reaches
+//! the scores with no later layer to average it out, where near ties between documents are
+//! common (`tests/dtype_quality.rs::rerankers_rank_as_fp32_in_every_dtype`).
 
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::kernels::int8::QuantizedRows;
 use crate::models::block::Norm;
@@ -104,6 +111,14 @@ pub struct Classifier {
     activation: ScoreActivation,
 }
 
+/// The dtype the head's matrices are stored in (see the module header).
+const HEAD_DTYPE: DType = DType::Fp32;
+
+/// One of the head's layers (`{prefix}.weight`, `{prefix}.bias`) in [`HEAD_DTYPE`].
+fn head_linear(w: &Weights, prefix: &str, in_dim: usize, out_dim: usize) -> Result<Linear> {
+    Linear::load_opt_in(w, prefix, in_dim, out_dim, true, HEAD_DTYPE)
+}
+
 /// The labels of a config: `id2label` in id order, else `num_labels` generic ones, else
 /// transformers' default of two.
 fn labels_of(cfg: &Value) -> Vec<String> {
@@ -134,26 +149,26 @@ impl Classifier {
         let mut mean = false;
         let (dense, out, style) = match architecture {
             "BertForSequenceClassification" => (
-                Linear::load(w, "pooler.dense", hidden, hidden)?,
-                Linear::load(w, "classifier", hidden, n)?,
+                head_linear(w, "pooler.dense", hidden, hidden)?,
+                head_linear(w, "classifier", hidden, n)?,
                 Style::Tanh,
             ),
             "XLMRobertaForSequenceClassification"
             | "RobertaForSequenceClassification"
             | "CamembertForSequenceClassification"
             | "MPNetForSequenceClassification" => (
-                Linear::load(w, "classifier.dense", hidden, hidden)?,
-                Linear::load(w, "classifier.out_proj", hidden, n)?,
+                head_linear(w, "classifier.dense", hidden, hidden)?,
+                head_linear(w, "classifier.out_proj", hidden, n)?,
                 Style::Tanh,
             ),
             "DistilBertForSequenceClassification" => (
-                Linear::load(w, "pre_classifier", hidden, hidden)?,
-                Linear::load(w, "classifier", hidden, n)?,
+                head_linear(w, "pre_classifier", hidden, hidden)?,
+                head_linear(w, "classifier", hidden, n)?,
                 Style::Relu,
             ),
             "GteForSequenceClassification" | "NewForSequenceClassification" => (
-                Linear::load(w, "pooler.dense", hidden, hidden)?,
-                Linear::load(w, "classifier", hidden, n)?,
+                head_linear(w, "pooler.dense", hidden, hidden)?,
+                head_linear(w, "classifier", hidden, n)?,
                 Style::Tanh,
             ),
             "ModernBertForSequenceClassification" => {
@@ -161,8 +176,15 @@ impl Classifier {
                 mean = pooled_mean;
                 let flag = cfg.get("classifier_bias").and_then(Value::as_bool);
                 (
-                    Linear::load_opt(w, "head.dense", hidden, hidden, flag.unwrap_or(false))?,
-                    Linear::load(w, "classifier", hidden, n)?,
+                    Linear::load_opt_in(
+                        w,
+                        "head.dense",
+                        hidden,
+                        hidden,
+                        flag.unwrap_or(false),
+                        HEAD_DTYPE,
+                    )?,
+                    head_linear(w, "classifier", hidden, n)?,
                     style,
                 )
             }

@@ -4,8 +4,9 @@
 //! its memory budget: embedders (pooling, the default), rerankers (a sequence-classification
 //! head, sentence-transformers' `CrossEncoder`) and sparse encoders (a masked-LM head pooled into
 //! SPLADE vectors, sentence-transformers' `SparseEncoder`). The heads read the hidden state on
-//! the host and run their matrices through the same kernels as the encoders, in the model's
-//! dtype; they never change an encoder.
+//! the host and run their matrices through the same kernels as the encoders (the masked-LM head
+//! in the model's dtype, the small classifier head in FP32: see `classifier`); they never change
+//! an encoder.
 //!
 //! The kind is read from the files: `modules.json` naming `SpladePooling` (directly or inside a
 //! `Router`) is sparse, a `config.json` whose architecture ends in `ForSequenceClassification` is

@@ -6,6 +6,7 @@
 use candle_core::{Module, Tensor};
 
 use super::quant::Stored;
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::weights::Weights;
 
@@ -53,6 +54,32 @@ impl Linear {
         out_each: usize,
         bias: bool,
     ) -> Result<Self> {
+        let (weight, bias) = Self::read(w, prefixes, in_dim, out_each, bias)?;
+        Self::from_tensors(w, weight, bias)
+    }
+
+    /// `load_opt` with the matrix stored in `dtype` whatever the weights' dtype (a small head
+    /// kept in FP32 over a quantized encoder).
+    pub fn load_opt_in(
+        w: &Weights,
+        prefix: &str,
+        in_dim: usize,
+        out_dim: usize,
+        bias: bool,
+        dtype: DType,
+    ) -> Result<Self> {
+        let (weight, bias) = Self::read(w, &[prefix], in_dim, out_dim, bias)?;
+        Self::stored_as(w, weight, bias, dtype)
+    }
+
+    /// The `[out, in]` weights of `prefixes` concatenated, and their biases when `bias`.
+    fn read(
+        w: &Weights,
+        prefixes: &[&str],
+        in_dim: usize,
+        out_each: usize,
+        bias: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let mut weights = Vec::with_capacity(prefixes.len());
         let mut biases = Vec::with_capacity(prefixes.len());
         for p in prefixes {
@@ -70,18 +97,22 @@ impl Linear {
             true => Some(Tensor::cat(&biases, 0).map_err(tensor_err)?),
             false => None,
         };
-        Self::from_tensors(w, weight, bias)
+        Ok((weight, bias))
     }
 
     /// A layer from an `[out, in]` weight and an optional `[out]` bias already in memory, stored
     /// in the weights' dtype.
     pub fn from_tensors(w: &Weights, weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        Self::stored_as(w, weight, bias, w.dtype())
+    }
+
+    fn stored_as(w: &Weights, weight: Tensor, bias: Option<Tensor>, dtype: DType) -> Result<Self> {
         let tensor_err = |source| Error::Tensor {
             model: w.model().to_string(),
             source,
         };
         Ok(Self {
-            weight: Stored::new(weight, w.dtype())
+            weight: Stored::new(weight, dtype)
                 .and_then(Stored::for_linear)
                 .map_err(tensor_err)?,
             bias,
