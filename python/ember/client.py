@@ -58,6 +58,12 @@ def _error(status: int, body: bytes, url: str) -> EmberError:
     return cls(f"{message} (HTTP {status} from {url})")
 
 
+def _body(fields: dict[str, Any], **optional: Any) -> dict[str, Any]:
+    """A request body: `fields`, plus each optional field that was given (servers that predate
+    a field reject it, so one not given is not sent)."""
+    return {**fields, **{k: v for k, v in optional.items() if v is not None}}
+
+
 class Client:
     """A client for Ember's native HTTP API (`POST /api/v1/embed`, `POST /api/v1/rerank`,
     `POST /api/v1/chunk`, `GET /api/v1/models`) on a
@@ -134,15 +140,13 @@ class Client:
         inputs = [texts] if single else list(texts)
         if not inputs:
             return np.zeros((0, 0), dtype=np.float32)
-        body: dict[str, Any] = {"input": inputs, "normalize": normalize, "truncate": truncate}
-        for key, value in (
-            ("model", model),
-            ("dimensions", dimensions),
-            ("prompt_name", prompt_name),
-            ("dtype", dtype),
-        ):
-            if value is not None:
-                body[key] = value
+        body = _body(
+            {"input": inputs, "normalize": normalize, "truncate": truncate},
+            model=model,
+            dimensions=dimensions,
+            prompt_name=prompt_name,
+            dtype=dtype,
+        )
         doc = self._request("POST", "/api/v1/embed", body)
         vectors = np.asarray(doc["embeddings"], dtype=np.float32).reshape(
             len(inputs), doc["dimension"]
@@ -164,16 +168,17 @@ class Client:
         /api/v1/rerank`, Cohere's shape): a list of `{"index", "relevance_score"}` (plus
         `"document": {"text"}` with `return_documents`), best first, cut to `top_n`. An
         embedder named as `model` raises InvalidInputError naming its kind."""
-        body: dict[str, Any] = {
-            "query": query,
-            "documents": list(documents),
-            "return_documents": return_documents,
-            "raw_scores": raw_scores,
-            "truncate": truncate,
-        }
-        for key, value in (("model", model), ("top_n", top_n)):
-            if value is not None:
-                body[key] = value
+        body = _body(
+            {
+                "query": query,
+                "documents": list(documents),
+                "return_documents": return_documents,
+                "raw_scores": raw_scores,
+                "truncate": truncate,
+            },
+            model=model,
+            top_n=top_n,
+        )
         return list(self._request("POST", "/api/v1/rerank", body)["results"])
 
     def chunk(
@@ -196,16 +201,14 @@ class Client:
         inputs = [texts] if single else list(texts)
         if not inputs:
             return []
-        body: dict[str, Any] = {"input": inputs, "chunk_overlap": chunk_overlap}
-        for key, value in (
-            ("model", model),
-            ("chunk_tokens", chunk_tokens),
-            ("prompt_name", prompt_name),
-            ("input_type", input_type),
-            ("dtype", dtype),
-        ):
-            if value is not None:
-                body[key] = value
+        body = _body(
+            {"input": inputs, "chunk_overlap": chunk_overlap},
+            model=model,
+            chunk_tokens=chunk_tokens,
+            prompt_name=prompt_name,
+            input_type=input_type,
+            dtype=dtype,
+        )
         doc = self._request("POST", "/api/v1/chunk", body)
         return [[(c["start"], c["end"], c["tokens"]) for c in spans] for spans in doc["chunks"]]
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{cosine, fixtures, json, real_model, strings, tiny};
+use common::{cosine, fixtures, json, real_model, strings, tiny, CROSS_ENCODERS};
 use ember_core::{DType, EmbedOptions, Embedder, PredictInput, RerankOptions};
 
 /// Prints and (when `strict`) asserts each dtype's bytes and cosine to FP32; returns
@@ -166,13 +166,7 @@ fn rerankers_rank_as_fp32_in_every_dtype() {
         m.predict(&pairs, &opts).unwrap().scores
     };
     let argmax = |v: &[f32]| (0..v.len()).max_by(|&i, &j| v[i].total_cmp(&v[j])).unwrap();
-    for kind in [
-        "cross-bert",
-        "cross-xlm-roberta",
-        "cross-modernbert",
-        "cross-gte",
-        "cross-gte-new",
-    ] {
+    for kind in CROSS_ENCODERS {
         let fp32 = Embedder::load_dtype(kind, &tiny(kind), DType::Fp32).unwrap();
         let want: Vec<Vec<f32>> = queries.iter().map(|q| scores(&fp32, q)).collect();
         for dtype in [DType::Fp16, DType::Bf16, DType::Int8] {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{cosine, json, rows, strings, tiny};
+use common::{cosine, json, rows, strings, tiny, CROSS_ENCODERS};
 use ember_core::{
     DType, Embedder, ModelKind, PredictInput, RerankOptions, SparseOptions, SparseVector,
 };
@@ -349,15 +349,8 @@ fn truncation_off_names_the_long_pair() {
 /// Every dtype loads the heads and keeps the ranking of the tiny models close to FP32.
 #[test]
 fn heads_load_in_every_dtype() {
-    for kind in [
-        "cross-bert",
-        "cross-xlm-roberta",
-        "cross-modernbert",
-        "cross-gte",
-        "cross-gte-new",
-        "splade-bert",
-        "splade-distilbert-if",
-    ] {
+    let sparse = ["splade-bert", "splade-distilbert-if"];
+    for kind in CROSS_ENCODERS.into_iter().chain(sparse) {
         for dtype in DType::ALL {
             let m = Embedder::load_dtype(kind, &tiny(kind), dtype).unwrap();
             assert_eq!(m.info().dtype, dtype);

@@ -13,6 +13,15 @@ use serde_json::Value;
 #[allow(unused_imports)]
 pub use files::{copy_dir, fixtures, perturb_weights, tiny};
 
+/// The tiny cross-encoder fixtures, one per encoder family with a classification head.
+pub const CROSS_ENCODERS: [&str; 5] = [
+    "cross-bert",
+    "cross-xlm-roberta",
+    "cross-modernbert",
+    "cross-gte",
+    "cross-gte-new",
+];
+
 /// Parses a JSON file.
 pub fn json(path: PathBuf) -> Value {
     serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
