@@ -285,6 +285,14 @@ async fn native_dtype_precision_base64_headers() {
     .await;
     expect(
         &app,
+        e(r#"{"input": "a", "input_type": "query", "prompt_name": "query"}"#),
+        n,
+        400,
+        "not both",
+    )
+    .await;
+    expect(
+        &app,
         e(r#"{"input": "a", "keep_alive": true}"#),
         n,
         400,

@@ -157,6 +157,21 @@ pub fn parse_input_type(input_type: Option<&str>) -> Result<Option<InputType>, A
     Ok(input_type.map(str::parse::<InputType>).transpose()?)
 }
 
+/// A request's `input_type`, which picks a prompt, when it names no `prompt_name` as well (both
+/// at once is a 400 naming `input_type`).
+pub fn parse_prompt_choice(
+    input_type: Option<&str>,
+    prompt_name: Option<&str>,
+) -> Result<Option<InputType>, ApiError> {
+    if input_type.is_some() && prompt_name.is_some() {
+        return Err(ApiError::invalid_field(
+            "input_type",
+            "pass either `input_type` or `prompt_name`, not both",
+        ));
+    }
+    parse_input_type(input_type)
+}
+
 /// Little-endian bytes of `v`, base64-encoded (OpenAI's `encoding_format: "base64"`).
 pub fn base64_f32(v: &[f32]) -> String {
     let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();

@@ -14,7 +14,6 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::{Error, Native, Usage};
-use crate::error::ApiError;
 use crate::json::Json;
 use crate::routes::shared;
 use crate::tasks::Task;
@@ -91,16 +90,11 @@ pub async fn chunk(
 ) -> Result<axum::Json<ChunkResponse>, Error> {
     let texts = shared::parse_texts(req.input, "input", &state.limits)?;
     let dtype = shared::parse_dtype(req.dtype.as_deref())?;
-    if req.input_type.is_some() && req.prompt_name.is_some() {
-        return Err(ApiError::invalid_field(
-            "input_type",
-            "pass either `input_type` or `prompt_name`, not both",
-        )
-        .into());
-    }
+    let input_type =
+        shared::parse_prompt_choice(req.input_type.as_deref(), req.prompt_name.as_deref())?;
     let opts = EmbedOptions {
         prompt_name: req.prompt_name,
-        input_type: shared::parse_input_type(req.input_type.as_deref())?,
+        input_type,
         ..EmbedOptions::default()
     };
     let overlap = req.chunk_overlap.unwrap_or(0);

@@ -259,14 +259,8 @@ pub async fn embed(
         .map(str::parse::<Precision>)
         .transpose()?
         .unwrap_or(Precision::Float32);
-    if req.input_type.is_some() && req.prompt_name.is_some() {
-        return Err(ApiError::invalid_field(
-            "input_type",
-            "pass either `input_type` or `prompt_name`, not both",
-        )
-        .into());
-    }
-    let input_type = shared::parse_input_type(req.input_type.as_deref())?;
+    let input_type =
+        shared::parse_prompt_choice(req.input_type.as_deref(), req.prompt_name.as_deref())?;
     let target = state.target(req.model.as_deref(), dtype)?;
     sparse::require_dense(&target)?;
     let job = EmbedJob {
