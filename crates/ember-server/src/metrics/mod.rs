@@ -302,20 +302,17 @@ impl Metrics {
 }
 
 fn gauge(out: &mut String, name: &str, series: &[(&str, f64)]) {
-    let _ = writeln!(out, "# HELP {name} {}", help(name));
-    let _ = writeln!(out, "# TYPE {name} gauge");
-    for (l, v) in series {
-        if l.is_empty() {
-            let _ = writeln!(out, "{name} {v}");
-        } else {
-            let _ = writeln!(out, "{name}{{{l}}} {v}");
-        }
-    }
+    family(out, name, "gauge", series);
 }
 
 fn counter(out: &mut String, name: &str, series: &[(&str, u64)]) {
+    family(out, name, "counter", series);
+}
+
+/// One metric family in Prometheus text: its help, its type and a line per labelled series.
+fn family<T: std::fmt::Display>(out: &mut String, name: &str, kind: &str, series: &[(&str, T)]) {
     let _ = writeln!(out, "# HELP {name} {}", help(name));
-    let _ = writeln!(out, "# TYPE {name} counter");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
     for (l, v) in series {
         if l.is_empty() {
             let _ = writeln!(out, "{name} {v}");
